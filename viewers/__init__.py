@@ -1,0 +1,1 @@
+"""napari integration: npe2 reader/writer, layer conversion, viewport-limited editing."""
