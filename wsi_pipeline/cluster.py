@@ -1,0 +1,93 @@
+"""Dask clusters: in process, an embedded LocalCluster, an existing scheduler, or SLURM.
+
+GPU workers carry the resource ``GPU: 1`` so GPU tasks go only where a GPU is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from tiling.errors import InputError
+from wsi_pipeline.config import ClusterConfig, SlurmConfig
+
+log = logging.getLogger(__name__)
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except ImportError:  # pragma: no cover
+        return 0
+
+
+def slurm_cluster_kwargs(cfg: SlurmConfig, *, memory_limit: str | None = None) -> dict:
+    """Keyword arguments for ``dask_jobqueue.SLURMCluster`` (one worker process per job)."""
+    directives = list(cfg.job_extra_directives)
+    if cfg.gpus_per_job:
+        directives.append(f"--gres=gpu:{cfg.gpus_per_job}")
+    kwargs: dict = {
+        "cores": cfg.cores,
+        "processes": 1,
+        "memory": cfg.memory,
+        "walltime": cfg.walltime,
+        "job_extra_directives": directives,
+    }
+    if cfg.queue:
+        kwargs["queue"] = cfg.queue
+    if cfg.account:
+        kwargs["account"] = cfg.account
+    if cfg.gpus_per_job:
+        kwargs["worker_extra_args"] = ["--resources", f"GPU={cfg.gpus_per_job}"]
+    return kwargs
+
+
+@contextlib.contextmanager
+def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None) -> Iterator[object | None]:
+    """Yield a ``distributed.Client`` (or ``None`` for in-process runs) and close it after."""
+    address = scheduler_address or cfg.scheduler_address
+    kind = "scheduler" if address else cfg.kind
+    if kind == "inprocess":
+        yield None
+        return
+    from distributed import Client
+
+    if kind == "scheduler":
+        if not address:
+            raise InputError(None, "cluster kind 'scheduler' needs an address: --scheduler tcp://host:8786")
+        try:
+            client = Client(address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(None, f"cannot reach the Dask scheduler at {address} ({exc})") from None
+        with client:
+            yield client
+        return
+    if kind == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError:
+            raise InputError(None, "cluster kind 'slurm' needs dask-jobqueue: pip install dask-jobqueue") from None
+        cluster = SLURMCluster(**slurm_cluster_kwargs(cfg.slurm))
+        cluster.scale(jobs=cfg.slurm.jobs)
+        with cluster, Client(cluster) as client:
+            yield client
+        return
+    from distributed import LocalCluster
+
+    gpus = gpu_count()
+    resources = {"GPU": 1} if gpus else None
+    n_workers = min(cfg.workers, gpus) if gpus else cfg.workers
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=cfg.threads_per_worker,
+        processes=True,
+        memory_limit=cfg.memory_limit,
+        dashboard_address=None,
+        resources=resources,
+    )
+    log.info("LocalCluster with %d worker(s)%s", n_workers, " carrying GPU: 1" if gpus else "")
+    with cluster, Client(cluster) as client:
+        yield client

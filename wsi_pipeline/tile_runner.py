@@ -1,0 +1,206 @@
+"""Run a detector over the tiles of one slide, in process or on a Dask cluster.
+
+In process (the GPU path): a reader thread prefetches batches of tiles while the device
+works on the previous batch; on out-of-memory the batch is halved and retried with a
+warning. On Dask: tiles are sent in chunks, each worker keeps its own slide handle and
+detector (built once per worker), results stream back as they finish and a dead
+worker's chunks are retried by the scheduler.
+
+Every tile result is cut to the objects the tile is responsible for and shifted to
+level-0 slide pixels before it leaves the worker, so only small results travel.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.base import Detector, Instances
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TileTask:
+    """One tile to read and detect, in plain numbers (cheap to pickle).
+
+    location : (x, y) level-0 pixel of the tile's top-left (halo included).
+    size : tile side in pixels at ``mpp``.
+    mpp : working resolution of the detector.
+    core : (x0, y0, x1, y1) in tile pixels: objects whose centroid lies here belong to this tile.
+    scale : level-0 pixels per tile pixel.
+    """
+
+    index: int
+    location: tuple[int, int]
+    size: int
+    mpp: float
+    core: tuple[float, float, float, float]
+    scale: float
+
+
+def keep_owned(result: Instances, task: TileTask) -> Instances:
+    """Responsibility rule, then tile pixels -> level-0 slide pixels."""
+    if len(result) == 0:
+        return result
+    c = result.centroids()
+    x0, y0, x1, y1 = task.core
+    owned = (c[:, 0] >= x0) & (c[:, 0] < x1) & (c[:, 1] >= y0) & (c[:, 1] < y1)
+    kept = result.subset(owned)
+    return kept.translated(task.location[0], task.location[1], scale=task.scale)
+
+
+def read_tile(slide, task: TileTask) -> np.ndarray:
+    return slide.read_region(task.location, (task.size, task.size), mpp=task.mpp)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def predict_with_backoff(detector: Detector, tiles: np.ndarray) -> list[Instances]:
+    """``predict_batch``; on out-of-memory halve the batch (down to 1) and retry."""
+    try:
+        return detector.predict_batch(tiles)
+    except (RuntimeError, MemoryError) as exc:
+        if not _is_oom(exc) or len(tiles) == 1:
+            raise
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(tiles) // 2
+        log.warning("out of memory with a batch of %d tiles; retrying as %d + %d", len(tiles), half, len(tiles) - half)
+        return predict_with_backoff(detector, tiles[:half]) + predict_with_backoff(detector, tiles[half:])
+
+
+def _batches(tasks: Sequence[TileTask], size: int) -> Iterator[list[TileTask]]:
+    for i in range(0, len(tasks), size):
+        yield list(tasks[i : i + size])
+
+
+def run_inprocess(
+    slide,
+    detector: Detector,
+    tasks: Sequence[TileTask],
+    *,
+    batch_size: int = 8,
+    prefetch: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Instances]:
+    """Yield level-0 :class:`Instances` per batch, reading ahead in a thread."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for batch in _batches(tasks, batch_size):
+                if stop.is_set():
+                    return
+                q.put((batch, np.stack([read_tile(slide, t) for t in batch])))
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+            return
+        q.put(None)
+
+    thread = threading.Thread(target=reader, name="tile-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            batch, pixels = item
+            results = predict_with_backoff(detector, pixels)
+            yield Instances.concatenate([keep_owned(r, t) for r, t in zip(results, batch)])
+            if on_progress:
+                on_progress(len(batch))
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+# -- Dask ---------------------------------------------------------------------------
+_WORKER_CACHE: dict = {}
+
+
+def _worker_state(slide_path: str, mpp: float | None, detector_factory: Callable[[], Detector], key: str):
+    """Slide handle and detector, built once per worker process (and per thread's slide)."""
+    from tiling import open_slide
+
+    state = _WORKER_CACHE.get(key)
+    if state is None:
+        state = (open_slide(slide_path, mpp=mpp), detector_factory())
+        _WORKER_CACHE.clear()  # one slide at a time per worker keeps memory bounded
+        _WORKER_CACHE[key] = state
+    return state
+
+
+def process_chunk(
+    slide_path: str, mpp: float | None, detector_factory: Callable[[], Detector], key: str,
+    tasks: list[TileTask], batch_size: int,
+) -> Instances:
+    """Worker side: read, detect, keep owned objects, return them in level-0 pixels."""
+    slide, detector = _worker_state(slide_path, mpp, detector_factory, key)
+    parts = []
+    for batch in _batches(tasks, batch_size):
+        pixels = np.stack([read_tile(slide, t) for t in batch])
+        results = predict_with_backoff(detector, pixels)
+        parts.extend(keep_owned(r, t) for r, t in zip(results, batch))
+    return Instances.concatenate(parts)
+
+
+def run_dask(
+    client,
+    slide_path: str,
+    mpp: float | None,
+    detector_factory: Callable[[], Detector],
+    key: str,
+    tasks: Sequence[TileTask],
+    *,
+    batch_size: int = 8,
+    chunk: int = 16,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Instances]:
+    """Yield level-0 :class:`Instances` per chunk as workers finish them (order not kept)."""
+    from distributed import as_completed
+
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    chunks = list(_batches(tasks, chunk))
+    max_in_flight = 2 * n_workers
+    pending = iter(chunks)
+
+    def submit(c: list[TileTask]):
+        fut = client.submit(
+            process_chunk, slide_path, mpp, detector_factory, key, c, batch_size,
+            pure=False, retries=2, key=f"tiles-{key}-{c[0].index}",
+        )
+        fut.n_tiles = len(c)  # type: ignore[attr-defined]
+        return fut
+
+    first = [submit(c) for _, c in zip(range(max_in_flight), pending)]
+    ac = as_completed(first)
+    for fut in ac:
+        result = fut.result()
+        n = fut.n_tiles  # type: ignore[attr-defined]
+        fut.release()
+        nxt = next(pending, None)
+        if nxt is not None:
+            ac.add(submit(nxt))
+        yield result
+        if on_progress:
+            on_progress(n)
+
+
+def iter_results(results: Iterable[Instances]) -> Instances:
+    return Instances.concatenate(list(results))
