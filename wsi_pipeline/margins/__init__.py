@@ -1,0 +1,37 @@
+"""Surgical margins: tumour-to-edge clearance in millimetres, by ink colour.
+
+``assess_margins(results_dir, mpp=...)`` loads tissue (with ink) and the lesion from a
+results folder and computes the clearances; :mod:`.report` writes ``margins.json``,
+``margins.geojson``, ``margin_report.html`` and ``margin_report.pdf``.
+"""
+
+from wsi_pipeline.margins.compute import MarginAssessment, compute_margins, format_mm
+from wsi_pipeline.margins.config import MarginConfig, load_margin_config
+from wsi_pipeline.margins.edges import EdgeSegment, load_tissue, split_edges
+from wsi_pipeline.margins.lesion import Lesion, find_lesion, propose_lesion
+
+__all__ = [
+    "EdgeSegment",
+    "Lesion",
+    "MarginAssessment",
+    "MarginConfig",
+    "assess_margins",
+    "compute_margins",
+    "find_lesion",
+    "format_mm",
+    "load_margin_config",
+    "load_tissue",
+    "propose_lesion",
+    "split_edges",
+]
+
+
+def assess_margins(results_dir, *, mpp, config=None, lesion_file=None) -> MarginAssessment:
+    """Tissue, ink and lesion from ``results_dir`` -> :class:`MarginAssessment` (µm)."""
+    from pathlib import Path
+
+    config = config or MarginConfig()
+    pieces, inks = load_tissue(Path(results_dir) / "tissue.geojson", mpp=mpp)
+    segments = split_edges(pieces, inks, ink_distance_um=config.ink_distance_um, step_um=config.profile_step_um)
+    lesion = find_lesion(results_dir, mpp=mpp, lesion_file=lesion_file, proposal=config.proposal)
+    return compute_margins(pieces, segments, lesion, config=config)

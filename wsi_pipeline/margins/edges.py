@@ -1,0 +1,134 @@
+"""Tissue edges: outer boundaries of the tissue pieces, split into segments by ink colour.
+
+Only each piece's *exterior* ring is a margin; holes (follicles, vessels, tears inside the
+tissue) are not. An edge point takes the colour of the nearest ink region within
+``ink_distance_um``; points with no ink nearby are ``"uninked"``. Consecutive points of one
+colour form one :class:`EdgeSegment`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString, MultiPolygon, Polygon
+from shapely.ops import substring
+
+from tiling.errors import InputError
+from wsi_pipeline.margins._io import read_features
+from wsi_pipeline.margins._units import to_um
+from wsi_pipeline.margins.config import UNINKED
+
+
+@dataclass(frozen=True)
+class EdgeSegment:
+    """A stretch of one piece's outer boundary carrying one ink colour (micrometres).
+
+    piece : index of the tissue piece; colour : ink colour or ``"uninked"``;
+    line : the stretch as a LineString in µm; start_um : its position along the piece's
+    perimeter (µm from the ring's first vertex).
+    """
+
+    piece: int
+    colour: str
+    line: LineString
+    start_um: float
+
+
+def polygons_of(geometry) -> list[Polygon]:
+    """The non-empty polygons inside any (multi)geometry, largest first."""
+    if geometry is None or geometry.is_empty:
+        return []
+    if isinstance(geometry, Polygon):
+        return [geometry]
+    parts = [g for g in getattr(geometry, "geoms", []) for g in polygons_of(g)]
+    return sorted(parts, key=lambda p: -p.area)
+
+
+def load_tissue(path: str | Path, *, mpp: tuple[float, float]) -> tuple[list[Polygon], dict[str, MultiPolygon]]:
+    """Read ``tissue.geojson``: tissue pieces and ink regions per colour, both in µm.
+
+    Pieces are the polygons classified ``Tissue`` (multipolygons exploded, overlapping ones
+    merged), largest first; ink regions are features classified ``Ink: <colour>`` (or
+    carrying ``inkColor``). Raises :class:`InputError` when no tissue is found.
+    """
+    tissue, inks = [], {}
+    for feat in read_features(path):
+        cls = (feat.classification or "").strip()
+        colour = feat.extra.get("inkColor") if isinstance(feat.extra, dict) else None
+        if cls.lower().startswith("ink"):
+            colour = colour or cls.split(":", 1)[-1]
+        if colour:
+            inks.setdefault(str(colour).strip().lower(), []).extend(polygons_of(feat.geometry))
+        elif cls.lower() == "tissue":
+            tissue.extend(polygons_of(feat.geometry))
+    if not tissue:
+        raise InputError(path, "no features classified 'Tissue' (run `wsi-pipeline tissue` first)")
+    pieces = polygons_of(to_um(shapely.union_all(tissue), mpp))
+    ink_um = {c: MultiPolygon(polygons_of(to_um(shapely.union_all(p), mpp))) for c, p in inks.items() if p}
+    return pieces, ink_um
+
+
+def split_edges(
+    pieces: list[Polygon],
+    inks: dict[str, MultiPolygon],
+    *,
+    ink_distance_um: float,
+    step_um: float,
+) -> list[EdgeSegment]:
+    """Split every piece's exterior into :class:`EdgeSegment` by nearest ink colour.
+
+    Edge colour is decided at points every ``step_um`` along the ring, so segment ends are
+    exact to ``step_um / 2``.
+    """
+    segments: list[EdgeSegment] = []
+    for index, piece in enumerate(pieces):
+        ring = LineString(piece.exterior.coords)
+        segments.extend(_split_ring(index, ring, inks, ink_distance_um=ink_distance_um, step_um=step_um))
+    return segments
+
+
+def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_um: float) -> list[EdgeSegment]:
+    length = ring.length
+    n = max(8, math.ceil(length / step_um))
+    s = np.arange(n) * (length / n)
+    labels = _colour_at(shapely.line_interpolate_point(ring, s), inks, ink_distance_um)
+    changes = np.flatnonzero(labels != np.roll(labels, 1))
+    if changes.size == 0:
+        return [EdgeSegment(index, labels[0], ring, 0.0)]
+    half = length / n / 2
+    bounds = [s[k] - half for k in changes]
+    out = []
+    for i, k in enumerate(changes):
+        start = bounds[i]
+        end = bounds[i + 1] if i + 1 < len(bounds) else bounds[0] + length
+        out.append(EdgeSegment(index, labels[k], _ring_part(ring, start, end), start % length))
+    return out
+
+
+def _colour_at(points: np.ndarray, inks: dict[str, MultiPolygon], ink_distance_um: float) -> np.ndarray:
+    """Colour of the nearest ink region within the distance for each point; ``(N,)`` str."""
+    labels = np.full(len(points), UNINKED, dtype=object)
+    best = np.full(len(points), np.inf)
+    for colour, region in sorted(inks.items()):
+        d = shapely.distance(points, region)
+        take = (d <= ink_distance_um) & (d < best)
+        labels[take] = colour
+        best[take] = d[take]
+    return labels
+
+
+def _ring_part(ring: LineString, start: float, end: float) -> LineString:
+    """Part of a closed ring between perimeter positions ``start < end`` (may wrap)."""
+    length = ring.length
+    if start < 0:
+        start, end = start + length, end + length
+    if end <= length:
+        return substring(ring, start, end)
+    first = substring(ring, start, length)
+    second = substring(ring, 0.0, end - length)
+    coords = list(first.coords) + list(second.coords)[1:]
+    return LineString(coords)

@@ -1,0 +1,141 @@
+"""The lesion: drawn ``Tumor`` annotations, or a proposal from nuclear density and size.
+
+Priority: ``--lesion FILE`` (features classified Tumor; when it holds none, all its
+polygons, since the user named the file as the lesion), then ``annotations.geojson`` in the
+results folder (features classified Tumor), then a proposal from ``nuclei.geojson.gz``
+labelled ``Tumor (proposed, review required)``. All geometry is returned in micrometres.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import shapely
+from scipy import ndimage
+from shapely.geometry import Polygon
+
+from wsi_pipeline.margins._io import read_features
+from wsi_pipeline.margins._units import to_um
+from wsi_pipeline.margins.config import ProposalConfig
+from wsi_pipeline.margins.edges import polygons_of
+
+log = logging.getLogger(__name__)
+
+TUMOR = "Tumor"
+PROPOSED = "Tumor (proposed, review required)"
+_TUMOUR_NAMES = {"tumor", "tumour"}
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """Lesion foci in µm. ``source``: "lesion file" | "annotations.geojson" | "proposal" | "none"."""
+
+    foci: tuple[Polygon, ...]
+    source: str
+    label: str
+
+    @property
+    def found(self) -> bool:
+        return bool(self.foci)
+
+    @property
+    def proposed(self) -> bool:
+        return self.source == "proposal"
+
+
+def is_tumour(classification: str | None) -> bool:
+    """``Tumor`` / ``Tumour`` (any case); a proposal label counts too."""
+    name = (classification or "").strip().lower()
+    return name in _TUMOUR_NAMES or name.startswith("tumor (proposed") or name.startswith("tumour (proposed")
+
+
+def find_lesion(
+    results_dir: str | Path,
+    *,
+    mpp: tuple[float, float],
+    lesion_file: str | Path | None = None,
+    proposal: ProposalConfig | None = None,
+) -> Lesion:
+    """Find the lesion for a results folder (see module docstring for the order)."""
+    results_dir = Path(results_dir)
+    if lesion_file is not None:
+        feats = [f for f in read_features(lesion_file) if polygons_of(f.geometry)]
+        tumour = [f for f in feats if is_tumour(f.classification)] or feats
+        return _lesion([f.geometry for f in tumour], mpp, source="lesion file", label=TUMOR)
+    drawn = results_dir / "annotations.geojson"
+    if drawn.is_file():
+        tumour = [f.geometry for f in read_features(drawn) if is_tumour(f.classification)]
+        lesion = _lesion(tumour, mpp, source="annotations.geojson", label=TUMOR)
+        if lesion.found:
+            return lesion
+    nuclei = results_dir / "nuclei.geojson.gz"
+    if nuclei.is_file():
+        foci = propose_lesion(nuclei, mpp=mpp, config=proposal or ProposalConfig())
+        if foci:
+            return Lesion(tuple(foci), "proposal", PROPOSED)
+    return Lesion((), "none", TUMOR)
+
+
+def _lesion(geometries: list, mpp, *, source: str, label: str) -> Lesion:
+    polys = [p for g in geometries for p in polygons_of(g)]
+    if not polys:
+        return Lesion((), "none", label)
+    merged = to_um(shapely.union_all(polys), mpp)
+    return Lesion(tuple(polygons_of(merged)), source, label)
+
+
+def propose_lesion(nuclei_path: str | Path, *, mpp: tuple[float, float], config: ProposalConfig) -> list[Polygon]:
+    """Regions of high nuclear density and large mean nuclear area, in µm, largest first.
+
+    Nucleus centroids and areas are binned on a ``grid_um`` grid, smoothed, thresholded
+    (density >= ``min_density_per_mm2`` and mean area >= ``min_mean_area_um2``), opened,
+    closed and hole-filled; regions under ``min_region_mm2`` are dropped.
+    """
+    geoms = [f.geometry for f in read_features(nuclei_path) if f.geometry is not None and not f.geometry.is_empty]
+    if not geoms:
+        return []
+    geoms_um = to_um(np.asarray(geoms, dtype=object), mpp)
+    centroids = shapely.get_coordinates(shapely.centroid(geoms_um))
+    areas = shapely.area(geoms_um)
+    mask, origin = nuclear_mask(centroids, areas, config=config)
+    return mask_to_polygons(mask, origin=origin, cell_um=config.grid_um, min_area_um2=config.min_region_mm2 * 1e6)
+
+
+def nuclear_mask(centroids: np.ndarray, areas: np.ndarray, *, config: ProposalConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean ``(rows, cols)`` grid of cells dense with large nuclei, and its µm origin.
+
+    centroids : ``(N, 2)`` µm; areas : ``(N,)`` µm².
+    """
+    g = config.grid_um
+    origin = np.floor(centroids.min(axis=0) / g) * g - 2 * g
+    ij = np.floor((centroids - origin) / g).astype(int)
+    shape = (ij[:, 1].max() + 3, ij[:, 0].max() + 3)
+    counts = np.zeros(shape)
+    area_sum = np.zeros(shape)
+    np.add.at(counts, (ij[:, 1], ij[:, 0]), 1.0)
+    np.add.at(area_sum, (ij[:, 1], ij[:, 0]), areas)
+    if config.smooth_cells > 0:
+        counts = ndimage.gaussian_filter(counts, config.smooth_cells)
+        area_sum = ndimage.gaussian_filter(area_sum, config.smooth_cells)
+    density = counts / (g * g / 1e6)
+    mean_area = area_sum / np.maximum(counts, 1e-9)
+    mask = (density >= config.min_density_per_mm2) & (mean_area >= config.min_mean_area_um2)
+    mask = ndimage.binary_opening(mask)
+    mask = ndimage.binary_closing(mask, iterations=2)
+    return ndimage.binary_fill_holes(mask), origin
+
+
+def mask_to_polygons(mask: np.ndarray, *, origin: np.ndarray, cell_um: float, min_area_um2: float) -> list[Polygon]:
+    """Union of the mask's cells as smooth polygons (µm), one per connected region."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return []
+    x0 = origin[0] + cols * cell_um
+    y0 = origin[1] + rows * cell_um
+    cells = shapely.box(x0, y0, x0 + cell_um, y0 + cell_um)
+    merged = shapely.coverage_union_all(cells)
+    smooth = merged.buffer(-cell_um / 4).buffer(cell_um / 4).simplify(cell_um / 10)
+    return [p for p in polygons_of(smooth) if p.area >= min_area_um2]
