@@ -1,0 +1,97 @@
+import logging
+
+import numpy as np
+import pytest
+
+from tests._blobs import BlobDetector, blob_image, simple_tasks
+from tiling import ArraySlide
+from wsi_pipeline.tile_runner import run_dask, run_inprocess
+
+MPP = 0.5
+
+
+@pytest.fixture(scope="module")
+def scene():
+    img, centres = blob_image(700, 520, n=120, radius=6, seed=3)
+    return ArraySlide(img, mpp=MPP), centres
+
+
+def _match(found: np.ndarray, truth: np.ndarray, tol: float = 3.0) -> tuple[int, int]:
+    d = np.linalg.norm(found[:, None, :] - truth[None, :, :], axis=2)
+    hits = (d < tol).sum(axis=0)
+    return int((hits == 1).sum()), int((hits > 1).sum())
+
+
+def _all(results):
+    from detectors.base import Instances
+
+    return Instances.concatenate(list(results))
+
+
+def test_inprocess_finds_every_blob_once(scene):
+    slide, centres = scene
+    det = BlobDetector(tile_size=128, halo=16, mpp=MPP)
+    tasks = simple_tasks(*slide.dimensions, det.spec, slide_mpp=MPP)
+    seen = []
+    found = _all(run_inprocess(slide, det, tasks, batch_size=4, on_progress=seen.append))
+    once, twice = _match(found.centroids(), centres)
+    assert once == len(centres) and twice == 0
+    assert len(found) == len(centres)
+    assert sum(seen) == len(tasks)
+
+
+def test_resampled_tiles_map_back_to_level0(scene):
+    slide, centres = scene
+    det = BlobDetector(tile_size=96, halo=12, mpp=2 * MPP)  # detector works at half resolution
+    tasks = simple_tasks(*slide.dimensions, det.spec, slide_mpp=MPP)
+    found = _all(run_inprocess(slide, det, tasks, batch_size=3))
+    once, twice = _match(found.centroids(), centres, tol=3.5)
+    assert twice == 0 and once >= 0.97 * len(centres)
+
+
+def test_out_of_memory_halves_the_batch(scene, caplog):
+    slide, centres = scene
+    det = BlobDetector(tile_size=128, halo=16, mpp=MPP, oom_above=2)
+    tasks = simple_tasks(*slide.dimensions, det.spec, slide_mpp=MPP)
+    with caplog.at_level(logging.WARNING):
+        found = _all(run_inprocess(slide, det, tasks, batch_size=8))
+    assert len(found) == len(centres)
+    assert any("out of memory" in r.message for r in caplog.records)
+    assert max(n for n in det.calls if n <= 2) == 2
+
+
+def test_reader_errors_reach_the_caller(scene):
+    slide, _ = scene
+    det = BlobDetector()
+    tasks = simple_tasks(*slide.dimensions, det.spec, slide_mpp=MPP)
+
+    class Broken:
+        def read_region(self, *a, **k):
+            raise OSError("disk went away")
+
+    with pytest.raises(OSError, match="disk went away"):
+        list(run_inprocess(Broken(), det, tasks))
+
+
+def _blob_factory():
+    return BlobDetector(tile_size=128, halo=16, mpp=MPP)
+
+
+def test_dask_matches_inprocess(tmp_path, scene):
+    distributed = pytest.importorskip("distributed")
+    slide, centres = scene
+    import tifffile
+
+    img = slide.read_region((0, 0), slide.dimensions, level=0)
+    path = tmp_path / "blobs.png"
+    from PIL import Image
+
+    Image.fromarray(img).save(path)
+    det = _blob_factory()
+    tasks = simple_tasks(*slide.dimensions, det.spec, slide_mpp=MPP)
+    del tifffile
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        found = _all(run_dask(client, str(path), MPP, _blob_factory, "t1", tasks, chunk=5))
+    once, twice = _match(found.centroids(), centres)
+    assert once == len(centres) and twice == 0
