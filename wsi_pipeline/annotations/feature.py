@@ -1,0 +1,207 @@
+"""One QuPath-dialect GeoJSON feature as a Python object.
+
+:class:`Feature` holds a shapely geometry in ``(x, y)`` level-0 pixels and QuPath's
+properties (object type, classification name and colour, measurements, name, lock state,
+nucleus geometry for cells). Properties this module does not know are kept verbatim in
+``extra`` and written back unchanged.
+
+Dialects read (QuPath >= 0.4 is what we write):
+
+* 0.4+: feature ``id`` is a UUID, ``properties.objectType``, ``classification.color`` as
+  ``[r, g, b]``, ``measurements`` as ``{name: value}``, ``nucleusGeometry`` beside ``geometry``.
+* 0.2/0.3: feature ``id`` names the Java class (``PathAnnotationObject``, ``PathCellObject``,
+  ...), ``classification.colorRGB`` is a packed (often negative) int, ``measurements`` is a
+  list of ``{name, value}``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import shapely
+import shapely.geometry
+
+from wsi_pipeline.annotations.colors import RGB, unpack_rgb
+
+#: Old exports put the Java class in the feature ``id``; map it to ``objectType``.
+LEGACY_OBJECT_TYPES: dict[str, str] = {
+    "PathAnnotationObject": "annotation",
+    "PathDetectionObject": "detection",
+    "PathCellObject": "cell",
+    "PathTileObject": "tile",
+    "TMACoreObject": "tma_core",
+    "PathTMACoreObject": "tma_core",
+    "PathRootObject": "root",
+}
+
+OBJECT_TYPES = ("annotation", "detection", "cell", "tile", "tma_core", "root")
+
+#: Properties interpreted by :class:`Feature`; everything else goes to ``Feature.extra``.
+KNOWN_PROPERTIES = frozenset({"objectType", "object_type", "classification", "measurements", "name", "isLocked"})
+#: Feature-level members interpreted here; other members go to ``Feature.foreign``.
+KNOWN_MEMBERS = frozenset({"type", "id", "geometry", "properties", "nucleusGeometry"})
+
+
+def new_id() -> str:
+    """A fresh random UUID string, as QuPath gives every object."""
+    return str(uuid.uuid4())
+
+
+@dataclass(eq=False, slots=True)
+class Feature:
+    """One object: geometry in ``(x, y)`` level-0 pixels plus QuPath properties.
+
+    geometry : shapely geometry (Polygon with holes, MultiPolygon, Point, MultiPoint,
+        LineString, MultiLineString) or ``None``.
+    object_type : ``"annotation"``, ``"detection"``, ``"cell"``, ``"tile"``, ``"tma_core"``.
+    classification : class name or ``None`` (unclassified).
+    color : classification colour ``(r, g, b)`` or ``None``.
+    measurements : name -> float.
+    id : UUID string.
+    name : the object's display name or ``None``.
+    nucleus_geometry : cells only: the nucleus (shapely) inside ``geometry``.
+    is_locked : QuPath's lock flag.
+    extra : unknown ``properties`` members, written back unchanged.
+    foreign : unknown feature-level members (beside ``geometry``), written back unchanged.
+    id_in_properties : the source file kept ``id`` inside ``properties``; written back there too.
+    """
+
+    geometry: Any
+    object_type: str = "annotation"
+    classification: str | None = None
+    color: RGB | None = None
+    measurements: dict[str, float] = field(default_factory=dict)
+    id: str = field(default_factory=new_id)
+    name: str | None = None
+    nucleus_geometry: Any = None
+    is_locked: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    foreign: dict[str, Any] = field(default_factory=dict, repr=False)
+    id_in_properties: bool = field(default=False, repr=False)
+
+    # ---- properties (no geometry) -------------------------------------------------
+    def properties(self) -> dict[str, Any]:
+        """The GeoJSON ``properties`` object in QuPath >= 0.4 form."""
+        props: dict[str, Any] = {}
+        if self.id_in_properties:
+            props["id"] = self.id
+        props["objectType"] = self.object_type
+        if self.name is not None:
+            props["name"] = self.name
+        if self.classification is not None:
+            cls: dict[str, Any] = {"name": self.classification}
+            if self.color is not None:
+                cls["color"] = [int(c) for c in self.color]
+            props["classification"] = cls
+        if self.is_locked:
+            props["isLocked"] = True
+        if self.measurements:
+            props["measurements"] = {k: _json_number(v) for k, v in self.measurements.items()}
+        for k, v in self.extra.items():
+            if k not in props:
+                props[k] = v
+        return props
+
+    def to_geojson(self) -> dict[str, Any]:
+        """The feature as a GeoJSON ``dict`` (slow path; the writer serialises in bulk)."""
+        out: dict[str, Any] = {"type": "Feature", "id": self.id}
+        out["geometry"] = None if self.geometry is None else shapely.geometry.mapping(self.geometry)
+        if self.nucleus_geometry is not None:
+            out["nucleusGeometry"] = shapely.geometry.mapping(self.nucleus_geometry)
+        for k, v in self.foreign.items():
+            out.setdefault(k, v)
+        out["properties"] = self.properties()
+        return out
+
+    @classmethod
+    def from_geojson(cls, obj: dict[str, Any]) -> "Feature":
+        """Parse one feature ``dict`` (any dialect above); geometry via shapely, unrepaired."""
+        geom = obj.get("geometry")
+        nucleus = obj.get("nucleusGeometry")
+        return feature_from_parts(
+            obj,
+            None if geom is None else shapely.geometry.shape(geom),
+            None if nucleus is None else shapely.geometry.shape(nucleus),
+        )
+
+
+def _json_number(v: Any) -> Any:
+    """Measurements: NaN/inf are not JSON; written as ``null`` (read back as NaN)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _measurements(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        items = raw.items()
+    else:  # legacy list of {"name": ..., "value": ...}
+        items = ((m.get("name"), m.get("value")) for m in raw if isinstance(m, dict))
+    out: dict[str, Any] = {}
+    for k, v in items:
+        if v is None:
+            out[str(k)] = math.nan
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[str(k)] = float(v)
+        else:
+            out[str(k)] = v
+    return out
+
+
+def _classification(raw: Any) -> tuple[str | None, RGB | None]:
+    if raw is None:
+        return None, None
+    if isinstance(raw, str):
+        return raw, None
+    name = raw.get("name")
+    if name is None and raw.get("names"):
+        name = ": ".join(str(n) for n in raw["names"])
+    color = raw.get("color")
+    if color is not None and not isinstance(color, (int, float)):
+        rgb = tuple(int(c) for c in color[:3])
+    elif color is not None:
+        rgb = unpack_rgb(color)
+    elif raw.get("colorRGB") is not None:
+        rgb = unpack_rgb(raw["colorRGB"])
+    else:
+        rgb = None
+    return name, rgb
+
+
+def feature_from_parts(obj: dict[str, Any], geometry: Any, nucleus_geometry: Any) -> Feature:
+    """Build a :class:`Feature` from a parsed feature ``dict`` and its already-built geometries."""
+    props = obj.get("properties") or {}
+    raw_id = obj.get("id")
+    object_type = props.get("objectType", props.get("object_type"))
+    id_in_properties = False
+    fid: str | None = None
+    if isinstance(raw_id, str) and raw_id in LEGACY_OBJECT_TYPES:
+        object_type = object_type or LEGACY_OBJECT_TYPES[raw_id]
+    elif raw_id is not None:
+        fid = str(raw_id)
+    if fid is None and isinstance(props.get("id"), str):
+        fid, id_in_properties = props["id"], True
+    elif fid is not None and props.get("id") == fid:
+        id_in_properties = True
+    name, color = _classification(props.get("classification"))
+    extra = {k: v for k, v in props.items() if k not in KNOWN_PROPERTIES and not (id_in_properties and k == "id")}
+    foreign = {k: v for k, v in obj.items() if k not in KNOWN_MEMBERS}
+    return Feature(
+        geometry=geometry,
+        object_type=object_type or "annotation",
+        classification=name,
+        color=color,
+        measurements=_measurements(props.get("measurements")),
+        id=fid if fid is not None else new_id(),
+        name=props.get("name"),
+        nucleus_geometry=nucleus_geometry,
+        is_locked=bool(props.get("isLocked", False)),
+        extra=extra,
+        foreign=foreign,
+        id_in_properties=id_in_properties,
+    )
