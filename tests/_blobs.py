@@ -7,7 +7,7 @@ import shapely
 from skimage.measure import find_contours, label, regionprops
 
 from detectors.base import Detector, DetectorSpec, Instances
-from wsi_pipeline.tile_runner import TileTask
+from tiling.grid import Tile, tile_grid
 
 
 def blob_image(width: int, height: int, *, n: int, radius: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +33,7 @@ class BlobDetector(Detector):
     def __init__(self, *, tile_size: int = 128, halo: int = 16, mpp: float = 0.5, device: str = "cpu",
                  oom_above: int | None = None) -> None:
         super().__init__(device=device)
-        self.spec = DetectorSpec("blobs", mpp, tile_size, halo, max_object_size=2 * halo, classes=("Blob",))
+        self.spec = DetectorSpec("blobs", mpp, tile_size, halo, max_object_size=halo, classes=("Blob",))
         self.oom_above = oom_above
         self.calls: list[int] = []
 
@@ -59,18 +59,7 @@ class BlobDetector(Detector):
         return Instances(np.array(geoms, dtype=object), scores, ["Blob"] * len(geoms))
 
 
-def simple_tasks(width: int, height: int, spec: DetectorSpec, *, slide_mpp: float) -> list[TileTask]:
-    """A plain regular grid over the whole image (tests only; the real grid is tiling.grid)."""
-    scale = spec.mpp / slide_mpp
-    core = spec.tile_size - 2 * spec.halo
-    tasks = []
-    w_work, h_work = int(np.ceil(width / scale)), int(np.ceil(height / scale))
-    for j, y in enumerate(range(0, h_work, core)):
-        for i, x in enumerate(range(0, w_work, core)):
-            cx1 = spec.halo + core if x + core < w_work else spec.tile_size + 10**6
-            cy1 = spec.halo + core if y + core < h_work else spec.tile_size + 10**6
-            cx0 = spec.halo if x > 0 else -(10**6)
-            cy0 = spec.halo if y > 0 else -(10**6)
-            loc = (int(round((x - spec.halo) * scale)), int(round((y - spec.halo) * scale)))
-            tasks.append(TileTask(len(tasks), loc, spec.tile_size, spec.mpp, (cx0, cy0, cx1, cy1), scale))
-    return tasks
+def simple_tasks(width: int, height: int, spec: DetectorSpec, *, slide_mpp: float) -> list[Tile]:
+    """The whole-image grid for a detector spec (no tissue mask)."""
+    return tile_grid((width, height), slide_mpp=slide_mpp, working_mpp=spec.mpp, tile_size=spec.tile_size,
+                     halo=spec.halo, max_object=spec.max_object_size)

@@ -15,48 +15,29 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from detectors.base import Detector, Instances
+from tiling.grid import Tile
+from tiling.merge import keep_mask, tile_to_level0
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TileTask:
-    """One tile to read and detect, in plain numbers (cheap to pickle).
-
-    location : (x, y) level-0 pixel of the tile's top-left (halo included).
-    size : tile side in pixels at ``mpp``.
-    mpp : working resolution of the detector.
-    core : (x0, y0, x1, y1) in tile pixels: objects whose centroid lies here belong to this tile.
-    scale : level-0 pixels per tile pixel.
-    """
-
-    index: int
-    location: tuple[int, int]
-    size: int
-    mpp: float
-    core: tuple[float, float, float, float]
-    scale: float
-
-
-def keep_owned(result: Instances, task: TileTask) -> Instances:
-    """Responsibility rule, then tile pixels -> level-0 slide pixels."""
+def keep_owned(result: Instances, tile: Tile) -> Instances:
+    """Responsibility rule (:mod:`tiling.grid`), then tile pixels -> level-0 slide pixels."""
     if len(result) == 0:
         return result
-    c = result.centroids()
-    x0, y0, x1, y1 = task.core
-    owned = (c[:, 0] >= x0) & (c[:, 0] < x1) & (c[:, 1] >= y0) & (c[:, 1] < y1)
-    kept = result.subset(owned)
-    return kept.translated(task.location[0], task.location[1], scale=task.scale)
+    kept = result.subset(keep_mask(tile, result.geometry))
+    return Instances(tile_to_level0(tile, kept.geometry), kept.score, kept.label, kept.measurements)
 
 
-def read_tile(slide, task: TileTask) -> np.ndarray:
-    return slide.read_region(task.location, (task.size, task.size), mpp=task.mpp)
+def read_tile(slide, tile: Tile, mpp: float) -> np.ndarray:
+    """The tile's halo box from the slide at the working resolution, (S, S, 3) uint8."""
+    x0, y0 = tile.level0_box[:2]
+    return slide.read_region((int(round(x0)), int(round(y0))), tile.size, mpp=mpp)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -81,7 +62,7 @@ def predict_with_backoff(detector: Detector, tiles: np.ndarray) -> list[Instance
         return predict_with_backoff(detector, tiles[:half]) + predict_with_backoff(detector, tiles[half:])
 
 
-def _batches(tasks: Sequence[TileTask], size: int) -> Iterator[list[TileTask]]:
+def _batches(tasks: Sequence[Tile], size: int) -> Iterator[list[Tile]]:
     for i in range(0, len(tasks), size):
         yield list(tasks[i : i + size])
 
@@ -89,7 +70,7 @@ def _batches(tasks: Sequence[TileTask], size: int) -> Iterator[list[TileTask]]:
 def run_inprocess(
     slide,
     detector: Detector,
-    tasks: Sequence[TileTask],
+    tasks: Sequence[Tile],
     *,
     batch_size: int = 8,
     prefetch: int = 2,
@@ -104,7 +85,7 @@ def run_inprocess(
             for batch in _batches(tasks, batch_size):
                 if stop.is_set():
                     return
-                q.put((batch, np.stack([read_tile(slide, t) for t in batch])))
+                q.put((batch, np.stack([read_tile(slide, t, detector.spec.mpp) for t in batch])))
         except BaseException as exc:  # handed to the consumer
             q.put(exc)
             return
@@ -148,13 +129,13 @@ def _worker_state(slide_path: str, mpp: float | None, detector_factory: Callable
 
 def process_chunk(
     slide_path: str, mpp: float | None, detector_factory: Callable[[], Detector], key: str,
-    tasks: list[TileTask], batch_size: int,
+    tasks: list[Tile], batch_size: int,
 ) -> Instances:
     """Worker side: read, detect, keep owned objects, return them in level-0 pixels."""
     slide, detector = _worker_state(slide_path, mpp, detector_factory, key)
     parts = []
     for batch in _batches(tasks, batch_size):
-        pixels = np.stack([read_tile(slide, t) for t in batch])
+        pixels = np.stack([read_tile(slide, t, detector.spec.mpp) for t in batch])
         results = predict_with_backoff(detector, pixels)
         parts.extend(keep_owned(r, t) for r, t in zip(results, batch))
     return Instances.concatenate(parts)
@@ -166,7 +147,7 @@ def run_dask(
     mpp: float | None,
     detector_factory: Callable[[], Detector],
     key: str,
-    tasks: Sequence[TileTask],
+    tasks: Sequence[Tile],
     *,
     batch_size: int = 8,
     chunk: int = 16,
@@ -180,19 +161,21 @@ def run_dask(
     max_in_flight = 2 * n_workers
     pending = iter(chunks)
 
-    def submit(c: list[TileTask]):
+    sizes: dict[str, int] = {}
+
+    def submit(c: list[Tile]):
         fut = client.submit(
             process_chunk, slide_path, mpp, detector_factory, key, c, batch_size,
-            pure=False, retries=2, key=f"tiles-{key}-{c[0].index}",
+            pure=False, retries=2, key=f"tiles-{key}-{c[0].index[0]}-{c[0].index[1]}",
         )
-        fut.n_tiles = len(c)  # type: ignore[attr-defined]
+        sizes[fut.key] = len(c)
         return fut
 
     first = [submit(c) for _, c in zip(range(max_in_flight), pending)]
     ac = as_completed(first)
     for fut in ac:
         result = fut.result()
-        n = fut.n_tiles  # type: ignore[attr-defined]
+        n = sizes.pop(fut.key)
         fut.release()
         nxt = next(pending, None)
         if nxt is not None:
@@ -200,7 +183,3 @@ def run_dask(
         yield result
         if on_progress:
             on_progress(n)
-
-
-def iter_results(results: Iterable[Instances]) -> Instances:
-    return Instances.concatenate(list(results))

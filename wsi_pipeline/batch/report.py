@@ -1,0 +1,100 @@
+"""The morning report: ``batch_report.html`` and ``batch_report.csv``.
+
+Rewritten (atomically) after every slide, so a batch that died overnight still leaves a
+report of what it finished.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from wsi_pipeline.atomic import atomic_path, write_text_atomic
+
+COLUMNS = ("slide_id", "status", "seconds", "tissue_mm2", "nuclei", "mitoses", "mitoses_per_mm2", "error")
+
+
+@dataclass
+class SlideRow:
+    slide_id: str
+    status: str  # done | skipped (already complete) | failed
+    seconds: float = 0.0
+    counts: dict = field(default_factory=dict)
+    error: str = ""
+    thumbnail: Path | None = None
+
+    def as_csv(self) -> dict:
+        c = self.counts
+        return {
+            "slide_id": self.slide_id,
+            "status": self.status,
+            "seconds": f"{self.seconds:.1f}",
+            "tissue_mm2": _fmt(c.get("tissue_mm2")),
+            "nuclei": _fmt(c.get("nuclei")),
+            "mitoses": _fmt(c.get("mitoses")),
+            "mitoses_per_mm2": _fmt(c.get("mitoses_per_mm2")),
+            "error": self.error,
+        }
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def _thumb_data_uri(path: Path | None, size: int = 160) -> str:
+    if path is None or not path.is_file():
+        return ""
+    try:
+        with Image.open(path) as im:
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, "PNG")
+    except OSError:
+        return ""
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:middle}
+th{background:#f3f3f3}.done{color:#17632a}.skipped{color:#555}.failed{color:#b00020;font-weight:bold}
+.err{font-family:monospace;font-size:90%;max-width:40em}
+"""
+
+
+def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch report", started: str = "") -> None:
+    """Write ``batch_report.csv`` and ``batch_report.html`` into ``out_dir``."""
+    with atomic_path(out_dir / "batch_report.csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow(r.as_csv())
+    n = {s: sum(r.status == s for r in rows) for s in ("done", "skipped", "failed")}
+    lines = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{len(rows)} slide(s): {n['done']} done, {n['skipped']} already complete, "
+        f"<span class='failed'>{n['failed']} failed</span>. {html.escape(started)}</p>",
+        "<table><tr><th>thumbnail</th><th>slide</th><th>status</th><th>time (s)</th><th>tissue (mm²)</th>"
+        "<th>nuclei</th><th>mitoses</th><th>mitoses/mm² (hotspot)</th><th>error</th></tr>",
+    ]
+    for r in rows:
+        c = r.as_csv()
+        uri = _thumb_data_uri(r.thumbnail)
+        img = f"<img src='{uri}' alt='overview'>" if uri else ""
+        lines.append(
+            f"<tr><td>{img}</td><td>{html.escape(r.slide_id)}</td><td class='{r.status}'>{r.status}</td>"
+            f"<td>{c['seconds']}</td><td>{c['tissue_mm2']}</td><td>{c['nuclei']}</td><td>{c['mitoses']}</td>"
+            f"<td>{c['mitoses_per_mm2']}</td><td class='err'>{html.escape(r.error)}</td></tr>"
+        )
+    lines.append("</table></body></html>")
+    write_text_atomic(out_dir / "batch_report.html", "\n".join(lines))
