@@ -1,0 +1,129 @@
+"""The overnight batch: every slide processed, one bad slide never stops the rest.
+
+A rerun skips slides whose done marker matches the input checksum and the config hash,
+and redoes partial ones. The report is rewritten after every slide.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tiling.errors import InputError
+from wsi_pipeline.batch.manifest import SlideJob, read_jobs
+from wsi_pipeline.batch.markers import file_checksum, is_complete
+from wsi_pipeline.batch.report import SlideRow, write_reports
+from wsi_pipeline.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    rows: list[SlideRow]
+    out_dir: Path
+
+    @property
+    def failed(self) -> list[SlideRow]:
+        return [r for r in self.rows if r.status == "failed"]
+
+
+def one_line(exc: BaseException) -> str:
+    """A user-facing single line for any error."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _counts_from_summary(slide_dir: Path) -> dict:
+    try:
+        return json.loads((slide_dir / "summary.json").read_text()).get("counts", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _clean_partials(out_dir: Path) -> None:
+    for p in out_dir.glob(".*.partial"):
+        log.info("removing partial output %s from an interrupted run", p.name)
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _file_logger(out_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(out_dir / "batch.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+def _process(job: SlideJob, out_dir: Path, cfg: PipelineConfig, client, bar) -> SlideRow:
+    from wsi_pipeline.run import run_slide
+
+    t0 = time.perf_counter()
+    slide_dir = out_dir / job.slide_id
+    try:
+        if not Path(job.path).exists():
+            raise InputError(job.path, "no such file")
+        checksum = file_checksum(Path(job.path))
+        if is_complete(slide_dir, checksum=checksum, config_hash=cfg.hash()):
+            log.info("%s: already complete, skipped", job.slide_id)
+            return SlideRow(job.slide_id, "skipped", 0.0, _counts_from_summary(slide_dir),
+                            thumbnail=slide_dir / "overview.png")
+        log.info("%s: started", job.slide_id)
+        run = run_slide(job, out_dir, cfg, client=client, checksum=checksum, progress=bar)
+        secs = time.perf_counter() - t0
+        log.info("%s: done in %.1f s (%s)", job.slide_id, secs, run.counts)
+        return SlideRow(job.slide_id, "done", secs, run.counts, thumbnail=slide_dir / "overview.png")
+    except Exception as exc:  # one bad slide never stops the batch
+        msg = one_line(exc)
+        log.error("%s: failed: %s", job.slide_id, msg)
+        if not isinstance(exc, InputError):
+            log.info("%s: traceback\n%s", job.slide_id, traceback.format_exc())
+        return SlideRow(job.slide_id, "failed", time.perf_counter() - t0, {}, error=msg)
+
+
+def run_batch(
+    source: str | Path,
+    out_dir: str | Path,
+    cfg: PipelineConfig,
+    *,
+    scheduler: str | None = None,
+    deidentify: bool = False,
+    show_progress: bool = True,
+) -> BatchResult:
+    """Run every slide of a folder or manifest into ``out_dir``; write the reports."""
+    from wsi_pipeline.cluster import make_client
+
+    out_dir = Path(out_dir)
+    jobs = read_jobs(source, deidentify=deidentify or cfg.output.deidentify)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = _file_logger(out_dir)
+    started = datetime.now(timezone.utc).strftime("Started %Y-%m-%d %H:%M UTC.")
+    rows: list[SlideRow] = []
+    try:
+        _clean_partials(out_dir)
+        with make_client(cfg.cluster, scheduler_address=scheduler) as client, \
+                tqdm(total=len(jobs), unit="slide", desc="batch", disable=not show_progress, position=0) as overall, \
+                tqdm(total=0, unit="tile", leave=False, disable=not show_progress, position=1) as tiles:
+            for job in jobs:
+                overall.set_postfix_str(job.slide_id)
+                rows.append(_process(job, out_dir, cfg, client, tiles))
+                overall.update(1)
+                write_reports(out_dir, rows, started=started)
+        write_reports(out_dir, rows, started=started)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return BatchResult(rows, out_dir)

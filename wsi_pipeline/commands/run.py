@@ -1,0 +1,43 @@
+"""``wsi-pipeline run SLIDE --out DIR``: one slide (or a plain image with --mpp)."""
+
+NAME = "run"
+HELP = "run tissue -> nuclei -> mitoses on one slide or image into OUT/<slide-id>/"
+
+
+def add_arguments(p):
+    from wsi_pipeline.commands._options import add_pipeline_options
+
+    p.add_argument("slide", help="slide file (SVS, NDPI, MRXS, TIFF, DICOM folder) or a plain image with --mpp")
+    p.add_argument("--mpp", type=float, default=None, help="microns per pixel, overriding (or supplying) the file's")
+    add_pipeline_options(p)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from tiling.errors import InputError
+    from wsi_pipeline.batch.manifest import deidentified_id, safe_id
+    from wsi_pipeline.batch.manifest import SlideJob
+    from wsi_pipeline.cluster import make_client
+    from wsi_pipeline.commands._options import config_from_args
+    from wsi_pipeline.run import run_slide
+
+    cfg = config_from_args(args)
+    path = Path(args.slide)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if args.mpp is not None and args.mpp <= 0:
+        raise InputError(path, f"--mpp must be positive, got {args.mpp}")
+    slide_id = deidentified_id(path) if cfg.output.deidentify else safe_id(path.stem)
+    job = SlideJob(path=path, slide_id=slide_id, mpp=args.mpp)
+    with make_client(cfg.cluster, scheduler_address=args.scheduler) as client, \
+            tqdm(total=0, unit="tile", leave=False) as bar:
+        result = run_slide(job, Path(args.out), cfg, client=client, progress=bar)
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if not isinstance(v, str))
+    print(f"{slide_id}: {counts}")
+    for note in result.notes:
+        print(f"  {note}")
+    print(f"results in {result.out_dir}")
+    return 0

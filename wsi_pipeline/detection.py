@@ -1,0 +1,73 @@
+"""Which detectors a run uses, built from the config (picklable factories for Dask workers)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from detectors.base import Detector
+from tiling.errors import InputError
+
+log = logging.getLogger(__name__)
+
+WEIGHTFREE_NOTE = "weight-free nuclei detector (no trained weights; colour deconvolution + watershed)"
+
+
+def resolve_nuclei_model(model: str) -> tuple[str, Path | None]:
+    """``(kind, folder)``: kind is ``"weightfree"`` or ``"stardist"``.
+
+    model : "auto" (StarDist if ``stardist-he`` is in the model cache, else weight-free),
+    "weightfree", a registry name (must have been fetched) or a local model folder.
+    """
+    if model == "weightfree":
+        return "weightfree", None
+    from detectors.registry import cached_model, load_registry
+
+    if model == "auto":
+        folder = cached_model("stardist-he")
+        return ("stardist", folder) if folder else ("weightfree", None)
+    path = Path(model)
+    if path.is_dir():
+        return "stardist", path
+    if model in load_registry():
+        folder = cached_model(model)
+        if folder is None:
+            raise InputError(None, f"model {model!r} is not downloaded: run `wsi-pipeline models fetch {model}` "
+                                   "(needs network) or pass a local model folder")
+        return "stardist", folder
+    raise InputError(path, "nuclei model is neither a model folder nor a known model name (see `wsi-pipeline models`)")
+
+
+def build_nuclei_detector(kind: str, folder: str | None, device: str, percentiles: dict | None = None) -> Detector:
+    """Build the nuclei detector; StarDist gets the slide's normalisation percentiles."""
+    if kind == "weightfree":
+        from detectors.nuclei.weightfree import WeightFreeNucleiDetector
+
+        return WeightFreeNucleiDetector(device=device)
+    from detectors.stardist import Percentiles, load_stardist_model
+
+    det = load_stardist_model(folder, device=device)
+    if percentiles is not None:
+        det = det.with_percentiles(Percentiles(tuple(percentiles["low"]), tuple(percentiles["high"])))
+    return det
+
+
+def nuclei_factory(model: str, device: str, *, slide=None) -> tuple[Callable[[], Detector], str]:
+    """A picklable zero-argument factory and a one-line description for logs and summaries.
+
+    slide : for StarDist, the slide whose normalisation percentiles are computed once here
+        (from a low level) so that neighbouring tiles agree.
+    """
+    kind, folder = resolve_nuclei_model(model)
+    percentiles = None
+    if kind == "stardist" and slide is not None:
+        from detectors.stardist import slide_percentiles
+
+        percentiles = slide_percentiles(slide).to_dict()
+    factory = functools.partial(build_nuclei_detector, kind, None if folder is None else str(folder), device, percentiles)
+    if kind == "weightfree":
+        log.warning("nuclei: no trained weights found, using the %s", WEIGHTFREE_NOTE)
+        return factory, WEIGHTFREE_NOTE
+    return factory, f"StarDist2D (torch) from {folder.name}"

@@ -1,0 +1,171 @@
+"""One slide, end to end: tissue -> nuclei -> mitoses -> merged outputs in ``DIR/<slide-id>/``.
+
+Outputs are written into a hidden temporary folder and renamed into place at the end,
+with a done marker (input checksum + config hash) so a batch can resume. Object ids are
+derived from the slide and the object's position, so re-running gives identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from detectors.base import Instances
+from tiling import open_slide
+from tiling.grid import tile_grid
+from wsi_pipeline.annotations import Feature, bounds_properties, instances_to_features, write_geojson
+from wsi_pipeline.atomic import publish_dir, write_text_atomic
+from wsi_pipeline.batch.manifest import SlideJob
+from wsi_pipeline.batch.markers import file_checksum, write_marker
+from wsi_pipeline.config import PipelineConfig
+from wsi_pipeline.detection import nuclei_factory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlideRun:
+    """What one slide's run produced (also the basis of summary.json)."""
+
+    slide_id: str
+    out_dir: Path
+    counts: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def stable_ids(slide_key: str, kind: str, geometries: np.ndarray) -> Iterator[str]:
+    """UUIDs derived from the slide, the object kind and the object's centroid."""
+    ns = uuid.uuid5(uuid.NAMESPACE_URL, f"wsi-pipeline/{slide_key}/{kind}")
+    if len(geometries) == 0:
+        return iter(())
+    xy = shapely.get_coordinates(shapely.centroid(geometries))
+    return (str(uuid.uuid5(ns, f"{x:.2f},{y:.2f},{i}")) for i, (x, y) in enumerate(xy))
+
+
+def sort_instances(inst: Instances) -> Instances:
+    """Row-major order of centroids: the same objects always come out in the same order."""
+    if len(inst) == 0:
+        return inst
+    c = inst.centroids()
+    return inst.subset(np.lexsort((c[:, 0].round(2), c[:, 1].round(2))))
+
+
+def _with_ids(features: Iterator[Feature], ids: Iterator[str]) -> Iterator[Feature]:
+    for f, i in zip(features, ids):
+        f.id = i
+        yield f
+
+
+class _Timer:
+    def __init__(self, timings: dict, name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.timings[self.name] = round(time.perf_counter() - self.t0, 3)
+
+
+def run_slide(
+    job: SlideJob,
+    out_root: Path,
+    cfg: PipelineConfig,
+    *,
+    client=None,
+    checksum: str | None = None,
+    progress=None,
+) -> SlideRun:
+    """Process one slide into ``out_root/<slide_id>/`` (atomically, with a done marker)."""
+    from wsi_pipeline.run_stages import (
+        detect_mitoses, detect_tissue_stage, run_detector, write_overview, write_summary,
+    )
+
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    final = out_root / job.slide_id
+    tmp = out_root / f".{job.slide_id}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    run = SlideRun(job.slide_id, final)
+    t_start = time.perf_counter()
+    try:
+        with open_slide(job.path, mpp=job.mpp) as slide:
+            slide.mpp  # a missing mpp fails here, before any work
+            props = bounds_properties(slide.bounds)
+            with _Timer(run.timings, "tissue"):
+                tissue = detect_tissue_stage(slide, cfg, tmp, props)
+            run.counts["tissue_mm2"] = round(tissue.total_area_mm2, 4)
+            run.counts["tissue_pieces"] = len(tissue.polygons)
+            run.counts["ink_regions"] = len(tissue.inks)
+            nuclei = Instances.empty()
+            if cfg.nuclei.enabled and tissue.polygons:
+                with _Timer(run.timings, "nuclei"):
+                    nuclei = _nuclei(job, slide, tissue, cfg, client, run, progress)
+                    _write_nuclei(tmp, job, nuclei, props)
+            run.counts["nuclei"] = len(nuclei)
+            if cfg.mitosis.enabled:
+                with _Timer(run.timings, "mitosis"):
+                    detect_mitoses(slide, job, cfg, nuclei, tissue, tmp, props, run)
+            with _Timer(run.timings, "overview"):
+                write_overview(slide, tissue, nuclei, tmp, run, cfg)
+        run.timings["total"] = round(time.perf_counter() - t_start, 3)
+        write_summary(job, slide, cfg, tmp, run)
+        write_marker(tmp, checksum=checksum or file_checksum(Path(job.path)), config_hash=cfg.hash())
+        publish_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run
+
+
+def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
+    from wsi_pipeline.tile_runner import run_dask, run_inprocess
+
+    factory, description = nuclei_factory(cfg.nuclei.model, cfg.device, slide=slide)
+    run.notes.append(f"nuclei: {description}")
+    detector = factory()
+    spec = detector.spec
+    tile_size = cfg.nuclei.tile_size or spec.tile_size
+    tiles = tile_grid(
+        slide.dimensions, slide_mpp=slide.mpp[0], working_mpp=spec.mpp, tile_size=tile_size,
+        halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
+        mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
+    )
+    run.counts["nuclei_tiles"] = len(tiles)
+    run.counts["nuclei_model"] = description
+    if progress is not None:
+        progress.reset(total=len(tiles))
+        progress.set_description(f"{job.slide_id}: nuclei tiles")
+    tick = progress.update if progress is not None else None
+    if client is None:
+        parts = run_inprocess(slide, detector, tiles, batch_size=cfg.nuclei.batch_size, on_progress=tick)
+    else:
+        key = f"{job.slide_id}-{cfg.hash()}"
+        parts = run_dask(client, str(job.path), job.mpp, factory, key, tiles,
+                         batch_size=cfg.nuclei.batch_size, on_progress=tick)
+    return sort_instances(Instances.concatenate(list(parts)))
+
+
+def _write_nuclei(out: Path, job: SlideJob, nuclei: Instances, props: dict) -> None:
+    from wsi_pipeline.tables import write_measurements_table
+
+    feats = _with_ids(instances_to_features(nuclei, classification="Nucleus"), stable_ids(job.slide_id, "nucleus", nuclei.geometry))
+    write_geojson(out / "nuclei.geojson.gz", feats, properties=props)
+    ids = list(stable_ids(job.slide_id, "nucleus", nuclei.geometry))
+    write_measurements_table(out / "nuclei.parquet", nuclei, ids=ids)
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str))
