@@ -108,12 +108,15 @@ def default_chunk(slide: Slide) -> int:
     return 512
 
 
-def make_plan(slide: Slide, *, chunk: int | None, codec: str, min_size: int) -> ConversionPlan:
+def make_plan(
+    slide: Slide, *, chunk: int | None, codec: str, min_size: int, levels_per_stage: int | None = None
+) -> ConversionPlan:
+    """Geometry of the conversion; blocks of about 2048 level-0 pixels unless ``levels_per_stage``."""
     chunk = int(chunk or default_chunk(slide))
     if not 16 <= chunk <= 8192:
         raise InputError(None, f"--chunk must be between 16 and 8192, got {chunk}")
     make_compressor(codec)  # validate early
-    m = max(1, round(math.log2(max(2048 / chunk, 2))))
+    m = int(levels_per_stage or max(1, round(math.log2(max(2048 / chunk, 2)))))
     w, h = slide.dimensions
     st = slide.path.stat() if slide.path.exists() else None
     source = {"dimensions": [w, h], "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
@@ -242,17 +245,20 @@ def write_omezarr(
     min_size: int = DEFAULT_MIN_SIZE,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    levels_per_stage: int | None = None,
 ) -> Path:
     """Convert ``slide`` into an OME-Zarr folder ``out``; return ``out``.
 
     ``progress(done_blocks, total_blocks)`` is called as blocks finish. An existing
     ``out.part`` from an interrupted run with the same settings is resumed.
+    ``levels_per_stage`` (m) sets the read block to ``chunk * 2**m`` pixels (default:
+    about 2048). ``min_size``: add 2x levels until the long side is <= this.
     """
     out = Path(out)
     mpp = slide.mpp  # raises MissingMppError naming --mpp
     if out.exists() and not overwrite:
         raise InputError(out, "already exists (use --overwrite to replace it)")
-    plan = make_plan(slide, chunk=chunk, codec=codec, min_size=min_size)
+    plan = make_plan(slide, chunk=chunk, codec=codec, min_size=min_size, levels_per_stage=levels_per_stage)
     part = out.with_name(out.name + ".part")
     _prepare(part, plan)
     arrays = _arrays(part, plan)
