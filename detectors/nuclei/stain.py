@@ -1,0 +1,42 @@
+"""Colour deconvolution (Ruifrok & Johnston 2001) in torch: RGB -> optical density -> H, E.
+
+Optical density per channel is ``OD = -log10(I / 255)`` with ``I`` clipped to ``[1, 255]``.
+A stain matrix has one unit-norm row per stain (RGB optical densities); the third row is
+the residual (the normalised cross product of the first two). Unmixing multiplies OD by
+the matrix inverse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: Ruifrok & Johnston's H&E vectors (rows: hematoxylin, eosin), as in ImageJ / QuPath.
+RUIFROK_HE = np.array([[0.650, 0.704, 0.286], [0.072, 0.990, 0.105]])
+
+
+def stain_matrix(vectors: np.ndarray = RUIFROK_HE) -> np.ndarray:
+    """(3, 3) matrix: the two normalised stain rows plus the residual row."""
+    v = np.asarray(vectors, np.float64)
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    third = np.cross(v[0], v[1])
+    third = third / np.linalg.norm(third)
+    return np.vstack([v[:2], third])
+
+
+def rgb_to_od(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 optical density."""
+    x = rgb.permute(0, 3, 1, 2).float().clamp_(min=1.0)
+    return -torch.log10(x / 255.0)
+
+
+def unmix(od: torch.Tensor, vectors: np.ndarray = RUIFROK_HE) -> torch.Tensor:
+    """(B, 3, H, W) OD -> (B, 3, H, W) stain concentrations (hematoxylin, eosin, residual)."""
+    inv = torch.as_tensor(np.linalg.inv(stain_matrix(vectors)), dtype=od.dtype, device=od.device)
+    return torch.einsum("bchw,cs->bshw", od, inv)
+
+
+def hematoxylin_eosin_np(rgb: np.ndarray, vectors: np.ndarray = RUIFROK_HE) -> np.ndarray:
+    """(H, W, 3) uint8 -> (2, H, W) float32 hematoxylin and eosin OD (CPU convenience)."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb))[None]
+    return unmix(rgb_to_od(t), vectors)[0, :2].numpy()
