@@ -30,3 +30,13 @@ def artifacts_dir() -> Path:
     path = REPO / "artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_slide(tmp_path_factory):
+    """A small synthetic H&E skin-excision SVS (Aperio-like) with ground truth, made once per
+    session; treat it as read-only. ``.path``, ``.truth_dir``, ``.width``, ``.height``, ``.mpp``,
+    ``.seed``; ``.scene()`` rebuilds the painted geometry. See :mod:`wsi_pipeline.synthetic`."""
+    from wsi_pipeline.synthetic import make_synthetic_slide
+
+    return make_synthetic_slide(tmp_path_factory.mktemp("synthetic"), width=6144, height=4096, mpp=0.25, seed=0)

@@ -1,0 +1,67 @@
+"""``wsi-pipeline synth --out DIR``: write a synthetic H&E skin-excision slide and its ground truth."""
+
+from __future__ import annotations
+
+NAME = "synth"
+HELP = "Write a synthetic Aperio-like H&E skin-excision slide (.svs) with ground-truth GeoJSON (fake PHI on the label)."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", required=True, help="output folder (gets NAME.svs and NAME_truth/)")
+    parser.add_argument("--width", type=int, default=8192, help="level-0 width in pixels (default 8192)")
+    parser.add_argument("--height", type=int, default=6144, help="level-0 height in pixels (default 6144)")
+    parser.add_argument("--mpp", type=float, default=0.25, help="microns per pixel (default 0.25, i.e. 40x)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same bytes")
+    parser.add_argument("--name", default="synthetic", help="file stem (default synthetic)")
+    parser.add_argument("--pieces", type=int, choices=(1, 2), default=1, help="tissue pieces (default 1)")
+    parser.add_argument(
+        "--tumor-ink-distance-um",
+        type=float,
+        default=None,
+        help="place the tumour exactly this far from the blue ink (0 = touching)",
+    )
+    parser.add_argument("--no-marker", action="store_true", help="no marker-pen stroke on the glass")
+    parser.add_argument("--quality", type=int, default=85, help="JPEG quality of the tiles (default 85)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args) -> int:
+    import math
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from tiling.errors import InputError
+    from wsi_pipeline.synthetic import make_synthetic_slide
+
+    if args.width < 64 or args.height < 64:
+        raise InputError(None, f"--width and --height must be >= 64, got {args.width} x {args.height}")
+    if not args.mpp > 0:
+        raise InputError(None, f"--mpp must be positive, got {args.mpp}")
+    if not 1 <= args.quality <= 100:
+        raise InputError(None, f"--quality must be 1..100, got {args.quality}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder")
+    options = {"pieces": args.pieces, "marker": not args.no_marker}
+    if args.tumor_ink_distance_um is not None:
+        options["tumor_ink_distance_um"] = args.tumor_ink_distance_um
+    total = math.ceil(args.width / 256) * math.ceil(args.height / 256)
+    with tqdm(total=total, unit="tile", desc=f"{args.name}.svs", disable=args.no_progress) as bar:
+        try:
+            slide = make_synthetic_slide(
+                out,
+                width=args.width,
+                height=args.height,
+                mpp=args.mpp,
+                seed=args.seed,
+                name=args.name,
+                quality=args.quality,
+                progress=bar.update,
+                **options,
+            )
+        except ValueError as exc:
+            raise InputError(None, str(exc)) from None
+    print(f"slide        {slide.path}")
+    print(f"ground truth {slide.truth_dir}")
+    return 0

@@ -1,0 +1,137 @@
+"""Ground truth of a synthetic scene as QuPath-dialect GeoJSON (level-0 pixels).
+
+Files written into the truth folder:
+
+* ``tissue.geojson``: one annotation per piece, class ``Tissue``, ``Area mm^2``.
+* ``tumor.geojson``: the nest, annotation class ``Tumor``; measurement
+  ``Distance to <colour> ink um`` (tumour polygon to nearest ink band of that colour).
+* ``ink.geojson``: one annotation per inked stretch, class ``Ink: <colour>``,
+  extra ``{"inkColor": colour}``; the band lies inside the tissue along its edge.
+* ``nuclei.geojson``: every nucleus (tumour, epidermal, dermal, lymphocyte, and the mitotic
+  figures too) as a detection polygon, class ``Nucleus``, extra ``nucleusType``.
+* ``mitoses.geojson``: a detection Point per mitotic figure, class ``Mitosis``.
+* ``marker.geojson``: marker pen on the glass (not tissue), class ``Marker pen`` (if any).
+* ``scene.json``: the options and counts.
+
+Feature ids come from the scene's seed, so the same seed writes identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry import Point, Polygon
+
+from wsi_pipeline.annotations import Feature, class_color, write_geojson
+from wsi_pipeline.synthetic.nuclei import KIND_NAMES, MITOSIS
+from wsi_pipeline.synthetic.scene import Scene
+
+TRUTH_FILES = ("tissue.geojson", "tumor.geojson", "ink.geojson", "nuclei.geojson", "mitoses.geojson")
+
+
+class _Ids:
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 0x1D5])
+
+    def __call__(self) -> str:
+        return str(uuid.UUID(bytes=self._rng.bytes(16), version=4))
+
+
+def _feature(geom, cls, ids, *, object_type="annotation", measurements=None, extra=None) -> Feature:
+    return Feature(
+        geom,
+        object_type=object_type,
+        classification=cls,
+        color=class_color(cls),
+        measurements=measurements or {},
+        id=ids(),
+        extra=extra or {},
+    )
+
+
+def write_truth(
+    scene: Scene, folder: str | Path, *, options: dict | None = None, scene_options: dict | None = None
+) -> dict[str, int]:
+    """Write the ground-truth files for ``scene`` into ``folder``; returns feature counts."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = _Ids(scene.seed)
+    mm2 = (scene.mpp * 1e-3) ** 2
+    props = {"synthetic": True, "mpp": [scene.mpp, scene.mpp], "dimensions": [scene.width, scene.height]}
+    counts = {}
+
+    tissue = [
+        _feature(p, "Tissue", ids, measurements={"Area mm^2": round(p.area * mm2, 6)}) for p in scene.pieces
+    ]
+    counts["tissue"] = write_geojson(folder / "tissue.geojson", tissue, properties=props)
+
+    tumor = []
+    if scene.tumor is not None and not scene.tumor.is_empty:
+        meas = {"Area mm^2": round(scene.tumor.area * mm2, 6)}
+        if scene.tumor_ink_distance_um is not None:
+            meas[f"Distance to {scene.tumor_ink_color} ink um"] = round(scene.tumor_ink_distance_um, 3)
+        tumor.append(_feature(scene.tumor, "Tumor", ids, measurements=meas))
+    counts["tumor"] = write_geojson(folder / "tumor.geojson", tumor, properties=props)
+
+    inks = [
+        _feature(ink.region, f"Ink: {ink.color}", ids, extra={"inkColor": ink.color})
+        for ink in scene.inks
+        if not ink.region.is_empty
+    ]
+    counts["ink"] = write_geojson(folder / "ink.geojson", inks, properties=props)
+
+    nuc = scene.nuclei
+    rings = nuc.polygons(vertices=16)
+    polys = shapely.polygons(rings)
+    area_um2 = np.pi * nuc.a * nuc.b * scene.mpp**2
+    nuclei = (
+        _feature(
+            polys[i],
+            "Nucleus",
+            ids,
+            object_type="detection",
+            measurements={"Area um^2": round(float(area_um2[i]), 2)},
+            extra={"nucleusType": KIND_NAMES[int(nuc.kind[i])]},
+        )
+        for i in range(len(nuc))
+    )
+    counts["nuclei"] = write_geojson(folder / "nuclei.geojson", nuclei, properties=props, decimals=2)
+
+    mit = np.flatnonzero(nuc.kind == MITOSIS)
+    mitoses = [
+        _feature(Point(float(nuc.x[i]), float(nuc.y[i])), "Mitosis", ids, object_type="detection")
+        for i in mit
+    ]
+    counts["mitoses"] = write_geojson(folder / "mitoses.geojson", mitoses, properties=props, decimals=2)
+
+    if scene.marker is not None:
+        counts["marker"] = write_geojson(
+            folder / "marker.geojson",
+            [_feature(scene.marker, "Marker pen", ids, extra={"inkColor": scene.marker_color})],
+            properties=props,
+        )
+    summary = {
+        "width": scene.width,
+        "height": scene.height,
+        "mpp": scene.mpp,
+        "seed": scene.seed,
+        "counts": counts,
+        "nuclei_by_type": {name: int((nuc.kind == k).sum()) for k, name in enumerate(KIND_NAMES)},
+        "tumor_ink_distance_um": scene.tumor_ink_distance_um,
+        "tumor_ink_color": scene.tumor_ink_color,
+        "options": options or {},
+        "scene_options": scene_options or {},
+    }
+    (folder / "scene.json").write_text(json.dumps(summary, indent=2, default=str))
+    return counts
+
+
+def polygon_of(geom) -> Polygon:
+    """The largest polygon of ``geom`` (for callers that need one ring)."""
+    if geom.geom_type == "Polygon":
+        return geom
+    return max(geom.geoms, key=lambda g: g.area)
