@@ -1,0 +1,104 @@
+"""Open a slide and its results folder (what ``wsi-pipeline run`` writes) on a review desk.
+
+Results-folder files used when present: ``tissue.geojson``, ``nuclei.geojson.gz`` (or
+``nuclei.geojson``), ``mitoses.geojson`` (points + hotspot polygons), ``margins.geojson``,
+``annotations.geojson`` (the pathologist's own drawings; created on save), ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from viewers import layers as L
+from viewers.session import Desk
+from viewers.store import FeatureStore
+
+NUCLEI_NAMES = ("nuclei.geojson.gz", "nuclei.geojson")
+MARKERS = ("summary.json", "tissue.geojson", *NUCLEI_NAMES, "mitoses.geojson")
+
+
+def find_results_dir(results: Path, slide_path: Path) -> Path:
+    """``results`` itself when it holds result files, else ``results/<slide stem>`` when that does."""
+    if any((results / m).exists() for m in MARKERS):
+        return results
+    for cand in (results / slide_path.stem, results / slide_path.name):
+        if cand.is_dir():
+            return cand
+    return results
+
+
+def _load(path: Path) -> tuple[FeatureStore, dict]:
+    from wsi_pipeline.annotations import read_geojson
+
+    ann = read_geojson(path)
+    return FeatureStore.from_features(ann.features), ann.properties
+
+
+def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | None = None, cap: int = 3000) -> Desk:
+    """Add the slide and every result layer to ``viewer``; returns the :class:`Desk` that edits them."""
+    data, kw, _ = L.slide_layer(slide)
+    viewer.add_image(data, **kw)
+    desk = Desk(viewer, results_dir=results_dir, reviewer=reviewer)
+    mpp = slide.mpp_or_none[0] if slide.mpp_or_none else None
+    px_per_um = 1 / mpp if mpp else 4.0
+    w, h = slide.dimensions
+    outline = max(2.0, max(w, h) / 600)  # visible at whole-slide zoom, thin at full resolution
+    if results_dir is None:
+        _fit(viewer, slide)
+        return desk
+    r = Path(results_dir)
+    nuclei = next((r / n for n in NUCLEI_NAMES if (r / n).exists()), None)
+    if nuclei is not None:
+        store, props = _load(nuclei)
+        data, kw = _density(store, slide, mpp, name="Nuclei density", visible=True)
+        viewer.add_image(data, **kw)
+        desk.add_nuclei(store, path=nuclei, properties=props, point_size=7 * px_per_um, cap=cap)
+    if (r / "tissue.geojson").exists():
+        store, props = _load(r / "tissue.geojson")
+        desk.add_annotations(store, path=r / "tissue.geojson", properties=props, name="Tissue", edge_width=outline,
+                             labels=False)
+    if (r / "margins.geojson").exists():
+        store, props = _load(r / "margins.geojson")
+        desk.add_annotations(store, path=r / "margins.geojson", properties=props, name="Margins",
+                             edge_width=outline * 2)
+    if (r / "mitoses.geojson").exists():
+        store, props = _load(r / "mitoses.geojson")
+        pts = store.point_mask() & store.alive
+        if pts.any():
+            sub = _points_only(store)
+            data, kw = _density(sub, slide, mpp, name="Mitosis density", visible=False, bin_um=500)
+            viewer.add_image(data, **kw)
+        desk.add_points(store, path=r / "mitoses.geojson", properties=props, name="Mitoses",
+                        size=14 * px_per_um, shapes_name="Hotspots")
+    ann = r / "annotations.geojson"
+    store, props = _load(ann) if ann.exists() else (FeatureStore(0), {})
+    desk.add_annotations(store, path=ann, properties=props, name="Annotations", edge_width=outline,
+                         default_class="Tumor")
+    _fit(viewer, slide)
+    return desk
+
+
+def _points_only(store: FeatureStore) -> FeatureStore:
+    sub = FeatureStore(0)
+    sub.centroids = store.centroids
+    sub.deleted = ~(store.point_mask() & store.alive)
+    sub.n = store.n
+    return sub
+
+
+def _density(store: FeatureStore, slide, mpp, *, name: str, visible: bool, bin_um: float = 100.0):
+    bin_px = int(round(bin_um / mpp)) if mpp else 400
+    data, kw, _ = L.density_layer(store, shape_xy=slide.dimensions, bin_px=max(bin_px, 8), name=name, mpp=mpp,
+                                  visible=visible)
+    return data, kw
+
+
+def _fit(viewer, slide) -> None:
+    viewer.reset_view()
+
+
+def read_summary(results_dir: Path) -> dict:
+    """``summary.json`` of a results folder (``{}`` when absent)."""
+    p = Path(results_dir) / "summary.json"
+    return json.loads(p.read_text()) if p.exists() else {}
