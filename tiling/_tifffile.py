@@ -6,6 +6,8 @@ read through tifffile's zarr view of each level, one ``TiffFile`` handle per thr
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import threading
 from pathlib import Path
@@ -81,6 +83,18 @@ def _mpp_from_tags(page) -> tuple[float, float] | None:
     return (mx, my) if lo < mx < hi and lo < my < hi else None
 
 
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """tifffile logs damaged-file warnings; we report one clear error instead."""
+    logger = logging.getLogger("tifffile")
+    old = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 class TiffSlide(Slide):
     """A TIFF read with tifffile (OME-TIFF pyramids, SubIFD pyramids, plain TIFF images)."""
 
@@ -92,11 +106,12 @@ class TiffSlide(Slide):
         self._files: list = []
         self._lock = threading.Lock()
         try:
-            tif = tifffile.TiffFile(str(self.path))
-            series = tif.series[0]
-            levels = list(series.levels)
-            self._index, self._kept = _selector(series.axes, series.shape)
-            dtype = series.dtype
+            with _quiet_tifffile():
+                tif = tifffile.TiffFile(str(self.path))
+                series = tif.series[0]
+                levels = list(series.levels)
+                self._index, self._kept = _selector(series.axes, series.shape)
+                dtype = series.dtype
         except ValueError as exc:
             raise SlideError(self.path, _short(exc)) from None
         except Exception as exc:  # tifffile raises many types for damaged files

@@ -117,8 +117,10 @@ def _open_file(path: Path, head: bytes, *, mpp) -> Slide:
 def _is_ome_tiff(path: Path) -> bool:
     import tifffile
 
+    from tiling._tifffile import _quiet_tifffile
+
     try:
-        with tifffile.TiffFile(str(path)) as tif:
+        with _quiet_tifffile(), tifffile.TiffFile(str(path)) as tif:
             return bool(tif.is_ome)
     except Exception:  # noqa: BLE001 - any tifffile failure means "not OME"
         return False
