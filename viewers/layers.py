@@ -145,6 +145,8 @@ def mitoses_layer(store: FeatureStore, *, name: str = "Mitoses", size: float = 6
     (:data:`MITOSIS_SYMBOLS`), face transparent so the figure underneath stays visible.
     """
     rows = np.flatnonzero(store.alive & store.point_mask())
+    xy, idx = shapely.get_coordinates(store.geometries(rows), return_index=True)
+    rows = rows[idx]  # a multipoint gives one point per member, sharing its row
     p = store.measurement(probability, rows)
     cls = store.classification(rows)
     kwargs = {
@@ -156,7 +158,7 @@ def mitoses_layer(store: FeatureStore, *, name: str = "Mitoses", size: float = 6
         "border_color": "black", "border_width": 0.06, "border_width_is_relative": True,
         "metadata": {"wsi_store": store, "wsi_role": "points", "wsi_probability": probability},
     }
-    return (xy_to_rc(store.centroids[rows]), kwargs, "points")
+    return (xy_to_rc(xy), kwargs, "points")
 
 
 # ---- shapes: annotations, and the nuclei in view --------------------------------------------

@@ -199,10 +199,10 @@ class FeatureStore:
         return ~self.deleted
 
     def point_mask(self) -> np.ndarray:
-        """``(N,)`` bool: rows whose geometry is a single point."""
+        """``(N,)`` bool: rows whose geometry is a point or a multipoint."""
         out = self.kind == _POINT
         for r, g in self.override.items():
-            out[r] = g is not None and g.geom_type == "Point"
+            out[r] = g is not None and g.geom_type in ("Point", "MultiPoint")
         return out
 
     def __len__(self) -> int:
