@@ -42,7 +42,7 @@ class Approach:
         return {
             "distance_um": round(self.distance_um, 2),
             "distance_mm": round(self.distance_um / 1000, 3),
-            "piece": self.piece,
+            "piece": self.piece + 1,
             "lesion_point_px": point_px(self.lesion_point, mpp),
             "edge_point_px": point_px(self.edge_point, mpp),
         }
@@ -98,8 +98,8 @@ class FocusResult:
 
     def to_dict(self, mpp) -> dict:
         return {
-            "focus": self.focus,
-            "piece": self.piece,
+            "focus": self.focus + 1,
+            "piece": None if self.piece is None else self.piece + 1,
             "area_mm2": round(self.area_mm2, 4),
             "nearest_margin": None if self.nearest is None else self.nearest.to_dict(mpp),
         }
@@ -141,7 +141,7 @@ class MarginAssessment:
             "foci": [f.to_dict(mpp) for f in self.foci],
             "pieces": [
                 {
-                    "piece": i,
+                    "piece": i + 1,
                     "area_mm2": round(p.area / 1e6, 4),
                     "perimeter_mm": round(p.exterior.length / 1000, 3),
                     "has_lesion": i in self.lesion_by_piece,

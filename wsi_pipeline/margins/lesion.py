@@ -91,8 +91,9 @@ def propose_lesion(nuclei_path: str | Path, *, mpp: tuple[float, float], config:
     """Regions of high nuclear density and large mean nuclear area, in µm, largest first.
 
     Nucleus centroids and areas are binned on a ``grid_um`` grid, smoothed, thresholded
-    (density >= ``min_density_per_mm2`` and mean area >= ``min_mean_area_um2``), opened,
-    closed and hole-filled; regions under ``min_region_mm2`` are dropped.
+    (density >= ``min_density_per_mm2`` and mean area >= ``min_mean_area_um2``, grown by
+    hysteresis down to half that density), opened, closed and hole-filled; regions under
+    ``min_region_mm2`` are dropped.
     """
     geoms = [f.geometry for f in read_features(nuclei_path) if f.geometry is not None and not f.geometry.is_empty]
     if not geoms:
@@ -122,7 +123,12 @@ def nuclear_mask(centroids: np.ndarray, areas: np.ndarray, *, config: ProposalCo
         area_sum = ndimage.gaussian_filter(area_sum, config.smooth_cells)
     density = counts / (g * g / 1e6)
     mean_area = area_sum / np.maximum(counts, 1e-9)
-    mask = (density >= config.min_density_per_mm2) & (mean_area >= config.min_mean_area_um2)
+    large = mean_area >= config.min_mean_area_um2
+    seeds = (density >= config.min_density_per_mm2) & large
+    # hysteresis: grow the seeds to half the density, so smoothing does not shrink the border
+    # (a shrunken lesion would overstate the clearance, the unsafe direction)
+    grown, _ = ndimage.label((density >= config.min_density_per_mm2 / 2) & large)
+    mask = np.isin(grown, np.unique(grown[seeds & (grown > 0)]))
     mask = ndimage.binary_opening(mask)
     mask = ndimage.binary_closing(mask, iterations=2)
     return ndimage.binary_fill_holes(mask), origin

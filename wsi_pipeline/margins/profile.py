@@ -25,7 +25,7 @@ class ProfileSegment:
 
     def to_dict(self) -> dict:
         return {
-            "piece": self.piece,
+            "piece": self.piece + 1,
             "colour": self.colour,
             "position_um": np.round(self.position_um, 1).tolist(),
             "clearance_um": np.round(self.clearance_um, 1).tolist(),

@@ -1,0 +1,206 @@
+"""The overview picture: slide thumbnail, tissue outline, lesion, ink segments, closest lines.
+
+Drawn with matplotlib in millimetres from the top-left of the tissue's bounding box, so
+anisotropic pixels are shown at their true shape. Only ``slide.read_region`` is used: no
+label, macro or other associated image ever reaches the picture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from matplotlib import patheffects
+from matplotlib.patches import PathPatch
+from matplotlib.path import Path as MplPath
+
+from wsi_pipeline.margins.compute import INVOLVED, MarginAssessment, closest_lines, format_mm
+
+INK_RGB = {
+    "black": "#111111",
+    "blue": "#1d4ed8",
+    "green": "#15803d",
+    "red": "#dc2626",
+    "yellow": "#facc15",
+    "orange": "#f97316",
+    "purple": "#9333ea",
+    "uninked": "#8a8a8a",
+}
+LESION_EDGE = "#a3006b"
+LESION_FACE = (0.85, 0.0, 0.55, 0.22)
+_HALO = [patheffects.withStroke(linewidth=4, foreground="white")]
+
+
+def ink_colour(colour: str) -> str:
+    """Matplotlib colour for an ink name (unknown names fall back to grey)."""
+    return INK_RGB.get(colour, "#555555")
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """``image``: ``(H, W, 3)`` uint8; ``origin_um``: µm of its top-left corner;
+    ``size_um``: ``(width, height)`` it covers in µm."""
+
+    image: np.ndarray | None
+    origin_um: tuple[float, float]
+    size_um: tuple[float, float]
+
+
+def read_thumbnail(slide, assessment: MarginAssessment, *, mpp: tuple[float, float], max_px: int = 1600, pad: float = 0.06) -> Thumbnail:
+    """Read the tissue's bounding box (padded) at a low resolution with ``slide.read_region``."""
+    x0, y0, x1, y1 = shapely.union_all(list(assessment.pieces)).bounds
+    side = max(x1 - x0, y1 - y0)
+    x0, y0, x1, y1 = x0 - side * pad, y0 - side * pad, x1 + side * pad, y1 + side * 2.2 * pad  # room for the scale bar
+    if slide is None:
+        return Thumbnail(None, (x0, y0), (x1 - x0, y1 - y0))
+    out_mpp = max(max(x1 - x0, y1 - y0) / max_px, mpp[0])
+    w_out = max(1, math.ceil((x1 - x0) / out_mpp))
+    h_out = max(1, math.ceil((y1 - y0) / mpp[1] * mpp[0] / out_mpp))
+    loc = (int(round(x0 / mpp[0])), int(round(y0 / mpp[1])))
+    image = slide.read_region(loc, (w_out, h_out), mpp=out_mpp)
+    size_um = (w_out * out_mpp, h_out * out_mpp / mpp[0] * mpp[1])
+    return Thumbnail(image, (loc[0] * mpp[0], loc[1] * mpp[1]), size_um)
+
+
+def draw_overview(ax, assessment: MarginAssessment, thumb: Thumbnail) -> None:
+    """Draw the whole overview into ``ax`` (axes in mm from the thumbnail's corner)."""
+    ox, oy = thumb.origin_um
+    w, h = thumb.size_um[0] / 1000, thumb.size_um[1] / 1000
+    mm = _to_mm(ox, oy)
+    if thumb.image is not None:
+        ax.imshow(thumb.image, extent=(0, w, h, 0), interpolation="lanczos", zorder=0)
+    for piece in assessment.pieces:
+        _polygon(ax, mm(piece), facecolor="none", edgecolor="#333333", linewidth=0.8, zorder=2)
+    for part in assessment.lesion_by_piece.values():
+        _polygon(ax, mm(part), facecolor=LESION_FACE, edgecolor=LESION_EDGE, linewidth=1.6, zorder=3)
+    for seg in assessment.segments:
+        _edge(ax, mm(seg.line), seg.colour)
+    for m in assessment.margins:
+        for g in m.involved:
+            _involved(ax, mm(g))
+    _margin_names(ax, assessment, mm)
+    _closest(ax, assessment, mm, view=max(w, h))
+    if len(assessment.pieces) > 1:
+        for i, piece in enumerate(assessment.pieces):
+            c = mm(piece).representative_point()
+            ax.text(c.x, c.y, f"piece {i + 1}", ha="center", va="center", fontsize=8, color="#222222",
+                    path_effects=_HALO, zorder=4)
+    _scale_bar(ax, w, h)
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+
+
+def draw_profile(ax, assessment: MarginAssessment, *, cap_mm: float = 5.0) -> None:
+    """Clearance (mm, capped at ``cap_mm``) along each piece's perimeter, coloured by ink."""
+    offset = 0.0
+    for i, piece in enumerate(assessment.pieces):
+        segs = [p for p in assessment.profile if p.piece == i]
+        for p in segs:
+            x = (offset + p.position_um) / 1000
+            y = np.minimum(p.clearance_um / 1000, cap_mm)
+            wrap = np.flatnonzero(np.diff(x) < 0) + 1  # a segment crossing the ring's start
+            x, y = np.insert(x, wrap, np.nan), np.insert(y, wrap, np.nan)
+            ax.plot(x, y, color=ink_colour(p.colour), linewidth=1.6,
+                    linestyle="--" if p.colour == "uninked" else "-")
+        if i and segs:
+            ax.axvline(offset / 1000, color="#999999", linewidth=0.6)
+        offset += piece.exterior.length if segs else 0
+    ax.axhline(assessment.close_mm, color="#dc2626", linewidth=0.8, linestyle=":")
+    ax.text(0, assessment.close_mm, f" close < {assessment.close_mm:g} mm", color="#dc2626", fontsize=7, va="bottom")
+    ax.set_ylim(0, cap_mm)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("position along the tissue edge (mm)", fontsize=8)
+    ax.set_ylabel(f"clearance (mm,\ncapped at {cap_mm:g})", fontsize=7)
+    ax.tick_params(labelsize=7)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _to_mm(ox: float, oy: float):
+    def convert(geometry):
+        return shapely.transform(geometry, lambda xy: (xy - (ox, oy)) / 1000.0)
+
+    return convert
+
+
+def _polygon(ax, geometry, **style) -> None:
+    for poly in getattr(geometry, "geoms", [geometry]):
+        if poly.geom_type != "Polygon" or poly.is_empty:
+            continue
+        rings = [np.asarray(poly.exterior.coords)] + [np.asarray(r.coords) for r in poly.interiors]
+        verts = np.concatenate(rings)
+        codes = np.concatenate([[MplPath.MOVETO] + [MplPath.LINETO] * (len(r) - 2) + [MplPath.CLOSEPOLY] for r in rings])
+        ax.add_patch(PathPatch(MplPath(verts, codes), **style))
+
+
+def _edge(ax, line, colour: str) -> None:
+    xy = np.asarray(line.coords)
+    if colour == "uninked":
+        ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=1.4, linestyle=(0, (4, 2)), zorder=5)
+        return
+    ax.plot(xy[:, 0], xy[:, 1], color="white", linewidth=6.5, solid_capstyle="butt", zorder=5)
+    ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=4.5, solid_capstyle="butt", zorder=6)
+
+
+def _involved(ax, geometry) -> None:
+    if geometry.geom_type == "Point":
+        ax.plot([geometry.x], [geometry.y], marker="X", markersize=12, color="#dc2626", markeredgecolor="white", zorder=9)
+        return
+    for part in getattr(geometry, "geoms", [geometry]):
+        xy = np.asarray(part.coords)
+        ax.plot(xy[:, 0], xy[:, 1], color="#dc2626", linewidth=3, linestyle=(0, (2, 1.5)), zorder=9,
+                path_effects=[patheffects.withStroke(linewidth=6, foreground="white")])
+
+
+def _margin_names(ax, assessment: MarginAssessment, mm) -> None:
+    """Write each ink's margin name beside the middle of its longest stretch, outside the tissue."""
+    names = {m.colour: m.name for m in assessment.margins}
+    for colour in {s.colour for s in assessment.segments}:
+        if colour == "uninked":
+            continue
+        seg = max((s for s in assessment.segments if s.colour == colour), key=lambda s: s.line.length)
+        line = mm(seg.line)
+        mid = line.interpolate(0.5, normalized=True)
+        centre = mm(assessment.pieces[seg.piece]).centroid
+        d = np.array([mid.x - centre.x, mid.y - centre.y])
+        d = d / (np.linalg.norm(d) or 1.0)
+        x0, y0, x1, y1 = mm(shapely.union_all(list(assessment.pieces))).bounds
+        off = 0.035 * max(x1 - x0, y1 - y0)
+        ax.annotate(
+            names.get(colour, colour),
+            xy=(mid.x, mid.y),
+            xytext=(mid.x + d[0] * off, mid.y + d[1] * off),
+            ha="center", va="center", fontsize=8, color=ink_colour(colour) if colour != "yellow" else "#8a6d00",
+            fontweight="bold", path_effects=_HALO, zorder=10,
+        )
+
+
+def _closest(ax, assessment: MarginAssessment, mm, *, view: float) -> None:
+    overall = assessment.closest
+    for margin, line in closest_lines(assessment):
+        geom = mm(line)
+        bold = margin is overall
+        if margin.status == INVOLVED:
+            continue
+        xy = np.asarray(geom.coords)
+        ax.plot(xy[:, 0], xy[:, 1], color="black", linewidth=2.4 if bold else 1.2, zorder=11,
+                marker="o", markersize=4 if bold else 2.5, path_effects=[patheffects.withStroke(linewidth=4.5 if bold else 3, foreground="white")])
+        mid = geom.interpolate(0.5, normalized=True)
+        ax.text(mid.x, mid.y, format_mm(margin.clearance_mm), fontsize=10 if bold else 8,
+                fontweight="bold" if bold else "normal", ha="left", va="center", zorder=12,
+                bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=ink_colour(margin.colour),
+                          linewidth=1.8 if bold else 1.0))
+
+
+def _scale_bar(ax, w: float, h: float) -> None:
+    target = w / 5
+    length = max([v for v in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if v <= target] or [0.1])
+    x0, y0 = 0.03 * w, 0.975 * h
+    ax.plot([x0, x0 + length], [y0, y0], color="black", linewidth=4, solid_capstyle="butt", zorder=12,
+            path_effects=[patheffects.withStroke(linewidth=7, foreground="white")])
+    ax.text(x0 + length / 2, y0 - 0.015 * h, f"{length:g} mm", ha="center", va="bottom", fontsize=8,
+            path_effects=_HALO, zorder=12)
