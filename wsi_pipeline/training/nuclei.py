@@ -1,0 +1,373 @@
+"""Train (or fine-tune) the torch StarDist nuclei model; write a model folder the loader reads.
+
+Recipe (stardist's, re-done in torch):
+
+* each image is normalised with its own 1 / 99.8 percentiles (as at inference);
+* patches are sampled around objects with probability ``foreground_prob``, then flipped,
+  rotated by multiples of 90° and colour-jittered in H&E (HED) stain space;
+* targets: ``stardist.utils.edt_prob`` on the grid-subsampled labels and
+  ``stardist.geometry.star_dist`` (distances in input pixels);
+* loss: binary cross-entropy on prob + ``loss_weights[1]`` x (MAE on dist weighted by the
+  prob target and normalised by its mean, + ``background_reg`` x |dist| on background);
+* the best epoch on validation patches is kept; thresholds (prob, nms) are chosen on the
+  validation images by maximising the mean F1 at IoU 0.3 / 0.5 / 0.7 (stardist's
+  ``optimize_thresholds`` criterion), using ``stardist.matching``.
+
+Output folder: ``config.json`` (stardist keys + ``"wsi_pipeline": {"mpp", ...}``),
+``thresholds.json``, ``weights_best.h5`` (Keras legacy layout: stardist can open it too),
+``training.json`` (history and validation scores).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from detectors.stardist.config import VERSATILE_HE, StarDistConfig, Thresholds, write_model_folder
+from detectors.stardist.keras_h5 import save_keras_h5
+from detectors.stardist.normalize import Percentiles, compute_percentiles, normalize_numpy
+from detectors.stardist.predict import instances_from_prob_dist, predict_prob_dist
+from detectors.stardist.unet import StarDistNet
+from tiling.errors import InputError
+from wsi_pipeline.training.trainer import FitResult, fit
+
+log = logging.getLogger(__name__)
+
+PRESETS = {
+    "versatile_he": dict(VERSATILE_HE),
+    "small": dict(n_rays=32, grid=(2, 2), n_channel_in=3, unet_n_depth=2, unet_n_filter_base=16,
+                  net_conv_after_unet=64),
+}
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class Sample:
+    """One training image: (H, W, 3) uint8 RGB, (H, W) int32 labels, its percentiles."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+    percentiles: Percentiles = None
+
+    def __post_init__(self) -> None:
+        if self.percentiles is None:
+            self.percentiles = compute_percentiles(self.image)
+
+
+@dataclass
+class NucleiTrainingOptions:
+    preset: str = "versatile_he"
+    init: str | None = None  # model folder to fine-tune from (its config wins over preset)
+    patch_size: int = 256
+    batch_size: int = 4
+    epochs: int = 100
+    steps_per_epoch: int = 50
+    learning_rate: float = 3e-4
+    val_fraction: float = 0.15
+    val_names: tuple[str, ...] = ()
+    val_patches_per_image: int = 4
+    foreground_prob: float = 0.9
+    loss_weights: tuple[float, float] = (1.0, 0.2)
+    background_reg: float = 1e-4
+    color_jitter: float = 0.05
+    time_limit_min: float | None = None
+    seed: int = 0
+    nms_threshs: tuple[float, ...] = (0.3, 0.4, 0.5)
+    iou_threshs: tuple[float, ...] = (0.3, 0.5, 0.7)
+
+
+@dataclass
+class TrainResult:
+    folder: Path
+    thresholds: Thresholds
+    val_f1: dict = field(default_factory=dict)
+    fit: FitResult | None = None
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                arr = np.asarray(im)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
+        raise InputError(path, f"cannot read image: {exc}") from None
+    return arr
+
+
+def _as_rgb(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise InputError(path, f"expected an RGB image, got shape {arr.shape}")
+    arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        if arr.max() <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def _find_annotation(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
+    for s in suffixes:
+        for candidate in (folder / f"{stem}{s}", folder / f"{stem}_labels{s}", folder / f"{stem}-labels{s}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_pairs(images: str | Path, *, labels: str | Path | None = None, polygons: str | Path | None = None) -> list[Sample]:
+    """Images of a folder with their instance labels, matched by file stem.
+
+    labels : folder of label images (.tif/.png; 0 = background), same stem (or ``stem_labels``).
+    polygons : folder of GeoJSON (QuPath) or MoNuSeg/Aperio XML polygons in image pixels.
+    """
+    from stardist import fill_label_holes
+
+    images = Path(images)
+    if not images.is_dir():
+        raise InputError(images, "not a folder of training images")
+    if (labels is None) == (polygons is None):
+        raise InputError(images, "give exactly one of --labels DIR or --geojson DIR")
+    ann_dir = Path(labels if labels is not None else polygons)
+    if not ann_dir.is_dir():
+        raise InputError(ann_dir, "not a folder")
+    suffixes = (".tif", ".tiff", ".png") if labels is not None else (".geojson", ".json", ".geojson.gz", ".xml")
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if ann_dir.resolve() == images.resolve() and labels is not None:
+        files = [p for p in files if not p.stem.endswith(("_labels", "-labels"))]
+    samples = []
+    for path in files:
+        ann = _find_annotation(ann_dir, path.stem, suffixes)
+        if ann is None:
+            continue
+        image = _as_rgb(_read_image(path), path)
+        if labels is not None:
+            lbl = _read_image(ann)
+            if lbl.ndim != 2:
+                raise InputError(ann, f"label image must be 2-D, got shape {lbl.shape}")
+        else:
+            try:
+                from wsi_pipeline.evaluation.io import load_labels
+            except ImportError:
+                raise InputError(ann, "reading polygons needs wsi_pipeline.evaluation (not installed)") from None
+            lbl = load_labels(ann, shape=image.shape[:2])
+        if lbl.shape != image.shape[:2]:
+            raise InputError(ann, f"labels are {lbl.shape}, the image is {image.shape[:2]}")
+        samples.append(Sample(path.stem, image, fill_label_holes(lbl.astype(np.int32))))
+    if not samples:
+        raise InputError(ann_dir, f"no annotations matching the images in {images} (same file stem)")
+    return samples
+
+
+def split_validation(samples: list[Sample], *, val_names=(), val_fraction: float = 0.15, seed: int = 0):
+    """(train, val) by image: named ones, else a seeded ``val_fraction`` (at least one when >= 2)."""
+    if val_names:
+        unknown = set(val_names) - {s.name for s in samples}
+        if unknown:
+            raise InputError(None, f"validation images not found: {', '.join(sorted(unknown))}")
+        val = [s for s in samples if s.name in val_names]
+    else:
+        n_val = 0 if len(samples) < 2 else max(1, round(val_fraction * len(samples)))
+        order = np.random.default_rng(seed).permutation(len(samples))
+        val = [samples[i] for i in order[:n_val]]
+    train = [s for s in samples if s not in val]
+    return train, (val or train)
+
+
+# ---------------------------------------------------------------------- augmentation
+
+
+def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, *, sigma: float) -> np.ndarray:
+    """(H, W, 3) float RGB 0..255 -> same, stain amounts scaled by 1 +- sigma and shifted."""
+    from skimage.color import hed2rgb, rgb2hed
+
+    hed = rgb2hed(np.clip(rgb, 0, 255) / 255.0)
+    hed = hed * rng.uniform(1 - sigma, 1 + sigma, 3) + rng.uniform(-sigma, sigma, 3) * 0.05
+    return np.clip(hed2rgb(hed), 0, 1) * 255.0
+
+
+def _crop(sample: Sample, size: int, rng: np.random.Generator, foreground_prob: float):
+    img, lbl = sample.image, sample.labels
+    h, w = lbl.shape
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        lbl = np.pad(lbl, ((0, ph), (0, pw)))
+        h, w = lbl.shape
+    if rng.random() < foreground_prob and lbl.any():
+        ys, xs = np.nonzero(lbl[::4, ::4])
+        k = rng.integers(len(ys))
+        cy, cx = ys[k] * 4, xs[k] * 4
+        y0 = int(np.clip(cy - size // 2 + rng.integers(-size // 4, size // 4 + 1), 0, h - size))
+        x0 = int(np.clip(cx - size // 2 + rng.integers(-size // 4, size // 4 + 1), 0, w - size))
+    else:
+        y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return img[y0:y0 + size, x0:x0 + size], lbl[y0:y0 + size, x0:x0 + size]
+
+
+def augment(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, *, jitter: float):
+    """Random flips, 90° rotations and H&E colour jitter; returns (float32 RGB 0..255, labels)."""
+    k = int(rng.integers(4))
+    img, lbl = np.rot90(img, k), np.rot90(lbl, k)
+    if rng.random() < 0.5:
+        img, lbl = img[:, ::-1], lbl[:, ::-1]
+    img = img.astype(np.float32)
+    if jitter > 0:
+        img = hed_jitter(img, rng, sigma=jitter).astype(np.float32)
+        img = img * rng.uniform(1 - jitter, 1 + jitter) + rng.uniform(-10, 10) * jitter / 0.05
+    return np.ascontiguousarray(img), np.ascontiguousarray(lbl)
+
+
+def targets(lbl: np.ndarray, *, n_rays: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) labels -> prob (h/gy, w/gx) float32 and dist (h/gy, w/gx, n_rays) float32."""
+    from stardist.geometry import star_dist
+    from stardist.utils import edt_prob
+
+    lbl = np.ascontiguousarray(lbl)
+    prob = edt_prob(lbl[::grid[0], ::grid[1]]).astype(np.float32)
+    dist = star_dist(lbl, n_rays, mode="cpp", grid=grid).astype(np.float32)
+    return prob, dist
+
+
+def make_batch(samples: list[Sample], rng: np.random.Generator, *, config: StarDistConfig,
+               options: NucleiTrainingOptions, train: bool = True):
+    """(x (B, 3, P, P), (prob (B, 1, p, p), dist (B, R, p, p))) torch tensors."""
+    xs, probs, dists = [], [], []
+    for _ in range(options.batch_size):
+        s = samples[int(rng.integers(len(samples)))]
+        img, lbl = _crop(s, options.patch_size, rng, options.foreground_prob)
+        if train:
+            img, lbl = augment(img, lbl, rng, jitter=options.color_jitter)
+        p, d = targets(lbl, n_rays=config.n_rays, grid=config.grid)
+        xs.append(normalize_numpy(img, s.percentiles).transpose(2, 0, 1))
+        probs.append(p[None])
+        dists.append(d.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(xs)), (torch.from_numpy(np.stack(probs)), torch.from_numpy(np.stack(dists)))
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def stardist_loss(net: torch.nn.Module, x: torch.Tensor, target, *, loss_weights=(1.0, 0.2),
+                  background_reg: float = 1e-4) -> torch.Tensor:
+    """StarDist's loss: BCE(prob) + w * (masked MAE(dist) / mean(mask) + reg * |dist| off-object)."""
+    prob_true, dist_true = target
+    prob, dist = net(x)
+    bce = F.binary_cross_entropy(prob.clamp(1e-7, 1 - 1e-7), prob_true)
+    mask = prob_true
+    mae = (mask * (dist - dist_true).abs()).mean(dim=1, keepdim=True)
+    reg = ((1 - mask) * dist.abs()).mean(dim=1, keepdim=True)
+    dist_loss = (mae / (mask.mean() + 1e-7) + background_reg * reg).mean()
+    return loss_weights[0] * bce + loss_weights[1] * dist_loss
+
+
+# ----------------------------------------------------------------------- thresholds
+
+
+def optimize_thresholds(net: StarDistNet, val: list[Sample], *, device: torch.device, nms_threshs=(0.3, 0.4, 0.5),
+                        iou_threshs=(0.3, 0.5, 0.7)) -> tuple[Thresholds, float]:
+    """prob / nms thresholds maximising the mean F1 over ``iou_threshs`` on the validation images."""
+    from stardist.matching import matching_dataset
+
+    net.eval()
+    maps = [predict_prob_dist(net, normalize_numpy(s.image, s.percentiles), device=device) for s in val]
+    gts = [s.labels for s in val]
+    cache: dict[tuple[float, float], float] = {}
+
+    def score(prob_t: float, nms_t: float) -> float:
+        key = (round(prob_t, 4), nms_t)
+        if key not in cache:
+            preds = [instances_from_prob_dist(p, d, grid=net.config.grid, shape=s.labels.shape,
+                                              thresholds=Thresholds(prob_t, nms_t))[0] for (p, d), s in zip(maps, val)]
+            cache[key] = float(np.mean([matching_dataset(gts, preds, thresh=t, show_progress=False).f1
+                                        for t in iou_threshs]))
+        return cache[key]
+
+    best = (-1.0, Thresholds())
+    for nms_t in nms_threshs:
+        grid = np.arange(0.1, 0.91, 0.1)
+        p0 = max(grid, key=lambda p: score(p, nms_t))
+        fine = np.arange(max(0.02, p0 - 0.08), min(0.98, p0 + 0.081), 0.02)
+        p1 = max(fine, key=lambda p: score(p, nms_t))
+        if score(p1, nms_t) > best[0]:
+            best = (score(p1, nms_t), Thresholds(float(round(p1, 4)), float(nms_t)))
+    return best[1], best[0]
+
+
+# ------------------------------------------------------------------------- training
+
+
+def build_net(options: NucleiTrainingOptions) -> StarDistNet:
+    if options.init:
+        from detectors.stardist.detector import load_stardist_net
+
+        net, _, _ = load_stardist_net(options.init)
+        return net
+    if options.preset not in PRESETS:
+        raise InputError(None, f"unknown preset {options.preset!r}; use one of {', '.join(PRESETS)}")
+    return StarDistNet(StarDistConfig(**PRESETS[options.preset]))
+
+
+def train_nuclei(samples: list[Sample], *, out: str | Path, mpp: float, options: NucleiTrainingOptions | None = None,
+                 device: torch.device | str = "cpu") -> TrainResult:
+    """Train on ``samples`` and write the model folder ``out`` (atomically: tmp name, then rename)."""
+    options = options or NucleiTrainingOptions()
+    device = torch.device(device)
+    out = Path(out)
+    net = build_net(options)
+    config = net.config
+    if options.patch_size % config.div_by[0] or options.patch_size % config.div_by[1]:
+        raise InputError(None, f"--patch-size must be a multiple of {config.div_by[0]}")
+    train, val = split_validation(samples, val_names=options.val_names, val_fraction=options.val_fraction,
+                                  seed=options.seed)
+    log.info("training on %d images, validating on %d (%s)", len(train), len(val), ", ".join(s.name for s in val))
+    val_rng = np.random.default_rng(options.seed + 1)
+    n_val_batches = max(1, len(val) * options.val_patches_per_image // options.batch_size)
+    val_batches = [make_batch(val, val_rng, config=config, options=options, train=False) for _ in range(n_val_batches)]
+
+    def loss_fn(model, x, target):
+        return stardist_loss(model, x, target, loss_weights=options.loss_weights, background_reg=options.background_reg)
+
+    t0 = time.perf_counter()
+    result = fit(
+        net, sample_train=lambda rng: make_batch(train, rng, config=config, options=options),
+        loss_fn=loss_fn, val_batches=val_batches, epochs=options.epochs, steps_per_epoch=options.steps_per_epoch,
+        device=device, lr=options.learning_rate,
+        time_limit_s=None if options.time_limit_min is None else 60 * options.time_limit_min, seed=options.seed,
+    )
+    thresholds, f1 = optimize_thresholds(net, val, device=device, nms_threshs=options.nms_threshs,
+                                         iou_threshs=options.iou_threshs)
+    log.info("thresholds prob %.3f nms %.2f (validation mean F1 %.3f)", thresholds.prob, thresholds.nms, f1)
+    meta = {"mpp": float(mpp), "name": out.name, "trained_by": "wsi-pipeline train nuclei",
+            "train_images": [s.name for s in train], "val_images": [s.name for s in val]}
+    config = StarDistConfig.from_dict({**config.to_dict(), "wsi_pipeline": meta})
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write_model_folder(tmp, config, thresholds)
+    save_keras_h5(net.cpu(), tmp / "weights_best.h5")
+    report = {"options": asdict(options), "history": result.to_dict(), "val_mean_f1": f1,
+              "thresholds": thresholds.to_dict(), "seconds": time.perf_counter() - t0}
+    (tmp / "training.json").write_text(json.dumps(report, indent=2, default=str))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return TrainResult(out, thresholds, {"mean_f1": f1}, result)

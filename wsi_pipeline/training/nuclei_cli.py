@@ -1,0 +1,53 @@
+"""Arguments and entry point of ``wsi-pipeline train nuclei`` (torch imported in ``run``)."""
+
+from __future__ import annotations
+
+HELP = "Train or fine-tune the torch StarDist nuclei model; writes a model folder for --nuclei-model."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--images", required=True, help="folder of RGB training images (.tif/.png/.jpg)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--labels", help="folder of instance label images with the same file stems")
+    src.add_argument("--geojson", help="folder of polygons with the same file stems: GeoJSON (QuPath) or MoNuSeg XML")
+    parser.add_argument("--mpp", type=float, required=True, help="microns per pixel of the training images")
+    parser.add_argument("--out", required=True, help="model folder to write (config.json, thresholds.json, weights_best.h5)")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--steps-per-epoch", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--patch-size", type=int, default=256)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--preset", default="versatile_he", help="architecture: versatile_he (default) or small")
+    parser.add_argument("--init", default=None, help="model folder to fine-tune from (e.g. a fetched stardist-he)")
+    parser.add_argument("--val", default=None, help="comma-separated image stems kept for validation")
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--time-limit", type=float, default=None, help="stop after this many minutes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from detectors.device import select_device
+    from tiling.errors import InputError
+    from wsi_pipeline.training.nuclei import NucleiTrainingOptions, load_pairs, train_nuclei
+
+    if args.mpp <= 0:
+        raise InputError(None, f"--mpp must be positive, got {args.mpp}")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").exists():
+        raise InputError(out, "exists and is not a model folder; refusing to overwrite it")
+    device = select_device(args.device)
+    samples = load_pairs(args.images, labels=args.labels, polygons=args.geojson)
+    options = NucleiTrainingOptions(
+        preset=args.preset, init=args.init, patch_size=args.patch_size, batch_size=args.batch_size,
+        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
+        val_fraction=args.val_fraction, val_names=tuple(v for v in (args.val or "").split(",") if v),
+        time_limit_min=args.time_limit, seed=args.seed,
+    )
+    res = train_nuclei(samples, out=out, mpp=args.mpp, options=options, device=device)
+    print(f"wrote {res.folder} (thresholds prob {res.thresholds.prob:.3f}, nms {res.thresholds.nms:.2f}; "
+          f"validation mean F1 {res.val_f1['mean_f1']:.3f}; best epoch {res.fit.best_epoch + 1}, "
+          f"{res.fit.seconds:.0f} s)")
+    return 0
