@@ -23,17 +23,22 @@ def _short(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def argb_to_planar(argb: np.ndarray) -> np.ndarray:
+    """Premultiplied native-endian ARGB ``(h, w)`` uint32 -> ``(3, h, w)`` uint8 RGB on white."""
+    bgra = argb.view(np.uint8).reshape(argb.shape[0], argb.shape[1], 4).transpose(2, 0, 1)
+    if not np.little_endian:  # pragma: no cover - big-endian hosts
+        bgra = bgra[::-1]
+    planes = np.ascontiguousarray(bgra[2::-1])  # R, G, B planes: one copy
+    alpha = bgra[3]
+    if alpha.min() == 255:
+        return planes
+    # premultiplied: composite over white is c + (255 - a), exact in integers
+    return (planes.astype(np.uint16) + (255 - alpha)[None]).clip(0, 255).astype(np.uint8)
+
+
 def argb_to_rgb(argb: np.ndarray) -> np.ndarray:
     """Premultiplied native-endian ARGB ``(h, w)`` uint32 -> ``(h, w, 3)`` uint8 RGB on white."""
-    bgra = argb.view(np.uint8).reshape(argb.shape[0], argb.shape[1], 4)
-    if not np.little_endian:  # pragma: no cover - big-endian hosts
-        bgra = bgra[..., ::-1]
-    rgb = bgra[..., 2::-1]  # view: R, G, B
-    alpha = bgra[..., 3]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgb)
-    # premultiplied: composite over white is c + (255 - a), exact in integers
-    return (rgb.astype(np.uint16) + (255 - alpha)[..., None]).clip(0, 255).astype(np.uint8)
+    return np.ascontiguousarray(argb_to_planar(argb).transpose(1, 2, 0))
 
 
 class OpenSlideSlide(Slide):
@@ -133,22 +138,33 @@ class OpenSlideSlide(Slide):
         return np.asarray(osr.associated_images[name].convert("RGB"))
 
     # -- pixels -------------------------------------------------------------------------
-    def _read_level(self, level, x, y, width, height):
+    def _read_argb(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """``(height, width)`` uint32 premultiplied ARGB, window in *level* pixels."""
         import openslide
         from openslide import lowlevel
 
         osr = self._handle()
         ds = self._downsamples[level]
         x0, y0 = int(round(x * ds)), int(round(y * ds))
+        buf = np.empty((height, width), np.uint32)
         try:
             raw = getattr(lowlevel, "_read_region", None)
             if raw is None:  # pragma: no cover - older/newer openslide-python
-                return np.asarray(osr.read_region((x0, y0), level, (width, height)))
-            buf = np.empty((height, width), np.uint32)
+                rgba = np.asarray(osr.read_region((x0, y0), level, (width, height))).astype(np.uint32)
+                a = rgba[..., 3]
+                premul = (rgba[..., :3] * a[..., None] + 127) // 255
+                return (a << 24) | (premul[..., 0] << 16) | (premul[..., 1] << 8) | premul[..., 2]
             raw(osr._osr, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), x0, y0, level, width, height)
         except openslide.OpenSlideError as exc:
             raise SlideError(self.path, f"cannot decode level {level} at ({x}, {y}): {_short(exc)}") from None
-        return argb_to_rgb(buf)
+        return buf
+
+    def _read_level(self, level, x, y, width, height):
+        return argb_to_rgb(self._read_argb(level, x, y, width, height))
+
+    def read_planar(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """``(3, height, width)`` uint8 RGB of a window inside *level* (fast path for writers)."""
+        return argb_to_planar(self._read_argb(level, x, y, width, height))
 
     def close(self) -> None:
         with self._lock:

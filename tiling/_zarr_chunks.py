@@ -75,15 +75,14 @@ class ChunkedArray:
     def _key(self, cy: int, cx: int) -> Path:
         return self.root / "0" / str(cy) / str(cx)
 
-    def write_region(self, y0: int, x0: int, image: np.ndarray) -> None:
-        """Write ``image`` ``(h, w, 3)`` whose origin ``(y0, x0)`` is on the chunk grid.
+    def write_region(self, y0: int, x0: int, planar: np.ndarray) -> None:
+        """Write ``planar`` ``(3, h, w)`` whose origin ``(y0, x0)`` is on the chunk grid.
 
         The region must cover whole chunks (or reach the array's edge).
         """
         c = self.chunk
         assert y0 % c == 0 and x0 % c == 0, "region origin off the chunk grid"
-        h, w = image.shape[:2]
-        planar = image.transpose(2, 0, 1)
+        h, w = planar.shape[1:]
         for ry in range(0, h, c):
             row_dir = self.root / "0" / str((y0 + ry) // c)
             row_dir.mkdir(parents=True, exist_ok=True)
@@ -104,14 +103,14 @@ class ChunkedArray:
         os.replace(tmp, path)
 
     def read_region(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-        """Read an ``(h, w, 3)`` window whose origin is on the chunk grid."""
+        """Read a planar ``(3, h, w)`` window whose origin is on the chunk grid."""
         c = self.chunk
-        out = np.empty((h, w, 3), np.uint8)
+        out = np.empty((3, h, w), np.uint8)
         for ry in range(0, h, c):
             for rx in range(0, w, c):
                 chunk = self._read_chunk((y0 + ry) // c, (x0 + rx) // c)
                 hh, ww = min(c, h - ry), min(c, w - rx)
-                out[ry : ry + hh, rx : rx + ww] = chunk[:, :hh, :ww].transpose(1, 2, 0)
+                out[:, ry : ry + hh, rx : rx + ww] = chunk[:, :hh, :ww]
         return out
 
     def _read_chunk(self, cy: int, cx: int) -> np.ndarray:

@@ -39,7 +39,7 @@ import numpy as np
 
 from tiling._zarr_chunks import ChunkedArray, make_compressor, write_json
 from tiling.errors import InputError
-from tiling.pyramid import DEFAULT_MIN_SIZE, downsample2
+from tiling.pyramid import DEFAULT_MIN_SIZE, downsample2_planar
 from tiling.slide import Slide
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,14 @@ def _arrays(part: Path, plan: ConversionPlan) -> list[ChunkedArray]:
     return arrays
 
 
+def _read_planar(slide: Slide, x: int, y: int, w: int, h: int) -> np.ndarray:
+    """``(3, h, w)`` uint8 of level 0, through the backend's planar fast path when it has one."""
+    fast = getattr(slide, "read_planar", None)
+    if fast is not None:
+        return fast(0, x, y, w, h)
+    return np.ascontiguousarray(slide.read_region((x, y), (w, h), level=0).transpose(2, 0, 1))
+
+
 def _convert_block(slide: Slide, arrays: list[ChunkedArray], plan: ConversionPlan, src: int, targets: list[int], by: int, bx: int) -> None:
     """Read one source block, write its chunks at every target level."""
     b = plan.block
@@ -224,12 +232,12 @@ def _convert_block(slide: Slide, arrays: list[ChunkedArray], plan: ConversionPla
     y0, x0 = by * b, bx * b
     bh, bw = min(b, h - y0), min(b, w - x0)
     if src == 0:
-        image = slide.read_region((x0, y0), (bw, bh), level=0)
+        image = _read_planar(slide, x0, y0, bw, bh)
     else:
         image = arrays[src].read_region(y0, x0, bh, bw)
     for k in range(src, targets[-1] + 1):
         if k > src:
-            image = downsample2(image)
+            image = downsample2_planar(image)
         if k in targets:
             f = 2 ** (k - src)
             arrays[k].write_region(y0 // f, x0 // f, image)

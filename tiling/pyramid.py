@@ -36,6 +36,20 @@ def downsample2(image: np.ndarray) -> np.ndarray:
     return acc.astype(np.uint8)
 
 
+def downsample2_planar(image: np.ndarray) -> np.ndarray:
+    """:func:`downsample2` for a planar ``(C, H, W)`` uint8 image (same arithmetic, faster)."""
+    h, w = image.shape[1:]
+    if h % 2 or w % 2:
+        image = np.pad(image, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge")
+    acc = image[:, 0::2, 0::2].astype(np.uint16)
+    acc += image[:, 1::2, 0::2]
+    acc += image[:, 0::2, 1::2]
+    acc += image[:, 1::2, 1::2]
+    acc += 2
+    acc >>= 2
+    return acc.astype(np.uint8)
+
+
 def level_chunk(slide: Slide, level: int, *, target: int = 512) -> tuple[int, int]:
     """Chunk ``(rows, cols)`` for ``level``: the smallest multiple of the native tile >= ``target``."""
     tw, th = slide.level_tile_size(level)
