@@ -152,7 +152,9 @@ def test_same_seed_same_bytes(tmp_path):
 
 @pytest.mark.parametrize("distance_um", [0.0, 1500.0])
 def test_tumour_at_an_exact_distance_from_blue_ink(tmp_path, distance_um):
-    scene = build_scene(24000, 16000, mpp=0.25, seed=1, tumor_ink_distance_um=distance_um, tumor_radius_um=300)
+    scene = build_scene(
+        24000, 16000, mpp=0.25, seed=1, tumor_ink_distance_um=distance_um, tumor_radius_um=300, nuclei_density=0.05
+    )
     from wsi_pipeline.synthetic.truth import write_truth
 
     write_truth(scene, tmp_path)

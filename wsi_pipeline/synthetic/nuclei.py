@@ -16,8 +16,8 @@ import shapely
 from scipy.spatial import cKDTree
 from shapely.geometry.base import BaseGeometry
 
-DERMAL, LYMPHOCYTE, EPIDERMAL, TUMOR, MITOSIS = range(5)
-KIND_NAMES = ("dermal", "lymphocyte", "epidermal", "tumor", "mitosis")
+DERMAL, LYMPHOCYTE, EPIDERMAL, TUMOR, MITOSIS, ENDOTHELIAL = range(6)
+KIND_NAMES = ("dermal", "lymphocyte", "epidermal", "tumor", "mitosis", "endothelial")
 
 # per kind: density per mm^2, semi-major axis range (um), aspect range (a/b), stain range
 _KINDS = {
@@ -146,8 +146,12 @@ def place_nuclei(
     keep_out: BaseGeometry | None,
     n_mitoses: int | None = None,
     density: float = 1.0,
+    placed: Nuclei | None = None,
 ) -> Nuclei:
-    """Nuclei of every kind inside ``tissue``; ``density`` scales all densities."""
+    """Nuclei of every kind inside ``tissue``; ``density`` scales all densities.
+
+    ``placed``: nuclei already positioned (e.g. endothelium), kept before the sampled ones.
+    """
     px = 1.0 / mpp
     mm2 = (mpp * 1e-3) ** 2  # mm^2 per pixel^2
     blocked = keep_out if keep_out is not None and not keep_out.is_empty else None
@@ -174,6 +178,9 @@ def place_nuclei(
                 parts.append(_mitoses(rng, epid_r, n_mitoses - len(parts[0]), px))
         elif epid_r is not None and not epid_r.is_empty:
             parts.append(_mitoses(rng, epid_r, n_mitoses, px))
+
+    if placed is not None and len(placed):
+        parts.append(placed)
 
     def add(kind, region):
         if region is None or region.is_empty:

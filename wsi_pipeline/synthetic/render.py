@@ -15,9 +15,10 @@ import shapely
 from PIL import Image, ImageDraw
 from shapely.geometry.base import BaseGeometry
 
-from wsi_pipeline.synthetic.noise import fbm, value_noise, white_noise
+from wsi_pipeline.synthetic.noise import fbm, value_noise
 from wsi_pipeline.synthetic.nuclei import LYMPHOCYTE, MITOSIS
 from wsi_pipeline.synthetic.scene import Scene
+from wsi_pipeline.synthetic.textures import TextureBank
 
 # unit optical-density colour vectors (R, G, B absorbance)
 HEMATOXYLIN = np.array([0.64, 0.72, 0.30], np.float32)
@@ -42,11 +43,14 @@ class TileRenderer:
         self.px = 1.0 / scene.mpp
         self.seed = scene.seed
         geoms = [scene.tissue, scene.epidermis, scene.keratin, scene.tumor, scene.cleft, scene.marker]
+        geoms += [scene.vessel_walls, scene.vessel_lumens]
         geoms += [ink.region for ink in scene.inks]
         for g in geoms:
             if g is not None:
                 shapely.prepare(g)
         self._build_index()
+        longest = max(scene.width, scene.height)
+        self.bank = TextureBank(px=self.px, seed=scene.seed, size=min(1024, max(256, 1 << (longest - 1).bit_length())))
 
     # -- nuclei grid index ------------------------------------------------------------
     def _build_index(self) -> None:
@@ -99,7 +103,7 @@ class TileRenderer:
                 streak = 0.45 + 0.25 * value_noise(x0, y0, w, h, scale=25 * self.px, seed=self.seed + 37)
                 layers.append((m * streak, INK_OD.get(sc.marker_color, INK_OD["green"])))
         glass = 246.0 + 3.0 * (value_noise(x0, y0, w, h, scale=400 * self.px, seed=self.seed + 41) - 0.5)
-        grain = 1.3 * white_noise(x0, y0, w, h, seed=self.seed, salt=1) + 0.5
+        grain = 1.3 * self.bank.window("grain", x0, y0, w, h) + 0.5
         out = np.empty((h, w, 3), np.uint8)
         for c in range(3):
             if layers:
@@ -120,21 +124,32 @@ class TileRenderer:
         """Hematoxylin and eosin density maps ``(h, w)`` float32 of everything but nuclei."""
         sc, px = self.scene, self.px
         t = tissue.astype(np.float32)
-        eos = t * (0.30 + 0.40 * _collagen(x0, y0, w, h, px=px, seed=self.seed))
+        bank = self.bank
+        # aperiodic modulation of the periodic collagen: staining and density vary slowly
+        tone = value_noise(x0, y0, w, h, scale=300 * px, seed=self.seed + 17)
+        eos = t * ((0.28 + 0.12 * tone) + 0.40 * bank.window("collagen", x0, y0, w, h))
         hema = t * 0.05
         epi = _raster(sc.epidermis, x0, y0, w, h)
         if epi is not None:
-            mottle = fbm(x0, y0, w, h, scale=12 * px, seed=self.seed + 5)
+            mottle = bank.window("mottle", x0, y0, w, h)
             eos = np.where(epi, 0.30 + 0.10 * mottle, eos)
             hema = np.where(epi, 0.22 + 0.08 * mottle, hema)
         ker = _raster(sc.keratin, x0, y0, w, h)
         if ker is not None:
-            lam = _lamellae(x0, y0, w, h, px=px, seed=self.seed)
+            lam = bank.window("lamellae", x0, y0, w, h)
             eos = np.where(ker, 0.15 + 0.45 * lam, eos)
             hema = np.where(ker, 0.02, hema)
+        wall = _raster(sc.vessel_walls, x0, y0, w, h)
+        if wall is not None:
+            eos = np.where(wall, 0.62 + 0.15 * bank.window("mottle", x0, y0, w, h), eos)
+            hema = np.where(wall, 0.08, hema)
+        lumen = _raster(sc.vessel_lumens, x0, y0, w, h)
+        if lumen is not None:
+            eos = np.where(lumen, 0.04 + 1.05 * bank.window("rbc", x0, y0, w, h), eos)
+            hema = np.where(lumen, 0.0, hema)
         tum = _raster(sc.tumor, x0, y0, w, h)
         if tum is not None:
-            mottle = fbm(x0, y0, w, h, scale=10 * px, seed=self.seed + 7)
+            mottle = bank.window("mottle", x0 + 777, y0 + 333, w, h)
             eos = np.where(tum, 0.22 + 0.08 * mottle, eos)
             hema = np.where(tum, 0.30 + 0.10 * mottle, hema)
         cleft = _raster(sc.cleft, x0, y0, w, h)
@@ -149,7 +164,7 @@ class TileRenderer:
         if len(near) == 0:
             return
         nuc = self.scene.nuclei
-        chrom = fbm(x0, y0, w, h, scale=1.6 * self.px, seed=self.seed + 11, octaves=2)
+        chrom = self.bank.window("chromatin", x0, y0, w, h)
         for i in near.tolist():
             a, b = float(nuc.a[i]), float(nuc.b[i])
             cx, cy = float(nuc.x[i]), float(nuc.y[i])
@@ -190,36 +205,6 @@ def _figure(u, v, a, b, seed) -> np.ndarray:
     for j in range(k):
         dens += np.exp(-(((u - pu[j]) ** 2 + (v - pv[j]) ** 2) / (2 * sig[j] ** 2)))
     return np.clip(dens * 1.4, 0.05, 1.0).astype(np.float32)
-
-
-def _collagen(x0, y0, w, h, *, px, seed) -> np.ndarray:
-    """Wavy fibre bundles in three orientations with pale clefts between; ``(h, w)`` in [0, 1]."""
-    warp = fbm(x0, y0, w, h, scale=70 * px, seed=seed + 13)
-    xs = np.arange(x0, x0 + w, dtype=np.float64) + 0.5
-    ys = np.arange(y0, y0 + h, dtype=np.float64) + 0.5
-    k2pi = 2 * math.pi / (7.0 * px)
-    total = np.zeros((h, w), np.float32)
-    weights = np.zeros((h, w), np.float32)
-    for k, ang in enumerate((0.2, 1.25, 2.3)):
-        px_phase = np.mod(xs * (math.cos(ang) * k2pi), 2 * math.pi).astype(np.float32)
-        py_phase = np.mod(ys * (math.sin(ang) * k2pi), 2 * math.pi).astype(np.float32)
-        wave = np.sin(py_phase[:, None] + px_phase[None, :] + (9.0 * (k + 1)) * warp)
-        wt = value_noise(x0, y0, w, h, scale=150 * px, seed=seed + 17 + k) ** 3
-        total += wt * (0.5 + 0.5 * wave) ** 2
-        weights += wt
-    fib = total / np.maximum(weights, 1e-6)
-    gaps = fbm(x0, y0, w, h, scale=30 * px, seed=seed + 19)
-    open_space = np.clip((gaps - 0.30) / 0.12, 0.0, 1.0)
-    return (0.35 + 0.65 * fib) * (0.15 + 0.85 * open_space)
-
-
-def _lamellae(x0, y0, w, h, *, px, seed) -> np.ndarray:
-    """Basket-weave keratin: thin wavy layers with gaps; ``(h, w)`` in [0, 1]."""
-    warp = fbm(x0, y0, w, h, scale=40 * px, seed=seed + 23)
-    ys = np.arange(y0, y0 + h, dtype=np.float64) + 0.5
-    phase = np.mod(ys * (2 * math.pi / (4.0 * px)), 2 * math.pi).astype(np.float32)
-    layers = 0.5 + 0.5 * np.sin(phase[:, None] + 12.0 * warp)
-    return np.clip(layers * 1.3 - 0.15, 0.0, 1.0)
 
 
 def _polygons(geom):

@@ -22,6 +22,7 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from wsi_pipeline.synthetic.anatomy import place_vessels, rete_pegs
 from wsi_pipeline.synthetic.nuclei import Nuclei, place_nuclei
 
 INK_COLORS = ("black", "blue", "green", "red", "yellow", "orange", "purple")
@@ -58,6 +59,8 @@ class Scene:
     nuclei: Nuclei
     tumor_ink_distance_um: float | None = None  # tumour polygon -> nearest ink of ``tumor_ink_color``
     tumor_ink_color: str = "blue"
+    vessel_walls: BaseGeometry | None = None
+    vessel_lumens: BaseGeometry | None = None
     options: dict = field(default_factory=dict)
 
     def um(self, px: float) -> float:
@@ -120,7 +123,7 @@ def _layout(width, height, pieces):
     raise ValueError("pieces must be 1 or 2")
 
 
-def _place_tumor(shape_at, allowed, ink_region, edge, center, distance_px, rng):
+def _place_tumor(shape_at, allowed, ink_region, edge, center, distance_px):
     """Slide a nest along the inward normal of the ink edge's midpoint until its distance
     to the ink band equals ``distance_px`` (bisection); ``shape_at(x, y)`` builds the nest."""
     mid = edge.interpolate(0.5, normalized=True)
@@ -158,7 +161,9 @@ def build_scene(
     mpp: float = 0.25,
     seed: int = 0,
     pieces: int = 1,
-    epidermis_um: float = 90.0,
+    epidermis_um: float = 70.0,
+    rete: bool = True,
+    vessels: bool = True,
     keratin_um: float = 18.0,
     tumor: bool = True,
     tumor_radius_um: float | None = None,
@@ -190,7 +195,13 @@ def build_scene(
     epid_parts, ker_parts = [], []
     for poly, (pts, t, center) in zip(piece_polys, boundaries):
         wedge = _wedge(center, pts, t, *EPIDERMIS_ARC)
-        epid_parts.append(poly.difference(poly.buffer(-epidermis_um * px)).intersection(wedge))
+        band = poly.difference(poly.buffer(-epidermis_um * px))
+        if rete:
+            inner = _wedge(center, pts, t, EPIDERMIS_ARC[0] + 4, EPIDERMIS_ARC[1] - 4)
+            arc = _arc_line(pts, t, *EPIDERMIS_ARC)
+            pegs = rete_pegs(arc, center, thickness_px=epidermis_um * px, px=px, rng=rng).intersection(inner)
+            band = band.union(pegs.intersection(poly))
+        epid_parts.append(band.intersection(wedge))
         ker_parts.append(poly.difference(poly.buffer(-keratin_um * px)).intersection(wedge))
     epidermis = shapely.union_all(epid_parts)
     keratin = shapely.union_all(ker_parts)
@@ -221,7 +232,7 @@ def build_scene(
                 raise ValueError(f"no {tumor_ink_color} ink to place the tumour against")
             target = matching[0]
             tumor_geom = _place_tumor(
-                shape_at, allowed, target.region, target.edge, (cx, cy), tumor_ink_distance_um * px, rng
+                shape_at, allowed, target.region, target.edge, (cx, cy), tumor_ink_distance_um * px
             )
         else:
             tx, ty = tumor_center if tumor_center is not None else (cx - 0.2 * a, cy + 0.25 * b)
@@ -240,15 +251,21 @@ def build_scene(
         if marker_geom.is_empty:
             marker_geom = None
 
+    vessel_set = None
+    if vessels:
+        away = [epidermis.buffer(20 * px)] + ([tumor_geom.buffer(30 * px)] if tumor_geom is not None else [])
+        vessel_set = place_vessels(tissue.difference(shapely.union_all(away)).buffer(-25 * px), px=px, rng=rng)
+    blocked = [keratin, cleft] + ([vessel_set.walls.union(vessel_set.lumens).buffer(px)] if vessel_set else [])
     nuclei = place_nuclei(
         rng,
         mpp=mpp,
         tissue=tissue,
         epidermis=epidermis.difference(keratin),
         tumor=tumor_geom,
-        keep_out=shapely.union_all([g for g in (keratin, cleft) if g is not None]),
+        keep_out=shapely.union_all([g for g in blocked if g is not None]),
         n_mitoses=n_mitoses,
         density=nuclei_density,
+        placed=vessel_set.endothelium if vessel_set else None,
     )
     return Scene(
         width=int(width),
@@ -267,6 +284,8 @@ def build_scene(
         nuclei=nuclei,
         tumor_ink_distance_um=distance_um,
         tumor_ink_color=tumor_ink_color,
+        vessel_walls=vessel_set.walls if vessel_set else None,
+        vessel_lumens=vessel_set.lumens if vessel_set else None,
     )
 
 
