@@ -41,6 +41,7 @@ class SlideRun:
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    overlay: list = field(default_factory=list)  # (shapely geometry, RGBA) drawn on overview.png
 
 
 def stable_ids(slide_key: str, kind: str, geometries: np.ndarray) -> Iterator[str]:
@@ -88,7 +89,7 @@ def run_slide(
 ) -> SlideRun:
     """Process one slide into ``out_root/<slide_id>/`` (atomically, with a done marker)."""
     from wsi_pipeline.run_stages import (
-        detect_mitoses, detect_tissue_stage, run_detector, write_overview, write_summary,
+        detect_mitoses, detect_tissue_stage, write_overview, write_summary,
     )
 
     out_root = Path(out_root)
@@ -120,6 +121,11 @@ def run_slide(
                     detect_mitoses(slide, job, cfg, nuclei, tissue, tmp, props, run)
             with _Timer(run.timings, "overview"):
                 write_overview(slide, tissue, nuclei, tmp, run, cfg)
+            if cfg.output.ome_zarr:
+                from tiling.omezarr import write_omezarr
+
+                with _Timer(run.timings, "ome_zarr"):
+                    write_omezarr(slide, tmp / "slide.ome.zarr")
         run.timings["total"] = round(time.perf_counter() - t_start, 3)
         write_summary(job, slide, cfg, tmp, run)
         write_marker(tmp, checksum=checksum or file_checksum(Path(job.path)), config_hash=cfg.hash())

@@ -54,6 +54,10 @@ def detect_mitoses(slide, job: SlideJob, cfg: PipelineConfig, nuclei: Instances,
     result = run_mitosis_stage(slide, job=job, cfg=cfg, nuclei=nuclei, tissue=tissue, out_dir=out, properties=props)
     run.counts.update(result.counts)
     run.notes.extend(result.notes)
+    if result.points is not None:
+        run.overlay.extend((g, (220, 20, 60, 255)) for g in result.points.geometry)
+    if result.hotspot is not None:
+        run.overlay.append((result.hotspot, (255, 140, 0, 255)))
 
 
 # -- overview ---------------------------------------------------------------------

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from wsi_pipeline.mitosis_stage import density_map, find_hotspot
+
+
+def test_hotspot_finds_the_dense_field():
+    rng = np.random.default_rng(0)
+    mpp = 0.5
+    mask = np.ones((100, 160), bool)  # 16 px per mask px -> 2560 x 1600 level-0 px = 1.28 x 0.8 mm
+    ds = 16.0
+    scattered = rng.uniform([0, 0], [2560, 1600], size=(20, 2))
+    cluster = rng.uniform([1800, 900], [2000, 1100], size=(30, 2))
+    hs = find_hotspot(np.vstack([scattered, cluster]), mask, ds, slide_mpp=mpp, area_mm2=0.25)
+    side = 500 / mpp  # 0.5 mm
+    assert hs is not None
+    x0, y0, x1, y1 = hs.box
+    assert x1 - x0 == pytest.approx(side)
+    assert x0 <= 1800 and x1 >= 2000 and y0 <= 900 and y1 >= 1100
+    assert hs.count >= 30
+    assert hs.rate == pytest.approx(hs.count / 0.25)
+
+
+def test_hotspot_must_lie_over_tissue():
+    mask = np.zeros((100, 100), bool)
+    mask[:, :50] = True  # tissue on the left half only
+    pts = np.array([[2500.0, 800.0]] * 10)  # on glass, right half
+    hs = find_hotspot(pts, mask, 32.0, slide_mpp=1.0, area_mm2=0.25, min_tissue_fraction=0.9)
+    assert hs is not None and hs.box[2] <= 1600 + 1e-6  # stays over the left half
+    assert hs.count == 0
+    assert find_hotspot(pts, np.zeros((10, 10), bool), 32.0, slide_mpp=1.0, area_mm2=0.25) is None
+
+
+def test_density_map_counts_per_mm2():
+    pts = np.array([[10.0, 10.0], [20.0, 20.0], [600.0, 10.0]])
+    d = density_map(pts, (1000, 500), slide_mpp=0.5, pixel_um=250)  # 500 px per cell
+    assert d.shape == (1, 2)
+    assert d[0, 0] == pytest.approx(2 / 0.0625) and d[0, 1] == pytest.approx(1 / 0.0625)

@@ -1,0 +1,148 @@
+"""The lab tech's command: one slide, a batch, resume after a kill, one bad slide, full disk."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tiling.errors import InputError
+from wsi_pipeline.batch.runner import run_batch
+from wsi_pipeline.cli import main
+from wsi_pipeline.config import load_config
+
+FAST = {"cluster.kind": "inprocess", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def tiny_slides(tmp_path_factory) -> Path:
+    """Two small synthetic slides plus one corrupt file in a folder."""
+    from wsi_pipeline.synthetic import make_synthetic_slide
+
+    folder = tmp_path_factory.mktemp("slides")
+    for seed, name in [(1, "case_a"), (2, "case_b")]:
+        s = make_synthetic_slide(folder / f"_{name}", width=2048, height=1536, mpp=0.5, seed=seed, name=name)
+        shutil.move(str(s.path), folder / f"{name}.svs")
+        shutil.rmtree(folder / f"_{name}")
+    (folder / "zz_corrupt.svs").write_text("this is not a slide\n")
+    return folder
+
+
+def _cfg(**extra):
+    return load_config("cpu-fast").updated(**{**FAST, **extra})
+
+
+def _read_gz(path: Path) -> dict:
+    return json.loads(gzip.decompress(path.read_bytes()))
+
+
+def test_batch_isolates_the_bad_slide_and_reports(tiny_slides, tmp_path):
+    out = tmp_path / "out"
+    result = run_batch(tiny_slides, out, _cfg(), show_progress=False)
+    status = {r.slide_id: r.status for r in result.rows}
+    assert status == {"case_a": "done", "case_b": "done", "zz_corrupt": "failed"}
+    (bad,) = result.failed
+    assert "zz_corrupt.svs" in bad.error and "\n" not in bad.error
+    for sid in ("case_a", "case_b"):
+        d = out / sid
+        for name in ("tissue.geojson", "nuclei.geojson.gz", "mitoses.geojson", "nuclei.parquet", "summary.json",
+                     "overview.png", ".done.json"):
+            assert (d / name).is_file(), f"{sid}/{name} missing"
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["counts"]["nuclei"] > 20
+        assert summary["counts"]["tissue_mm2"] > 0.05
+        assert "torch" in summary["versions"] and summary["config_hash"] == _cfg().hash()
+        assert len(_read_gz(d / "nuclei.geojson.gz")["features"]) == summary["counts"]["nuclei"]
+    assert not (out / "zz_corrupt").exists()
+    assert not list(out.glob(".*partial"))
+    html = (out / "batch_report.html").read_text()
+    assert "zz_corrupt" in html and "failed" in html and "data:image/png;base64" in html
+    csv_lines = (out / "batch_report.csv").read_text().splitlines()
+    assert len(csv_lines) == 4 and csv_lines[0].startswith("slide_id,status")
+    assert "case_a: done" in (out / "batch.log").read_text()
+
+    # rerun: complete slides are skipped and untouched, the bad one fails again
+    before = (out / "case_a" / "nuclei.geojson.gz").stat().st_mtime_ns
+    again = run_batch(tiny_slides, out, _cfg(), show_progress=False)
+    assert {r.slide_id: r.status for r in again.rows} == {"case_a": "skipped", "case_b": "skipped", "zz_corrupt": "failed"}
+    assert (out / "case_a" / "nuclei.geojson.gz").stat().st_mtime_ns == before
+
+    # a changed config redoes the slides
+    changed = run_batch(tiny_slides, out, _cfg(**{"tissue.mpp": 12.0}), show_progress=False)
+    assert {r.status for r in changed.rows if r.slide_id != "zz_corrupt"} == {"done"}
+
+
+def test_kill_then_resume_gives_the_same_outputs(tiny_slides, tmp_path):
+    ref = tmp_path / "ref"
+    run_batch(tiny_slides, ref, _cfg(), show_progress=False)
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "wsi_pipeline", "batch", str(tiny_slides), "--out", str(out),
+           "--config", "cpu-fast", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "case_a" / ".done.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "case_a" / ".done.json").exists(), "first slide never finished"
+    finished = {p.name: p.read_bytes() for p in (out / "case_a").iterdir() if p.is_file()}
+
+    rc = main(["batch", str(tiny_slides), "--out", str(out), "--config", "cpu-fast", "--no-progress"])
+    assert rc == 1  # the corrupt slide
+    assert {p.name: p.read_bytes() for p in (out / "case_a").iterdir() if p.is_file()} == finished
+    for sid in ("case_a", "case_b"):
+        for name in ("nuclei.geojson.gz", "tissue.geojson", "mitoses.geojson", "nuclei.parquet"):
+            a, b = (ref / sid / name).read_bytes(), (out / sid / name).read_bytes()
+            if name.endswith(".gz"):
+                a, b = gzip.decompress(a), gzip.decompress(b)
+            assert a == b, f"{sid}/{name} differs from an uninterrupted run"
+    assert not list(out.glob(".*partial"))
+
+
+def test_full_disk_gives_a_clear_error_and_no_half_files(tiny_slides, tmp_path, monkeypatch):
+    from wsi_pipeline.batch.manifest import SlideJob
+    from wsi_pipeline.run import run_slide
+    import wsi_pipeline.run_stages as stages
+
+    def no_space(*a, **k):
+        raise InputError(tmp_path / "out" / "overview.png", "cannot write ([Errno 28] No space left on device)")
+
+    monkeypatch.setattr(stages, "write_overview", no_space)
+    job = SlideJob(tiny_slides / "case_a.svs", "case_a")
+    with pytest.raises(InputError, match="No space left"):
+        run_slide(job, tmp_path / "out", _cfg())
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_bad_config_is_one_line(tmp_path, capsys, tiny_slides):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nuclei:\n  modle: weightfree\n")
+    rc = main(["run", str(tiny_slides / "case_a.svs"), "--out", str(tmp_path / "o"), "--config", str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "unknown key 'nuclei.modle'" in err
+
+
+def test_run_plain_image_with_mpp(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from tests._blobs import blob_image
+
+    img, _ = blob_image(600, 500, n=40, radius=14, seed=5)
+    path = tmp_path / "field.png"
+    Image.fromarray(img).save(path)
+    rc = main(["run", str(path), "--mpp", "0.25", "--out", str(tmp_path / "o"), "--config", "cpu-fast"])
+    assert rc == 0, capsys.readouterr().err
+    feats = _read_gz(tmp_path / "o" / "field" / "nuclei.geojson.gz")["features"]
+    assert len(feats) >= 10
+    assert all(f["properties"]["classification"]["name"] == "Nucleus" for f in feats)
+    areas = [f["properties"]["measurements"].get("Area µm^2") for f in feats]
+    assert all(a is not None and np.isfinite(a) and a > 20 for a in areas)

@@ -1,0 +1,170 @@
+"""Mitoses on one slide: candidates from the nuclei, crops scored, the hotspot, a density map.
+
+Writes ``mitoses.geojson`` (points, ``objectType`` detection, class ``Mitosis`` when a
+trained model scored them, ``Mitosis candidate (unvalidated)`` from the heuristic; the
+hotspot window as an annotation) and ``mitosis_density.npy`` (mitoses per mm² on a
+coarse grid, its pixel size in ``summary.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from detectors.base import Instances
+from wsi_pipeline.annotations import Feature, write_geojson
+from wsi_pipeline.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+VALIDATED_CLASS = "Mitosis"
+UNVALIDATED_CLASS = "Mitosis candidate (unvalidated)"
+HOTSPOT_CLASS = "Mitotic hotspot"
+DENSITY_PIXEL_UM = 250.0
+
+
+@dataclass
+class MitosisStageResult:
+    counts: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    points: Instances | None = None
+    hotspot: shapely.Polygon | None = None
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """Square window (level-0 pixels) with the most mitoses; ``rate`` per mm² of window."""
+
+    box: tuple[float, float, float, float]
+    count: int
+    area_mm2: float
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.area_mm2
+
+    @property
+    def polygon(self) -> shapely.Polygon:
+        return shapely.box(*self.box)
+
+
+def find_hotspot(points_xy: np.ndarray, tissue_mask: np.ndarray, mask_downsample: float, *,
+                 slide_mpp: float, area_mm2: float, min_tissue_fraction: float = 0.5, steps: int = 8) -> Hotspot | None:
+    """The square field of ``area_mm2`` over tissue holding the most points.
+
+    points_xy : (N, 2) level-0 (x, y). tissue_mask : (h, w) bool, ``mask_downsample``
+    level-0 px per mask px. Windows are tried on a grid with a step of 1/``steps`` of
+    their side; a window counts only if >= ``min_tissue_fraction`` of it is tissue.
+    Ties go to the window with more tissue. ``None`` when no window qualifies.
+    """
+    side = math.sqrt(area_mm2) * 1000.0 / slide_mpp  # level-0 px
+    h, w = tissue_mask.shape
+    W, H = w * mask_downsample, h * mask_downsample
+    step = side / steps
+    xs = np.arange(0.0, max(W - side, 0.0) + step, step)
+    ys = np.arange(0.0, max(H - side, 0.0) + step, step)
+    integral = np.zeros((h + 1, w + 1), np.int64)
+    integral[1:, 1:] = tissue_mask.astype(np.int64).cumsum(0).cumsum(1)
+    best: tuple[int, float, float, float] | None = None
+    pts = np.asarray(points_xy, float).reshape(-1, 2)
+    for y in ys:
+        in_row = pts[(pts[:, 1] >= y) & (pts[:, 1] < y + side)]
+        for x in xs:
+            frac = _fraction(integral, x, y, side, mask_downsample)
+            if frac < min_tissue_fraction:
+                continue
+            n = int(((in_row[:, 0] >= x) & (in_row[:, 0] < x + side)).sum())
+            key = (n, frac)
+            if best is None or key > best[:2]:
+                best = (n, frac, x, y)
+    if best is None:
+        return None
+    n, _, x, y = best
+    return Hotspot((x, y, x + side, y + side), n, area_mm2)
+
+
+def _fraction(integral: np.ndarray, x: float, y: float, side: float, ds: float) -> float:
+    h, w = integral.shape[0] - 1, integral.shape[1] - 1
+    x0, y0 = int(np.clip(x / ds, 0, w)), int(np.clip(y / ds, 0, h))
+    x1, y1 = int(np.clip(math.ceil((x + side) / ds), 0, w)), int(np.clip(math.ceil((y + side) / ds), 0, h))
+    full = max(1.0, (side / ds) ** 2)
+    inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return float(inside) / full
+
+
+def density_map(points_xy: np.ndarray, size: tuple[int, int], *, slide_mpp: float,
+                pixel_um: float = DENSITY_PIXEL_UM) -> np.ndarray:
+    """(rows, cols) float32 mitoses per mm² on a grid of ``pixel_um`` squares."""
+    px = pixel_um / slide_mpp
+    cols, rows = max(1, math.ceil(size[0] / px)), max(1, math.ceil(size[1] / px))
+    pts = np.asarray(points_xy, float).reshape(-1, 2)
+    hist, _, _ = np.histogram2d(pts[:, 1], pts[:, 0], bins=(rows, cols), range=((0, rows * px), (0, cols * px)))
+    return (hist / (pixel_um / 1000.0) ** 2).astype(np.float32)
+
+
+def read_crops(slide, centres_xy: np.ndarray, *, size: int, mpp: float) -> np.ndarray:
+    """(N, size, size, 3) uint8 crops centred on level-0 points, resampled to ``mpp``."""
+    half = size / 2 * mpp / slide.mpp[0]
+    out = np.empty((len(centres_xy), size, size, 3), np.uint8)
+    for i, (x, y) in enumerate(centres_xy):
+        out[i] = slide.read_region((int(round(x - half)), int(round(y - half))), (size, size), mpp=mpp)
+    return out
+
+
+def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Path, properties: dict) -> MitosisStageResult:
+    """Score nucleus candidates, write ``mitoses.geojson`` and the density map."""
+    from detectors.mitosis import load_mitosis_scorer, select_candidates
+
+    scorer = load_mitosis_scorer(cfg.mitosis.model, device=cfg.device)
+    res = MitosisStageResult()
+    res.notes.append(f"mitosis: {scorer.description}")
+    if not scorer.validated:
+        log.warning("mitosis: no trained model given; heuristic scores are UNVALIDATED candidates")
+    cand = nuclei.subset(select_candidates(nuclei)) if len(nuclei) else Instances.empty()
+    centres = cand.centroids()
+    probs = np.empty(0, np.float32)
+    for i in range(0, len(centres), cfg.mitosis.batch_size):
+        batch = read_crops(slide, centres[i : i + cfg.mitosis.batch_size], size=scorer.crop_size, mpp=scorer.mpp)
+        probs = np.concatenate([probs, scorer.score(batch)])
+    keep = probs >= scorer.threshold
+    xy = centres[keep]
+    cls = VALIDATED_CLASS if scorer.validated else UNVALIDATED_CLASS
+    points = Instances(shapely.points(xy) if len(xy) else np.empty(0, object), probs[keep], [cls] * int(keep.sum()))
+    hotspot = find_hotspot(xy, tissue.mask, tissue.downsample, slide_mpp=slide.mpp[0],
+                           area_mm2=cfg.mitosis.hotspot_area_mm2) if tissue.polygons else None
+    _write(out_dir, job.slide_id, points, hotspot, cls, properties)
+    dens = density_map(xy, slide.dimensions, slide_mpp=slide.mpp[0])
+    with atomic_path(out_dir / "mitosis_density.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, dens)
+    res.points, res.hotspot = points, None if hotspot is None else hotspot.polygon
+    res.counts.update({
+        "mitosis_candidates": len(cand),
+        "mitoses": len(points),
+        "mitoses_validated": bool(scorer.validated),
+        "mitosis_model": scorer.description,
+        "hotspot_area_mm2": cfg.mitosis.hotspot_area_mm2,
+        "mitoses_in_hotspot": None if hotspot is None else hotspot.count,
+        "mitoses_per_mm2": None if hotspot is None else round(hotspot.rate, 3),
+        "mitosis_density_pixel_um": DENSITY_PIXEL_UM,
+    })
+    return res
+
+
+def _write(out_dir: Path, slide_id: str, points: Instances, hotspot: Hotspot | None, cls: str, props: dict) -> None:
+    from wsi_pipeline.run import stable_ids
+
+    feats = []
+    for geom, p, fid in zip(points.geometry, points.score, stable_ids(slide_id, "mitosis", points.geometry)):
+        feats.append(Feature(geom, "detection", cls, None, {"Probability": round(float(p), 4)}, fid))
+    if hotspot is not None:
+        name = f"Hotspot: {hotspot.count} mitoses in {hotspot.area_mm2:g} mm² ({hotspot.rate:.1f}/mm²)"
+        feats.append(Feature(hotspot.polygon, "annotation", HOTSPOT_CLASS, (255, 140, 0),
+                             {"Mitoses": hotspot.count, "Area mm^2": hotspot.area_mm2, "Mitoses per mm^2": hotspot.rate},
+                             next(stable_ids(slide_id, "hotspot", np.array([hotspot.polygon], dtype=object))), name=name))
+    write_geojson(out_dir / "mitoses.geojson", feats, properties=props)
