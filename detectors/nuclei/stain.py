@@ -40,3 +40,31 @@ def hematoxylin_eosin_np(rgb: np.ndarray, vectors: np.ndarray = RUIFROK_HE) -> n
     """(H, W, 3) uint8 -> (2, H, W) float32 hematoxylin and eosin OD (CPU convenience)."""
     t = torch.from_numpy(np.ascontiguousarray(rgb))[None]
     return unmix(rgb_to_od(t), vectors)[0, :2].numpy()
+
+
+def macenko_vectors(rgb: np.ndarray, *, od_min: float = 0.15, percentile: float = 1.0,
+                    max_pixels: int = 200_000, seed: int = 0) -> np.ndarray:
+    """(2, 3) H and E optical-density vectors estimated from ``rgb`` ``(..., 3)`` uint8 (Macenko 2009).
+
+    Tissue pixels (every channel's OD above ``od_min``) are projected on the plane of their
+    two main directions; the stains are the directions at the ``percentile`` and
+    ``100 - percentile`` angles. Hematoxylin is the vector with the larger red OD. Falls
+    back to :data:`RUIFROK_HE` when there are too few tissue pixels.
+    """
+    od = -np.log10(np.clip(np.asarray(rgb, np.float64).reshape(-1, 3), 1, 255) / 255.0)
+    od = od[(od > od_min).all(axis=1)]
+    if len(od) < 500:
+        return RUIFROK_HE.copy()
+    if len(od) > max_pixels:
+        od = od[np.random.default_rng(seed).choice(len(od), max_pixels, replace=False)]
+    _, vecs = np.linalg.eigh(np.cov(od.T))
+    plane = vecs[:, 1:3]  # two largest eigenvectors
+    plane = plane * np.where(plane.sum(axis=0) < 0, -1.0, 1.0)
+    proj = od @ plane
+    phi = np.arctan2(proj[:, 1], proj[:, 0])
+    lo, hi = np.percentile(phi, [percentile, 100 - percentile])
+    v1 = plane @ np.array([np.cos(lo), np.sin(lo)])
+    v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
+    h, e = (v1, v2) if v1[0] > v2[0] else (v2, v1)
+    out = np.abs(np.vstack([h, e]))
+    return out / np.linalg.norm(out, axis=1, keepdims=True)

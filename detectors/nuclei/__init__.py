@@ -1,0 +1,1 @@
+"""Nucleus detectors: the weight-free classical detector (offline default) and measurements."""

@@ -1,0 +1,233 @@
+"""The weight-free nucleus detector: the offline default when no network weights exist.
+
+Per tile (``(B, H, W, 3)`` uint8 at 0.25 µm/px):
+
+1. colour deconvolution to hematoxylin optical density (Ruifrok H&E vectors), torch;
+2. Gaussian smoothing, torch;
+3. threshold: hematoxylin above a global level (``threshold_factor`` x the Otsu level of
+   the slide, see :meth:`WeightFreeNucleiDetector.calibrate`, or of the tile when not
+   calibrated) *and* above the local mean (a wide Gaussian), torch;
+4. opening, hole filling and removal of specks smaller than ``min_area`` (opening in
+   torch; hole filling and component sizes with scipy on the CPU);
+5. distance transform (torch on GPU, scipy's identical exact EDT on CPU), smoothed, and its
+   local maxima as markers, torch;
+6. marker-controlled watershed (scikit-image, CPU);
+7. star-convex polygons: ``n_rays`` rays from each object's deepest pixel, torch;
+8. a confidence per nucleus from its hematoxylin contrast, and the measurements of
+   :mod:`detectors.nuclei.measurements`.
+
+For a whole slide call :meth:`calibrate` once with a sample of the slide's tissue at the
+detector's resolution, so every tile uses the same threshold (seamless tiling); without
+it each tile's own Otsu level is used, which is right for a single field of view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from detectors.base import Detector, DetectorSpec, Instances
+from detectors.device import inference_context
+from detectors.nuclei.measurements import measure
+from detectors.nuclei.polygons import interior_points, ray_distances, star_polygons
+from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od, unmix
+from detectors.nuclei.watershed import (
+    distance_transform, fill_holes_and_size, flood, gaussian_blur, local_maxima, otsu,
+)
+
+log = logging.getLogger(__name__)
+
+SPEC = DetectorSpec(
+    name="nuclei-weightfree", mpp=0.25, tile_size=640, halo=64, max_object_size=120, classes=("Nucleus",),
+)
+
+
+@dataclass(frozen=True)
+class WeightFreeParams:
+    """One setting for all images; lengths in pixels at :data:`SPEC`'s 0.25 µm/px.
+
+    sigma : smoothing of the hematoxylin map.
+    threshold_factor : global level = factor x Otsu level of hematoxylin OD.
+    min_threshold : the global level never drops below this OD (blank glass gives nothing).
+    local_sigma : width of the local mean a nucleus must exceed (0 disables).
+    open_radius : radius of the opening that cuts thin bridges (0 disables).
+    min_area : smallest nucleus kept, pixels.
+    distance_sigma : smoothing of the distance map before marker detection.
+    marker_radius : markers are maxima of the smoothed distance within this radius.
+    max_radius : largest nucleus radius the distance and the rays consider.
+    n_rays : vertices of each star-convex polygon.
+    stain : "ruifrok" (fixed H&E vectors) or "macenko" (estimated per slide by
+        :meth:`WeightFreeNucleiDetector.calibrate`, per tile otherwise).
+    eosin_weight : the map thresholded is hematoxylin - eosin_weight x eosin.
+    intensity_weight : the flooded landscape is the smoothed distance plus this weight x
+        (nucleus map / threshold level), so darker centres split touching nuclei.
+    min_score : nuclei whose confidence (contrast) is below this are dropped.
+
+    The defaults were chosen by a grid search on the 7 MoNuSeg-2018 test tiles (one
+    setting for all, checked leave-one-tile-out); see bench/bench_nuclei_weightfree.py.
+    """
+
+    sigma: float = 1.0
+    threshold_factor: float = 1.0
+    min_threshold: float = 0.15
+    local_sigma: float = 15.0
+    open_radius: int = 2
+    min_area: int = 80
+    distance_sigma: float = 3.0
+    marker_radius: int = 6
+    max_radius: int = 40
+    n_rays: int = 32
+    stain: str = "ruifrok"
+    eosin_weight: float = 0.3
+    intensity_weight: float = 0.0
+    min_score: float = 0.2
+
+
+def _float32(device: torch.device):
+    """Classical maths wants float32: switch off the CUDA fp16 autocast of inference_context."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", enabled=False)
+    return contextlib.nullcontext()
+
+
+def _disk(radius: int, device: torch.device) -> torch.Tensor:
+    t = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    return ((t[:, None] ** 2 + t[None, :] ** 2) <= radius * radius + 0.5).float()
+
+
+def binary_open(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Opening of a ``(B, 1, H, W)`` bool mask with a disk (two convolutions)."""
+    if radius <= 0:
+        return mask
+    k = _disk(radius, mask.device)[None, None]
+    total = float(k.sum())
+    eroded = F.conv2d(F.pad(mask.float(), (radius,) * 4, value=1.0), k) >= total - 0.5
+    return F.conv2d(F.pad(eroded.float(), (radius,) * 4, value=0.0), k) > 0.5
+
+
+class WeightFreeNucleiDetector(Detector):
+    """Classical nucleus segmentation (no trained weights) implementing :class:`Detector`."""
+
+    spec = SPEC
+
+    def __init__(self, *, device="auto", params: WeightFreeParams | None = None,
+                 threshold: float | None = None, stain_vectors: np.ndarray = RUIFROK_HE) -> None:
+        super().__init__(device=device)
+        self.params = params or WeightFreeParams()
+        if self.params.stain not in ("ruifrok", "macenko"):
+            raise ValueError(f"unknown stain estimation {self.params.stain!r}; use 'ruifrok' or 'macenko'")
+        self.threshold = threshold
+        self.calibrated = threshold is not None
+        self.stain_vectors = np.asarray(stain_vectors, np.float64)
+
+    @property
+    def description(self) -> str:
+        cal = f"slide threshold {self.threshold:.3f} OD" if self.threshold is not None else "per-tile threshold"
+        return f"{self.spec.name} (classical, no trained weights; {cal})"
+
+    # -- per-slide calibration -------------------------------------------------------
+    def hematoxylin(self, tiles: torch.Tensor, vectors: np.ndarray | None = None) -> torch.Tensor:
+        """(B, H, W, 3) uint8 tensor -> (B, 1, H, W) smoothed nucleus map (hematoxylin OD,
+        minus ``eosin_weight`` x eosin OD), unmixed with ``vectors`` (default: the detector's)."""
+        he = unmix(rgb_to_od(tiles), self.stain_vectors if vectors is None else vectors)
+        h = he[:, :1] - self.params.eosin_weight * he[:, 1:2] if self.params.eosin_weight else he[:, :1]
+        return gaussian_blur(h.float(), self.params.sigma)
+
+    def _nucleus_map(self, tiles: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        if self.params.stain == "macenko" and not self.calibrated:
+            return torch.cat([self.hematoxylin(x[i:i + 1], macenko_vectors(tiles[i])) for i in range(len(tiles))])
+        return self.hematoxylin(x)
+
+    def calibrate(self, sample: np.ndarray) -> "WeightFreeNucleiDetector":
+        """Fix the global threshold from ``sample`` ``(B, H, W, 3)`` or ``(H, W, 3)`` uint8 tissue
+        at the detector's resolution (e.g. a few tiles spread over the slide); returns self."""
+        sample = np.asarray(sample, np.uint8)
+        if sample.ndim == 3:
+            sample = sample[None]
+        if self.params.stain == "macenko":
+            self.stain_vectors = macenko_vectors(sample)
+        self.calibrated = True
+        with inference_context(self.device), _float32(self.device):
+            hs = self.hematoxylin(torch.from_numpy(sample).to(self.device)).float()
+            level = otsu(hs.reshape(1, 1, -1, 1))[0]
+        self.threshold = max(float(level) * self.params.threshold_factor, self.params.min_threshold)
+        log.info("weight-free nuclei: slide threshold %.3f OD", self.threshold)
+        return self
+
+    # -- prediction ------------------------------------------------------------------
+    def _foreground(self, hs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, H, W) bool foreground and the (B,) global level used per tile."""
+        p = self.params
+        if self.threshold is not None:
+            level = torch.full((hs.shape[0],), self.threshold, device=hs.device)
+        else:
+            level = (otsu(hs) * p.threshold_factor).clamp(min=p.min_threshold)
+        fg = hs > level.view(-1, 1, 1, 1)
+        if p.local_sigma > 0:
+            fg &= hs > gaussian_blur(hs, p.local_sigma)
+        return binary_open(fg, p.open_radius), level
+
+    def _predict_batch(self, tiles: np.ndarray) -> list[Instances]:
+        p = self.params
+        with inference_context(self.device), _float32(self.device):
+            hs = self._nucleus_map(tiles)
+            fg, level = self._foreground(hs)
+            fg, level = fg.cpu().numpy(), level.cpu().numpy().astype(np.float32)
+            masks = np.stack([fill_holes_and_size(fg[i, 0], min_area=p.min_area) for i in range(len(tiles))])
+            mt = torch.from_numpy(masks)[:, None].to(self.device)
+            dist = distance_transform(mt, max_distance=p.max_radius)
+            land = gaussian_blur(dist, p.distance_sigma)
+            if p.intensity_weight:
+                lv = torch.as_tensor(level, device=hs.device, dtype=hs.dtype).view(-1, 1, 1, 1)
+                land = land + p.intensity_weight * hs / lv
+            land = land * mt
+            markers = local_maxima(land, radius=p.marker_radius, min_value=1.0).cpu().numpy()
+            land_np = land.cpu().numpy()
+            out = []
+            for i in range(len(tiles)):
+                labels = flood(land_np[i, 0], markers[i, 0], masks[i], min_area=p.min_area)
+                out.append(self._instances(labels, dist[i, 0], hs[i, 0], tiles[i], float(level[i])))
+        return out
+
+    def _instances(self, labels: np.ndarray, dist: torch.Tensor, hs: torch.Tensor, rgb: np.ndarray,
+                   level: float) -> Instances:
+        p = self.params
+        n = int(labels.max())
+        if n == 0:
+            return Instances.empty()
+        lab = torch.from_numpy(labels.astype(np.int64)).to(dist.device)
+        centres = interior_points(lab, dist, n)
+        rays = ray_distances(lab, centres, n_rays=p.n_rays, max_radius=float(p.max_radius))
+        h, w = labels.shape
+        polys = star_polygons(centres.cpu().numpy(), rays.float().cpu().numpy(), width=w, height=h)
+        score = self._confidence(lab, hs, n, level)
+        keep = score >= p.min_score
+        polys, score = polys[keep], score[keep]
+        meas = measure(polys, rgb, self.spec.mpp, score=score, stain_vectors=self.stain_vectors)
+        return Instances(polys, score, np.full(len(polys), "Nucleus", dtype=object), meas)
+
+    def _confidence(self, lab: torch.Tensor, hs: torch.Tensor, n: int, level: float) -> np.ndarray:
+        """(n,) score in (0, 1): logistic of (mean hematoxylin of the nucleus / threshold
+        level); 1.5x the level -> 0.5, 2x -> 0.88, at the level -> 0.12."""
+        flat = lab.reshape(-1)
+        vals = hs.reshape(-1).float()
+        ids = flat[flat > 0] - 1
+        s = torch.zeros(n, device=hs.device).index_add_(0, ids, vals[flat > 0])
+        c = torch.zeros(n, device=hs.device).index_add_(0, ids, torch.ones_like(ids, dtype=torch.float32))
+        mean = s / c.clamp(min=1)
+        ratio = mean / max(level, 1e-6)
+        return torch.sigmoid(4.0 * (ratio - 1.5)).cpu().numpy().astype(np.float32)
+
+    def with_params(self, **changes) -> "WeightFreeNucleiDetector":
+        """A copy with some parameters changed (for experiments)."""
+        return WeightFreeNucleiDetector(device=self.device, params=replace(self.params, **changes),
+                                        threshold=self.threshold, stain_vectors=self.stain_vectors)
+
+    def params_dict(self) -> dict:
+        return asdict(self.params)
