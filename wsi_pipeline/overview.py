@@ -1,0 +1,92 @@
+"""Draw level-0 geometries (polygons, lines, points) onto a slide thumbnail.
+
+Reusable by any command that writes a PNG overview. Coordinates are level-0 ``(x, y)``
+pixels; ``downsample`` is level-0 pixels per thumbnail pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+from shapely.geometry.base import BaseGeometry
+
+RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Geometries drawn in one style: outline ``color`` of ``width`` px, optional fill
+    with ``fill_alpha`` (0..1), points as discs of ``radius`` px."""
+
+    geometries: tuple[BaseGeometry, ...]
+    color: RGB
+    width: int = 2
+    fill_alpha: float = 0.0
+    radius: int = 3
+
+
+def thumbnail_for(slide, *, max_side: int = 1600) -> tuple[np.ndarray, float]:
+    """``(image (h, w, 3) uint8, downsample)``: the slide read at a size whose long side is
+    at most ``max_side`` (never patient-data associated images)."""
+    w0, h0 = slide.dimensions
+    ds = max(1.0, max(w0, h0) / max_side)
+    size = (max(1, int(round(w0 / ds))), max(1, int(round(h0 / ds))))
+    level = max(i for i, d in enumerate(slide.level_downsamples) if d <= ds) if slide.level_count else 0
+    lds = slide.level_downsamples[level]
+    lw, lh = slide.level_dimensions[level]
+    img = Image.fromarray(slide.read_region((0, 0), (lw, lh), level=level))
+    img = img.resize(size, Image.Resampling.BOX if ds / lds > 1 else Image.Resampling.BILINEAR)
+    return np.asarray(img), w0 / size[0]
+
+
+def draw_layers(image: np.ndarray, layers: Iterable[Layer], *, downsample: float) -> np.ndarray:
+    """Return a copy of ``image`` ``(h, w, 3)`` uint8 with ``layers`` drawn, in order."""
+    base = Image.fromarray(np.asarray(image, np.uint8)).convert("RGBA")
+    for layer in layers:
+        over = Image.new("RGBA", base.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(over)
+        fill = (*layer.color, int(round(255 * layer.fill_alpha))) if layer.fill_alpha > 0 else None
+        line = (*layer.color, 255)
+        for geom in layer.geometries:
+            _draw(draw, geom, 1.0 / downsample, fill=fill, line=line, width=layer.width, radius=layer.radius)
+        base = Image.alpha_composite(base, over)
+    return np.asarray(base.convert("RGB"))
+
+
+def _draw(draw: ImageDraw.ImageDraw, geom: BaseGeometry, s: float, *, fill, line, width: int, radius: int) -> None:
+    kind = geom.geom_type
+    if geom.is_empty:
+        return
+    if kind in ("MultiPolygon", "MultiLineString", "MultiPoint", "GeometryCollection"):
+        for g in geom.geoms:
+            _draw(draw, g, s, fill=fill, line=line, width=width, radius=radius)
+    elif kind == "Polygon":
+        rings = [geom.exterior, *geom.interiors]
+        if fill is not None:
+            draw.polygon(_xy(geom.exterior, s), fill=fill)
+            for hole in geom.interiors:
+                draw.polygon(_xy(hole, s), fill=(0, 0, 0, 0))
+        for ring in rings:
+            draw.line(_xy(ring, s), fill=line, width=width, joint="curve")
+    elif kind in ("LineString", "LinearRing"):
+        draw.line(_xy(geom, s), fill=line, width=width, joint="curve")
+    elif kind == "Point":
+        x, y = geom.x * s, geom.y * s
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=line)
+
+
+def _xy(line, s: float) -> list[tuple[float, float]]:
+    return [(float(x) * s, float(y) * s) for x, y in np.asarray(line.coords)[:, :2]]
+
+
+def save_png(path, image: np.ndarray) -> None:
+    """Write ``image`` atomically (temporary name, then rename)."""
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(image).save(tmp, format="PNG")
+    tmp.replace(path)
