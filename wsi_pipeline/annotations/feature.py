@@ -135,10 +135,15 @@ def _json_number(v: Any) -> Any:
     return v
 
 
+_FLOAT = {float}
+
+
 def _measurements(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     if isinstance(raw, dict):
+        if set(map(type, raw.values())) <= _FLOAT:  # common case, checked at C speed
+            return raw
         items = raw.items()
     else:  # legacy list of {"name": ..., "value": ...}
         items = ((m.get("name"), m.get("value")) for m in raw if isinstance(m, dict))
@@ -163,7 +168,7 @@ def _classification(raw: Any) -> tuple[str | None, RGB | None]:
         name = ": ".join(str(n) for n in raw["names"])
     color = raw.get("color")
     if color is not None and not isinstance(color, (int, float)):
-        rgb = tuple(int(c) for c in color[:3])
+        rgb = tuple(map(int, color[:3]))
     elif color is not None:
         rgb = unpack_rgb(color)
     elif raw.get("colorRGB") is not None:
@@ -189,19 +194,25 @@ def feature_from_parts(obj: dict[str, Any], geometry: Any, nucleus_geometry: Any
     elif fid is not None and props.get("id") == fid:
         id_in_properties = True
     name, color = _classification(props.get("classification"))
-    extra = {k: v for k, v in props.items() if k not in KNOWN_PROPERTIES and not (id_in_properties and k == "id")}
-    foreign = {k: v for k, v in obj.items() if k not in KNOWN_MEMBERS}
+    extra = {}
+    if props.keys() - KNOWN_PROPERTIES:
+        extra = {k: v for k, v in props.items() if k not in KNOWN_PROPERTIES}
+        if id_in_properties:
+            del extra["id"]
+    foreign = {}
+    if obj.keys() - KNOWN_MEMBERS:
+        foreign = {k: v for k, v in obj.items() if k not in KNOWN_MEMBERS}
     return Feature(
-        geometry=geometry,
-        object_type=object_type or "annotation",
-        classification=name,
-        color=color,
-        measurements=_measurements(props.get("measurements")),
-        id=fid if fid is not None else new_id(),
-        name=props.get("name"),
-        nucleus_geometry=nucleus_geometry,
-        is_locked=bool(props.get("isLocked", False)),
-        extra=extra,
-        foreign=foreign,
-        id_in_properties=id_in_properties,
+        geometry,
+        object_type or "annotation",
+        name,
+        color,
+        _measurements(props.get("measurements")),
+        fid if fid is not None else new_id(),
+        props.get("name"),
+        nucleus_geometry,
+        bool(props.get("isLocked", False)),
+        extra,
+        foreign,
+        id_in_properties,
     )

@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from tiling.errors import InputError
+from wsi_pipeline.annotations import fastpath
 from wsi_pipeline.annotations.feature import Feature, feature_from_parts
 from wsi_pipeline.annotations.geometry import geometries_from_dicts
 from wsi_pipeline.annotations.repair import log_repaired, repair_geometries
@@ -63,22 +64,22 @@ class Annotations:
         return out
 
 
-def _load_bytes(path: Path) -> bytes:
+def _open(path: Path):
+    """Binary file object, transparently gunzipped (by magic bytes, not by name)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except IsADirectoryError:
         raise InputError(path, "is a folder, not a GeoJSON file") from None
     except OSError as e:
         raise InputError(path, f"cannot read: {e.strerror or e}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise InputError(path, f"corrupt gzip data: {e}") from None
-    return data
+    with fh:
+        gz = fh.peek(2)[:2] == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 def _parse(path: Path, data: bytes) -> Any:
@@ -108,7 +109,7 @@ def _features_of(path: Path, doc: Any) -> tuple[list[dict], dict]:
     raise InputError(path, f"expected a GeoJSON FeatureCollection or Feature, got type {kind!r}")
 
 
-def features_from_dicts(dicts: list[dict], *, where: str = "<features>") -> tuple[list[Feature], int]:
+def features_from_dicts(dicts: list[dict]) -> tuple[list[Feature], int]:
     """Parsed feature ``dict`` s -> (features, number of geometries repaired)."""
     for i, d in enumerate(dicts):
         if not isinstance(d, dict) or "geometry" not in d:
@@ -127,19 +128,119 @@ def features_from_dicts(dicts: list[dict], *, where: str = "<features>") -> tupl
     return feats, repaired
 
 
+def _chunks(path: Path, fh, first: bytes, chunk_size: int) -> Iterator[tuple[list[Feature], int]]:
+    """Features of a file in the writer's line layout, ``chunk_size`` lines at a time."""
+    lines: list[bytes] = []
+    done = False
+    for line in fh:
+        line = line.rstrip(b"\r\n")
+        if line.startswith(b"]}"):
+            done = True
+            break
+        if line:
+            lines.append(line)
+        if len(lines) >= chunk_size:
+            yield _line_chunk(path, lines)
+            lines = []
+    if not done:
+        raise InputError(path, "truncated file (no closing ']}')")
+    if lines:
+        yield _line_chunk(path, lines)
+
+
+def _line_chunk(path: Path, lines: list[bytes]) -> tuple[list[Feature], int]:
+    try:
+        parts = [fastpath.split_line(line) for line in lines]
+        dicts = [p[0] for p in parts]
+        if any(p[1] is None for p in parts):  # some lines in another shape: ordinary path
+            if all(p[1] is None for p in parts):
+                return features_from_dicts(dicts)
+            for d, g, n in parts:
+                if g is not None:
+                    d["geometry"] = orjson.loads(g)
+                if n is not None:
+                    d["nucleusGeometry"] = orjson.loads(n)
+            return features_from_dicts(dicts)
+        geoms, repaired = fastpath.geometries_from_texts([p[1] for p in parts])
+        geoms, n = repair_geometries(geoms)
+        repaired += n
+        nuc_idx = [i for i, p in enumerate(parts) if p[2] is not None]
+        nuclei = {}
+        if nuc_idx:
+            ng, n1 = fastpath.geometries_from_texts([parts[i][2] for i in nuc_idx])
+            ng, n2 = repair_geometries(ng)
+            repaired += n1 + n2
+            nuclei = dict(zip(nuc_idx, ng))
+        feats = [feature_from_parts(d, g, nuclei.get(i)) for i, (d, g) in enumerate(zip(dicts, geoms))]
+        return feats, repaired
+    except orjson.JSONDecodeError as e:
+        raise InputError(path, f"not valid JSON ({e})") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        raise InputError(path, f"bad GeoJSON feature: {e}") from None
+
+
+def iter_chunks(path: str | os.PathLike, *, chunk_size: int = 20_000) -> tuple[dict, Iterator[tuple[list[Feature], int]]]:
+    """(collection properties, iterator of (features, n_repaired) chunks).
+
+    Files in the writer's one-feature-per-line layout are streamed (memory bounded by the
+    chunk); any other file is parsed whole and comes as one chunk.
+    """
+    path = Path(path)
+    fh = _open(path)
+    try:
+        first = fh.readline()
+    except _READ_ERRORS as e:
+        fh.close()
+        raise InputError(path, f"cannot read (corrupt gzip?): {e}") from None
+    if fastpath.is_line_layout(first):
+        try:
+            props = fastpath.header_properties(first)
+        except orjson.JSONDecodeError as e:
+            fh.close()
+            raise InputError(path, f"not valid JSON ({e})") from None
+
+        def gen():
+            with fh:
+                try:
+                    yield from _chunks(path, fh, first, chunk_size)
+                except _READ_ERRORS as e:
+                    raise InputError(path, f"cannot read (corrupt gzip?): {e}") from None
+
+        return props, gen()
+    with fh:
+        try:
+            data = first + fh.read()
+        except _READ_ERRORS as e:
+            raise InputError(path, f"cannot read (corrupt gzip?): {e}") from None
+    doc = _parse(path, data)
+    del data
+    dicts, props = _features_of(path, doc)
+    try:
+        chunk = features_from_dicts(dicts)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        raise InputError(path, f"bad GeoJSON feature: {e}") from None
+    return props, iter([chunk])
+
+
+def iter_geojson(path: str | os.PathLike, *, chunk_size: int = 20_000) -> Iterator[Feature]:
+    """Features one by one, streaming where the file's layout allows (see :func:`iter_chunks`)."""
+    _, chunks = iter_chunks(path, chunk_size=chunk_size)
+    for feats, _ in chunks:
+        yield from feats
+
+
 def read_geojson(path: str | os.PathLike) -> Annotations:
-    """Read a GeoJSON file (``.gz`` allowed) of any QuPath dialect.
+    """Read a GeoJSON file (gzipped or not) of any QuPath dialect.
 
     Raises :class:`tiling.errors.InputError` naming the file for unreadable, non-JSON or
     non-GeoJSON input.
     """
     path = Path(path)
-    doc = _parse(path, _load_bytes(path))
-    dicts, props = _features_of(path, doc)
-    del doc
-    try:
-        feats, repaired = features_from_dicts(dicts, where=str(path))
-    except (ValueError, TypeError, KeyError, IndexError) as e:
-        raise InputError(path, f"bad GeoJSON feature: {e}") from None
+    props, chunks = iter_chunks(path)
+    feats: list[Feature] = []
+    repaired = 0
+    for part, n in chunks:
+        feats.extend(part)
+        repaired += n
     log_repaired(repaired, where=str(path))
     return Annotations(features=feats, properties=props, repaired=repaired)

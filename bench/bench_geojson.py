@@ -1,0 +1,101 @@
+"""Benchmark: write + read N nucleus polygons as QuPath GeoJSON (plain and .gz).
+
+Compares wsi_pipeline.annotations (vectorised geometry text, orjson, Arrow number parsing,
+streamed) with a naive baseline (json.dump of shapely.geometry.mapping dicts; json.load +
+shapely.geometry.shape) in the same run.
+
+    .venv/bin/python bench/bench_geojson.py                 # 1,000,000 polygons
+    .venv/bin/python bench/bench_geojson.py --n 100000 --baseline-n 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import shapely
+import shapely.geometry
+
+from wsi_pipeline.annotations import Feature, new_id, read_geojson, write_geojson
+
+
+def make_features(n: int, *, vertices: int = 16, seed: int = 0) -> list[Feature]:
+    """``n`` star-convex nucleus-like polygons (``vertices`` + closing vertex) over a 100k² slide."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 100_000, (n, 1, 2))
+    angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
+    radii = rng.uniform(3, 8, (n, vertices, 1)) 
+    ring = centres + radii * np.stack([np.cos(angles), np.sin(angles)], -1)[None]
+    geoms = shapely.polygons(ring)
+    area = shapely.area(geoms)
+    prob = rng.uniform(0.5, 1, n)
+    return [
+        Feature(g, "detection", "Nucleus", (0, 120, 220), {"Detection probability": p, "Area px^2": a}, new_id())
+        for g, p, a in zip(geoms.tolist(), prob.tolist(), area.tolist())
+    ]
+
+
+def naive_write(path: Path, feats: list[Feature]) -> None:
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": f.id, "geometry": shapely.geometry.mapping(f.geometry),
+         "properties": {"objectType": f.object_type,
+                        "classification": {"name": f.classification, "color": list(f.color)},
+                        "measurements": f.measurements}} for f in feats]}
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wt") as fh:
+        json.dump(doc, fh)
+
+
+def naive_read(path: Path) -> list:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        doc = json.load(fh)
+    return [(shapely.geometry.shape(f["geometry"]), f["properties"]) for f in doc["features"]]
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--baseline-n", type=int, default=None, help="features for the naive baseline (default: --n)")
+    ap.add_argument("--decimals", type=int, default=None, help="round coordinates when writing (default exact)")
+    ap.add_argument("--dir", default=None, help="scratch folder (default: a temporary one)")
+    args = ap.parse_args()
+    bn = args.baseline_n or args.n
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    t, feats = timed(make_features, args.n)
+    print(f"make {args.n:,} Feature objects (16-vertex polygons): {t:.1f} s")
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        tmp = Path(tmp)
+        for suffix in (".geojson", ".geojson.gz"):
+            path = tmp / f"nuclei{suffix}"
+            tw, _ = timed(lambda: write_geojson(path, feats, decimals=args.decimals))
+            size = path.stat().st_size
+            tr, ann = timed(read_geojson, path)
+            assert len(ann) == args.n
+            assert shapely.equals_exact(ann.features[-1].geometry, feats[-1].geometry, 0 if args.decimals is None else 10 ** -args.decimals)
+            del ann
+            npath = tmp / f"naive{suffix}"
+            sub = feats[:bn]
+            nw, _ = timed(naive_write, npath, sub)
+            nr, _ = timed(naive_read, npath)
+            scale = args.n / bn
+            print(f"{suffix:12s} size {size / 1e6:7.1f} MB | write {tw:6.1f} s ({args.n / tw:9,.0f}/s)"
+                  f" | read {tr:6.1f} s ({args.n / tr:9,.0f}/s)")
+            print(f"{'':12s} naive on {bn:,}: write {nw:6.1f} s ({bn / nw:9,.0f}/s) | read {nr:6.1f} s ({bn / nr:9,.0f}/s)"
+                  f" | speed-up write x{nw * scale / tw:.1f}, read x{nr * scale / tr:.1f}")
+
+
+if __name__ == "__main__":
+    main()
