@@ -219,3 +219,18 @@ def test_tile_real_slides(tmp_path, shared_data):
     with open_slide(shared_data / "slides" / "CMU-1-Small-Region.svs") as slide:
         window = slide.read_region((600, 900), (480, 480), level=0)
     assert np.array_equal(np.moveaxis(levels[0][:, 900:1380, 600:1080], 0, -1), window)
+
+
+def test_ome_zarr_py_reads_the_store(tmp_path, svs):
+    """ome-zarr-py is the reader inside napari-ome-zarr."""
+    pytest.importorskip("ome_zarr")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    with open_slide(svs) as slide:
+        out = _convert(slide, tmp_path / "n.ome.zarr", min_size=300)
+    node = next(iter(Reader(parse_url(str(out)))()))
+    assert any(isinstance(s, Multiscales) for s in node.specs)
+    assert [tuple(d.shape) for d in node.data] == [(3, 700, 1100), (3, 350, 550), (3, 175, 275)]
+    assert node.metadata["channel_names"] == ["red", "green", "blue"]
+    assert np.array_equal(np.asarray(node.data[1][:, :64, :64]), read_level(out, 1)[:64, :64].transpose(2, 0, 1))
