@@ -289,6 +289,7 @@ def test_instances_to_features_and_back(tmp_path):
     assert all(f.object_type == "detection" for f in feats) and len({f.id for f in feats}) == 5
     fixed = list(instances_to_features(inst, classification="Tumor", color=(1, 2, 3), object_type="cell"))
     assert {(f.classification, f.color, f.object_type) for f in fixed} == {("Tumor", (1, 2, 3), "cell")}
+    assert [f.id for f in instances_to_features(inst, ids=map(str, range(5)))] == ["0", "1", "2", "3", "4"]
     write_geojson(tmp_path / "n.geojson.gz", feats)
     back = features_to_instances(read_geojson(tmp_path / "n.geojson.gz").features)
     assert np.allclose(back.score, inst.score) and np.array_equal(back.measurements["Area"], np.arange(5.0))
@@ -308,3 +309,31 @@ def test_many_features_stream_in_chunks(tmp_path):
     got = shapely.get_coordinates(shapely.centroid(back.geometries()))
     assert np.abs(got - centres).max() < 0.02  # 2 decimals
     assert back.features[-1].measurements["Detection probability"] == pytest.approx(2499 / 2500)
+
+
+def test_line_layout_fast_path_and_foreign_lines(tmp_path):
+    """Files we wrote are read line by line; a line edited by another tool still reads."""
+    feats = [
+        Feature(shapely.Polygon([(0, 0), (9, 0), (9, 9), (0, 9)], [[(1, 1), (2, 1), (2, 2), (1, 2)]]), name="a"),
+        Feature(shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(3, 3, 4, 5)]), classification="Tumor"),
+        Feature(shapely.box(0.1, 0.2, 0.30000000000000004, 1e-7), object_type="cell",
+                nucleus_geometry=shapely.box(0.15, 0.15, 0.2, 1e-7 + 0.1)),
+        Feature(shapely.Point(1, 2)),
+    ]
+    path = tmp_path / "f.geojson"
+    write_geojson(path, feats, properties={"k": 1})
+    lines = path.read_bytes().split(b"\n")
+    assert len(lines) == len(feats) + 3 and lines[0].endswith(b'"features":[')
+    _assert_same_features(feats, read_geojson(path).features)
+    # another tool rewrote feature 1 with a different member order and spacing
+    d = json.loads(lines[2].rstrip(b","))
+    lines[2] = json.dumps({"properties": d["properties"], "geometry": d["geometry"], "id": d["id"],
+                           "type": "Feature"}, indent=None).encode() + b","
+    path.write_bytes(b"\n".join(lines))
+    ann = read_geojson(path)
+    _assert_same_features(feats, ann.features)
+    assert ann.properties == {"k": 1}
+    # cut short: the closing line is missing
+    path.write_bytes(b"\n".join(lines[:3]))
+    with pytest.raises(InputError, match="truncated"):
+        read_geojson(path)

@@ -11,7 +11,7 @@ import shapely
 
 from tiling.errors import InputError
 from wsi_pipeline.annotations import Feature, instances_to_features, read_geojson, write_geojson
-from wsi_pipeline.tables import features_table, instances_table, read_table, write_table
+from wsi_pipeline.tables import features_table, instances_table, read_table, write_measurements_table, write_table
 
 
 def _features():
@@ -49,7 +49,7 @@ def test_instances_table_matches_geojson_ids(tmp_path):
     inst = Instances(geoms, [0.1, 0.5, 0.7, 0.9], ["Nucleus"] * 3 + [None], {"Area": [1.0, 2.0, 3.0, 4.0]})
     feats = list(instances_to_features(inst))
     write_geojson(tmp_path / "n.geojson.gz", feats)
-    write_table(tmp_path / "n.parquet", instances_table(inst, ids=[f.id for f in feats]))
+    assert write_measurements_table(tmp_path / "n.parquet", inst, ids=[f.id for f in feats]) == 4
     df = read_table(tmp_path / "n.parquet")
     back = read_geojson(tmp_path / "n.geojson.gz")
     assert df["id"].tolist() == [f.id for f in back]

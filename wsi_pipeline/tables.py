@@ -159,3 +159,22 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     raw = (table.schema.metadata or {}).get(_META_KEY)
     df.attrs["metadata"] = json.loads(raw) if raw else {}
     return df
+
+
+def write_measurements_table(
+    path: str | os.PathLike,
+    source: "Instances | Iterable[Feature]",
+    *,
+    ids: list[str] | None = None,
+    object_type: str = "detection",
+    metadata: dict[str, Any] | None = None,
+) -> int:
+    """One call for the results folder: Instances (with ``ids`` matching the GeoJSON
+    features) or features -> atomic Parquet at ``path``; returns the row count."""
+    if hasattr(source, "geometry") and hasattr(source, "score"):
+        table = instances_table(source, ids=ids, object_type=object_type)
+    else:
+        if ids is not None:
+            raise ValueError("ids are taken from the features themselves")
+        table = features_table(source)
+    return write_table(path, table, metadata=metadata)

@@ -27,12 +27,14 @@ def instances_to_features(
     classification: str | None = None,
     color: RGB | None = None,
     score_name: str = SCORE_MEASUREMENT,
+    ids: Iterable[str] | None = None,
 ) -> Iterator[Feature]:
     """One :class:`Feature` per instance (lazy, so millions stream into the writer).
 
     classification : class name for all; ``None`` uses each instance's ``label``.
     color : colour for all; ``None`` uses :func:`class_color` of the class.
     score_name : measurement name the score is stored under.
+    ids : one id per instance (e.g. stable ids); fresh UUIDs when ``None``.
     """
     n = len(instances)
     names = list(instances.measurements)
@@ -40,6 +42,7 @@ def instances_to_features(
     scores = instances.score.tolist()
     labels = instances.label.tolist() if classification is None else None
     colors: dict[str | None, RGB | None] = {}
+    id_iter = iter(ids) if ids is not None else None
     for i in range(n):
         cls = classification if labels is None else _label(labels[i])
         if cls not in colors:
@@ -53,7 +56,7 @@ def instances_to_features(
             cls,
             colors[cls],
             meas,
-            new_id(),
+            new_id() if id_iter is None else str(next(id_iter)),
         )
 
 
