@@ -201,3 +201,15 @@ def test_large_slide_memory_is_bounded(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak_mb = int(res.stdout.split()[-1]) / 1024
     assert peak_mb < 700, f"peak RSS {peak_mb:.0f} MB"
+
+
+def test_demo_makes_slide_and_zarr(tmp_path, monkeypatch, capsys):
+    from wsi_pipeline.commands import demo
+
+    monkeypatch.setitem(demo.SIZES, "small", (1024, 768))  # the real demo is 6144 x 4096
+    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "aperio" in out and "demo.ome.zarr" in out
+    assert (tmp_path / "demo.svs").is_file()
+    assert (tmp_path / "demo_truth" / "nuclei.geojson").is_file()
+    assert (tmp_path / "demo.ome.zarr" / ".zattrs").is_file() or (tmp_path / "demo.ome.zarr" / "zarr.json").is_file()

@@ -31,7 +31,18 @@ def run_demo(out_dir: str | Path, *, size: str = "small", progress: bool = False
 
     out_dir = Path(out_dir)
     width, height = SIZES[size]
-    slide = make_synthetic_slide(out_dir, width=width, height=height, mpp=0.25, seed=0, name="demo")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=-(-width // 256) * -(-height // 256), unit="tile", desc="demo.svs")
+    try:
+        slide = make_synthetic_slide(
+            out_dir, width=width, height=height, mpp=0.25, seed=0, name="demo", progress=bar.update if bar else None
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     zarr_path = out_dir / "demo.ome.zarr"
     with open_slide(slide.path) as opened:
         write_omezarr(opened, zarr_path, overwrite=True, progress=_bar("demo.ome.zarr") if progress else None)

@@ -181,8 +181,9 @@ class TileRenderer:
             sl = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
             kind = int(nuc.kind[i])
             if kind == MITOSIS:
-                dens = _figure(u, v, a, b, int(nuc.seed[i])) * float(nuc.stain[i])
-                e_in = 0.08
+                fig = _figure(u, v, a, b, int(nuc.seed[i])) * (0.8 + 0.4 * chrom[sl])
+                dens = fig * float(nuc.stain[i]) + 0.14 * (1 - fig)  # clear halo, not glass
+                e_in = 0.16 * (1 - fig) + 0.05
             elif kind == LYMPHOCYTE:
                 dens = float(nuc.stain[i]) * (0.9 + 0.2 * chrom[sl])
                 e_in = 0.05
@@ -204,7 +205,7 @@ def _figure(u, v, a, b, seed) -> np.ndarray:
     dens = np.zeros(np.broadcast(u, v).shape, np.float32)
     for j in range(k):
         dens += np.exp(-(((u - pu[j]) ** 2 + (v - pv[j]) ** 2) / (2 * sig[j] ** 2)))
-    return np.clip(dens * 1.4, 0.05, 1.0).astype(np.float32)
+    return np.clip(dens * 1.4, 0.0, 1.0).astype(np.float32)
 
 
 def _polygons(geom):

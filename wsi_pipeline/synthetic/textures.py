@@ -52,7 +52,8 @@ def periodic_wave(size: int, *, angle: float, period: float) -> tuple[np.ndarray
 def _fibres(size, rng, *, angle, period, warp_scale, warp_amp):
     px, py = periodic_wave(size, angle=angle, period=period)
     warp = periodic_noise(size, scale=warp_scale, rng=rng, octaves=2)
-    wave = np.sin(py[:, None] + px[None, :] + warp_amp * warp)
+    jitter = periodic_noise(size, scale=warp_scale / 4, rng=rng)
+    wave = np.sin(py[:, None] + px[None, :] + warp_amp * warp + 0.4 * warp_amp * jitter)
     thickness = periodic_noise(size, scale=warp_scale * 0.6, rng=rng)
     return np.clip((0.5 + 0.5 * wave) * (0.6 + 0.8 * thickness), 0, 1) ** 1.5
 
@@ -96,8 +97,8 @@ class TextureBank:
         rng = np.random.default_rng([seed, 0x7E7])
         self.size = size
         s = size
-        fib_a = _fibres(s, rng, angle=rng.uniform(0, 0.6), period=7 * px, warp_scale=60 * px, warp_amp=9.0)
-        fib_b = _fibres(s, rng, angle=rng.uniform(1.3, 1.9), period=8 * px, warp_scale=70 * px, warp_amp=11.0)
+        fib_a = _fibres(s, rng, angle=rng.uniform(0, 0.6), period=7 * px, warp_scale=60 * px, warp_amp=16.0)
+        fib_b = _fibres(s, rng, angle=rng.uniform(1.3, 1.9), period=8 * px, warp_scale=70 * px, warp_amp=18.0)
         pick = periodic_noise(s, scale=90 * px, rng=rng, octaves=2)
         pick = np.clip((pick - 0.5) * 5 + 0.5, 0, 1)
         fib = fib_a * pick + fib_b * (1 - pick)
