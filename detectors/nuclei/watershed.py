@@ -73,6 +73,11 @@ def distance_transform(mask: torch.Tensor, *, max_distance: int) -> torch.Tensor
         m = mask.numpy()
         out = np.stack([ndimage.distance_transform_edt(m[i, 0]) for i in range(m.shape[0])])[:, None]
         return torch.from_numpy(np.minimum(out, max_distance).astype(np.float32))
+    return distance_transform_torch(mask, max_distance=max_distance)
+
+
+def distance_transform_torch(mask: torch.Tensor, *, max_distance: int) -> torch.Tensor:
+    """The torch implementation of :func:`distance_transform` (any device)."""
     big = float(max_distance + 1) ** 2
     f = torch.where(mask, torch.full_like(mask, big, dtype=torch.float32), torch.zeros_like(mask, dtype=torch.float32))
     f = _min_plus_pass(f, 3, max_distance)

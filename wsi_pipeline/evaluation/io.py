@@ -17,8 +17,6 @@ Objects drawn later overwrite earlier ones where they overlap.
 
 from __future__ import annotations
 
-import gzip
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -49,37 +47,17 @@ def stem_of(path: Path) -> str:
     return path.name[: -len(s)] if s else path.stem
 
 
-def _feature_geometries(features: list) -> list:
-    out = []
-    for f in features:
-        if not isinstance(f, dict):
-            continue
-        props = f.get("properties") or {}
-        geom = f.get("nucleusGeometry") or props.get("nucleusGeometry") or f.get("geometry")
-        if not geom or geom.get("type") not in ("Polygon", "MultiPolygon"):
-            continue
-        out.append(shapely.geometry.shape(geom))
-    return out
-
-
 def read_polygons_geojson(path: Path) -> list:
-    """Polygon geometries from a GeoJSON file (FeatureCollection, Feature list or bare list)."""
-    try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError, EOFError) as exc:
-        raise InputError(path, f"cannot read GeoJSON ({exc})") from None
-    if isinstance(data, dict):
-        features = data.get("features", [data] if data.get("type") == "Feature" else [])
-    elif isinstance(data, list):
-        features = data
-    else:
-        raise InputError(path, "not a GeoJSON FeatureCollection or feature list")
-    try:
-        return [shapely.make_valid(g) if not g.is_valid else g for g in _feature_geometries(features)]
-    except (shapely.errors.GEOSException, ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise InputError(path, f"invalid geometry in GeoJSON ({exc})") from None
+    """Polygon geometries (a cell's nucleus when it has one) from a GeoJSON file, any dialect
+    :func:`wsi_pipeline.annotations.read_geojson` reads; Points and lines are skipped."""
+    from wsi_pipeline.annotations import read_geojson
+
+    out = []
+    for f in read_geojson(path).features:
+        geom = f.nucleus_geometry if f.nucleus_geometry is not None else f.geometry
+        if isinstance(geom, (shapely.Polygon, shapely.MultiPolygon)) and not geom.is_empty:
+            out.append(geom)
+    return out
 
 
 def read_vertices_xml(path: Path) -> list[np.ndarray]:
