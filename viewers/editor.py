@@ -46,6 +46,14 @@ def _layer_parts(layer) -> tuple[np.ndarray, np.ndarray, list]:
     return rows, classes, parts
 
 
+def set_features(layer, features) -> None:
+    """Replace ``layer.features`` keeping ``feature_defaults`` (napari resets them otherwise)."""
+    defaults = {k: v.iloc[0] for k, v in layer.feature_defaults.items()} if len(layer.feature_defaults) else None
+    layer.features = features
+    if defaults:
+        layer.feature_defaults = defaults
+
+
 def _same(a: Parts, b: Parts) -> bool:
     if len(a) != len(b):
         return False
@@ -124,7 +132,7 @@ class LayerSync:
             if "class" in feats:
                 feats.loc[feats.index[new_idx], "class"] = [store.classification(np.array([r]))[0] if r >= 0 else None
                                                             for r in new_rows]
-            self.layer.features = feats
+            set_features(self.layer, feats)
         if changed:
             self.snapshot()
         return changed
@@ -143,7 +151,7 @@ class LayerSync:
         feats = self.layer.features.copy()
         ok = rows >= 0
         feats.loc[ok, "class"] = self.store.classification(rows[ok])
-        self.layer.features = feats
+        set_features(self.layer, feats)
         if not _is_points(self.layer):
             colors = store_class_colors(self.store)
             self.layer.edge_color = np.array([rgba(colors.get(c)) for c in feats["class"]], np.float32)
@@ -198,7 +206,7 @@ class ViewportEditor:
         if d["data"]:
             layer.add(d["data"], shape_type=d["shape_type"], edge_color=d["edge_color"],
                       face_color="transparent", edge_width=self.edge_width)
-        layer.features = d["features"]
+        set_features(layer, d["features"])
         self.sync.snapshot()
         self.active = True
         self.overview.visible = False
@@ -207,7 +215,7 @@ class ViewportEditor:
         if self.active:
             with self.shapes.events.blocker_all():
                 self.shapes.data = []
-            self.shapes.features = {"row": np.zeros(0, np.int64), "class": np.zeros(0, object)}
+            set_features(self.shapes, {"row": np.zeros(0, np.int64), "class": np.zeros(0, object)})
             self.shapes.refresh()
             self.sync.snapshot()
         self.active = False
@@ -234,6 +242,13 @@ def _contains(outer, inner) -> bool:
 def view_box(viewer) -> tuple[float, float, float, float]:
     """The viewer's visible region as ``(x0, y0, x1, y1)`` in world (level-0) pixels."""
     h, w = viewer.canvas.size
-    cy, cx = viewer.camera.center[-2:]
-    z = viewer.camera.zoom
+    cam = camera(viewer)
+    cy, cx = cam.center[-2:]
+    z = cam.zoom
     return (cx - w / z / 2, cy - h / z / 2, cx + w / z / 2, cy + h / z / 2)
+
+
+def camera(viewer):
+    """The viewer's camera model (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera

@@ -18,7 +18,7 @@ import numpy as np
 
 from viewers import layers as L
 from viewers.audit import append_audit, audit_lines
-from viewers.editor import LayerSync, ViewportEditor, view_box
+from viewers.editor import LayerSync, ViewportEditor, camera, view_box
 from viewers.store import FeatureStore
 
 AUDIT_NAME = "audit.jsonl"
@@ -96,8 +96,8 @@ class Desk:
                 src.editor = ViewportEditor(store, shapes, layer, mask=src.mask)
                 src.syncs.append(src.editor.sync)
                 src.display = layer
-                viewer.camera.events.center.connect(desk._camera_moved)
-                viewer.camera.events.zoom.connect(desk._camera_moved)
+                camera(viewer).events.center.connect(desk._camera_moved)
+                camera(viewer).events.zoom.connect(desk._camera_moved)
             else:
                 src.syncs.append(LayerSync(store, layer))
                 if role == "points":
@@ -121,8 +121,8 @@ class Desk:
         src.syncs.append(src.editor.sync)
         src.display = overview
         self.sources[name] = src
-        self.viewer.camera.events.center.connect(self._camera_moved)
-        self.viewer.camera.events.zoom.connect(self._camera_moved)
+        camera(self.viewer).events.center.connect(self._camera_moved)
+        camera(self.viewer).events.zoom.connect(self._camera_moved)
         return src
 
     def add_points(self, store: FeatureStore, *, path: Path | None, properties: dict | None = None,

@@ -1,0 +1,182 @@
+"""The review desk in a real napari viewer (under Xvfb via pytest-xvfb)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests._viewer_data import make_results
+
+pytestmark = pytest.mark.viewer
+napari = pytest.importorskip("napari")
+
+
+def _display_ok() -> bool:
+    import os
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory):
+    if not _display_ok():
+        pytest.skip("no display (install pytest-xvfb / Xvfb)")
+    from viewers.results import open_results
+    from viewers.widget import ReviewWidget
+
+    slide, out = make_results(tmp_path_factory.mktemp("results"))
+    viewer = napari.Viewer(show=False)
+    viewer.window.resize(1600, 1000)
+    d = open_results(viewer, slide, out, reviewer="Dr Test")
+    d.widget = ReviewWidget(viewer, desk=d)
+    viewer.window.add_dock_widget(d.widget, name="Review")
+    yield d
+    viewer.close()
+
+
+def _read(path):
+    from wsi_pipeline.annotations import read_geojson
+
+    return {f.id: f.to_geojson() for f in read_geojson(path).features}
+
+
+def _zoom(desk, center_rc, zoom, *, force=False):
+    from viewers.editor import camera
+
+    camera(desk.viewer).center = center_rc
+    camera(desk.viewer).zoom = zoom
+    desk.update_view(force=force)
+
+
+def test_layers_and_screenshots(desk, artifacts_dir):
+    from imageio.v3 import imwrite
+
+    names = [layer.name for layer in desk.viewer.layers]
+    for want in ("Nuclei density", "Nuclei (all)", "Nuclei (edit)", "Tissue", "Margins", "Mitoses", "Hotspots",
+                 "Annotations"):
+        assert want in names
+    assert desk.viewer.layers[0].multiscale and desk.viewer.layers[0].rgb
+    assert len(desk.viewer.layers["Nuclei (all)"].data) == 400
+    assert len(desk.viewer.layers["Mitoses"].data) == 12
+    assert list(desk.viewer.layers["Margins"].features["label"])[0] == "Deep margin 1.2 mm (Margin)"
+    desk.viewer.reset_view()
+    desk.update_view()
+    shot = desk.viewer.screenshot(canvas_only=False, flash=False)
+    imwrite(artifacts_dir / "viewer_overview.png", shot)
+    assert shot.std() > 10  # not a blank picture
+    _zoom(desk, (1000, 1500), 2.0)
+    src = desk.sources["Nuclei"]
+    assert src.editor.active and not desk.viewer.layers["Nuclei (all)"].visible
+    assert 0 < len(src.editor.shapes.data) <= src.editor.cap
+    imwrite(artifacts_dir / "viewer_zoomed_edit.png", desk.viewer.screenshot(canvas_only=False, flash=False))
+
+
+def test_zoomed_out_past_cap_shows_points_only(desk):
+    src = desk.sources["Nuclei"]
+    old = src.editor.cap
+    src.editor.cap = 50
+    try:
+        _zoom(desk, (1000, 1500), 0.2, force=True)
+        assert not src.editor.active and len(src.editor.shapes.data) == 0
+        assert desk.viewer.layers["Nuclei (all)"].visible
+        _zoom(desk, (1000, 1500), 4.0, force=True)  # 4x: fewer than 50 in view -> editable again
+        assert src.editor.active and 0 < len(src.editor.shapes.data) <= 50
+    finally:
+        src.editor.cap = old
+
+
+def test_edit_then_save_changes_exactly_what_was_edited(desk, tmp_path):
+    from viewers.audit import read_audit
+
+    out = desk.results_dir
+    before = _read(out / "nuclei.geojson.gz")
+    mit_before = _read(out / "mitoses.geojson")
+    _zoom(desk, (1000, 1500), 1.0)
+    src = desk.sources["Nuclei"]
+    shapes = src.editor.shapes
+    rows = shapes.features["row"].to_numpy()
+    deleted_id = src.store.ids[rows[0]]
+    reclass_id = src.store.ids[rows[1]]
+    shapes.selected_data = {0}
+    shapes.remove_selected()
+    shapes.add_polygons([np.array([[1000, 1500], [1000, 1520], [1020, 1520]])])
+    shapes.selected_data = {0}  # was shape 1 before the delete
+    assert desk.reclassify_selected("Nuclei", "Tumor") == 1
+    # mitoses: the first one is an imposter, the second is accepted
+    mit = desk.viewer.layers["Mitoses"]
+    mit.selected_data = {0}
+    desk.reclassify_selected("Mitoses", "Imposter")
+    mit.selected_data = {1}
+    desk.review_selected("Mitoses", "accepted")
+    saved = desk.widget.save()
+    assert saved == {"Nuclei": 3, "Mitoses": 2}
+
+    after = _read(out / "nuclei.geojson.gz")
+    assert set(before) - set(after) == {deleted_id}
+    (new_id,) = set(after) - set(before)
+    assert after[new_id]["properties"]["classification"]["name"] == "Nucleus"
+    assert after[new_id]["properties"]["reviewer"] == "Dr Test"
+    np.testing.assert_array_equal(np.asarray(after[new_id]["geometry"]["coordinates"][0])[:3],
+                                  [[1500, 1000], [1520, 1000], [1520, 1020]])  # (x, y) = (col, row)
+    changed = {k for k in before if k in after and before[k] != after[k]}
+    assert changed == {reclass_id}
+    props = after[reclass_id]["properties"]
+    assert props["classification"]["name"] == "Tumor" and props["reviewStatus"] == "corrected"
+    assert props["measurements"] == before[reclass_id]["properties"]["measurements"]
+    assert after[reclass_id]["geometry"] == before[reclass_id]["geometry"]
+    unknown = [k for k, f in before.items() if "qupathUnknown" in f["properties"]]
+    assert unknown and all(after[k]["properties"]["qupathUnknown"] == before[k]["properties"]["qupathUnknown"]
+                           for k in unknown if k in after)
+
+    mit_after = _read(out / "mitoses.geojson")
+    diff = {k for k in mit_before if mit_before[k] != mit_after[k]}
+    assert len(diff) == 2 and set(mit_before) == set(mit_after)
+    classes = sorted(mit_after[k]["properties"]["classification"]["name"] for k in diff)
+    statuses = sorted(mit_after[k]["properties"]["reviewStatus"] for k in diff)
+    assert "Imposter" in classes and statuses == ["accepted", "corrected"]
+
+    log = read_audit(out / "audit.jsonl")
+    assert sorted(r["what"] for r in log) == ["add", "delete", "reclassify", "reclassify", "review"]
+    assert all(r["who"] == "Dr Test" and r["when"] for r in log)
+    assert desk.save() == {}  # nothing new to save
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_draw_tumour_annotation_and_save(desk):
+    layer = desk.viewer.layers["Annotations"]
+    layer.add_polygons([np.array([[500, 800], [500, 1400], [1200, 1400], [1200, 800]])])
+    assert desk.save() == {"Annotations": 1}
+    feats = list(_read(desk.results_dir / "annotations.geojson").values())
+    assert len(feats) == 1 and feats[0]["properties"]["classification"]["name"] == "Tumor"
+
+
+def test_class_filter_hides_points(desk):
+    src = desk.sources["Mitoses"]
+    src.hidden_classes = {"Imposter"}
+    desk.apply_filters("Mitoses")
+    shown = desk.viewer.layers["Mitoses"].shown
+    cls = desk.viewer.layers["Mitoses"].features["class"].to_numpy()
+    assert not shown[cls == "Imposter"].any() and shown[cls != "Imposter"].all()
+    src.hidden_classes = set()
+    desk.apply_filters("Mitoses")
+
+
+def test_every_qupath_export_opens_in_napari(desk, shared_data, tmp_path):
+    files = sorted(p for p in (shared_data / "annotations").rglob("*") if p.suffix in (".json", ".geojson"))
+    viewer = desk.viewer
+    n0 = len(viewer.layers)
+    for path in files:
+        added = viewer.open(str(path), plugin="wsi-pipeline")
+        assert added, path
+        for layer in added:
+            viewer.layers.remove(layer)
+    assert len(viewer.layers) == n0
+    # the npe2 writer gives the same features back
+    src = tmp_path / "cells.json"
+    shutil.copy(shared_data / "annotations/qupath/qupath_geojson_advanced/qupath-polygon-cell-classified.json", src)
+    (layer,) = viewer.open(str(src), plugin="wsi-pipeline")
+    layer.save(str(tmp_path / "back.geojson"), plugin="wsi-pipeline")
+    viewer.layers.remove(layer)
+    assert _read(tmp_path / "back.geojson") == _read(src)
