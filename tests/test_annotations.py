@@ -21,6 +21,7 @@ from wsi_pipeline.annotations import (
     geometry_to_rc,
     geometry_to_xy,
     instances_to_features,
+    iter_geojson,
     pack_rgb,
     rc_to_xy,
     read_geojson,
@@ -309,6 +310,10 @@ def test_many_features_stream_in_chunks(tmp_path):
     got = shapely.get_coordinates(shapely.centroid(back.geometries()))
     assert np.abs(got - centres).max() < 0.02  # 2 decimals
     assert back.features[-1].measurements["Detection probability"] == pytest.approx(2499 / 2500)
+    # streamed in small blocks (lines cut across block boundaries): the same features
+    streamed = list(iter_geojson(tmp_path / "many.geojson.gz", block_size=1000))
+    assert [f.id for f in streamed] == [f.id for f in back.features]
+    assert all(shapely.equals_exact(a.geometry, b.geometry, 0) for a, b in zip(streamed, back.features))
 
 
 def test_line_layout_fast_path_and_foreign_lines(tmp_path):

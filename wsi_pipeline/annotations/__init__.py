@@ -13,7 +13,7 @@ from wsi_pipeline.annotations.colors import DEFAULT_CLASS_COLORS, INK_COLORS, cl
 from wsi_pipeline.annotations.convert import SCORE_MEASUREMENT, features_to_instances, instances_to_features
 from wsi_pipeline.annotations.coords import bounds_properties, geometry_to_rc, geometry_to_xy, rc_to_xy, xy_to_rc
 from wsi_pipeline.annotations.feature import OBJECT_TYPES, Feature, new_id
-from wsi_pipeline.annotations.read import Annotations, read_geojson
+from wsi_pipeline.annotations.read import Annotations, iter_geojson, read_geojson
 from wsi_pipeline.annotations.repair import repair_geometries
 from wsi_pipeline.annotations.write import GeoJSONWriter, write_geojson
 
@@ -31,6 +31,7 @@ __all__ = [
     "geometry_to_rc",
     "geometry_to_xy",
     "instances_to_features",
+    "iter_geojson",
     "new_id",
     "pack_rgb",
     "rc_to_xy",

@@ -7,9 +7,9 @@
     ...
     ]}
 
-For such files the geometry text of each line is cut out by position (a geometry object
-written by GEOS holds no nested ``{``), the rest of the line (id, properties) is parsed by
-orjson, and all Polygon/MultiPolygon coordinates of a chunk are parsed in one call of
+For such files the geometry texts of a block of lines are cut out by one regular
+expression (a geometry object written by GEOS holds no nested ``{``), the rest of the
+block (ids, properties) is parsed by one orjson call, and all Polygon/MultiPolygon coordinates of a chunk are parsed in one call of
 Arrow's CSV number parser, then built with :func:`shapely.from_ragged_array`. This avoids
 creating a Python object per coordinate (the cost of any ``json.loads``). Lines that do not
 match the expected shape are parsed the ordinary way, so correctness never depends on it.
@@ -18,6 +18,7 @@ match the expected shape are parsed the ordinary way, so correctness never depen
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import numpy as np
@@ -31,9 +32,6 @@ from wsi_pipeline.annotations.geometry import geometries_from_dicts
 
 HEAD = b'{"type":"FeatureCollection"'
 FEATURES_OPEN = b'"features":['
-_GEOM_KEY = b',"geometry":{'
-_NUC_KEY = b',"nucleusGeometry":{'
-_FEATURE_PREFIX = b'{"type":"Feature","id":'
 _CSV_READ = pacsv.ReadOptions(column_names=["v"], block_size=1 << 24)
 _CSV_CONVERT = pacsv.ConvertOptions(column_types={"v": pa.float64()})
 
@@ -50,35 +48,39 @@ def header_properties(first_line: bytes) -> dict[str, Any]:
     return dict(doc.get("properties") or {})
 
 
-def _cut(line: bytes, key: bytes) -> tuple[bytes, bytes | None]:
-    """Remove member ``key`` (an object without nested objects) -> (rest, object text)."""
-    i = line.find(key)
-    if i < 0:
-        return line, None
-    start = i + len(key) - 1
-    j = line.find(b"}", start)
-    if j < 0:
-        return line, None
-    return line[:i] + line[j + 1:], line[start:j + 1]
+# A line as the writer puts it: the id (a plain string), then the geometry, then maybe the
+# nucleus geometry; GEOS geometry objects contain no nested braces.
+_LINE_RE = re.compile(
+    rb'^(\{"type":"Feature","id":"[^"\\{}]*"),"geometry":(\{[^{}]*\})(?:,"nucleusGeometry":(\{[^{}]*\}))?',
+    re.MULTILINE,
+)
 
 
-def split_line(line: bytes) -> tuple[dict, bytes | None, bytes | None]:
-    """One feature line -> (feature dict without geometries, geometry text, nucleus text).
+def parse_block(block: bytes) -> tuple[list[dict], list[bytes | dict | None], list[bytes | dict | None]]:
+    """Complete feature lines (each ending in ``,`` but maybe the last) -> (feature dicts
+    without geometry, geometry per feature, nucleus geometry per feature).
 
-    When the line is not in the writer's exact shape the full dict is returned with the
-    geometry members still inside and both texts ``None``.
+    Geometries of lines in the writer's shape come as GEOS text (cut out by one regex pass
+    over the block; the rest is parsed by one orjson call); those of other lines come as
+    parsed dicts (or ``None``).
     """
-    if line.endswith(b","):
-        line = line[:-1]
-    i = line.find(_GEOM_KEY)
-    if i < 0 or not line.startswith(_FEATURE_PREFIX) or b"{" in line[1:i]:
-        return orjson.loads(line), None, None
-    rest, geom = _cut(line, _GEOM_KEY)
-    rest, nucleus = _cut(rest, _NUC_KEY)
-    d = orjson.loads(rest)
-    if "geometry" in d or "nucleusGeometry" in d:  # odd shape: parse the whole line
-        return orjson.loads(line), None, None
-    return d, geom, nucleus
+    matches = _LINE_RE.findall(block)
+    rest = _LINE_RE.sub(rb"\1", block).rstrip()
+    if rest.endswith(b","):
+        rest = rest[:-1]
+    dicts = orjson.loads(b"[" + rest + b"]")
+    geoms: list[bytes | dict | None] = []
+    nuclei: list[bytes | dict | None] = []
+    it = iter(matches)
+    for d in dicts:
+        if "geometry" in d:  # a line in another shape: parsed whole
+            geoms.append(d.pop("geometry"))
+            nuclei.append(d.pop("nucleusGeometry", None))
+        else:
+            _, g, n = next(it)
+            geoms.append(g)
+            nuclei.append(n or None)
+    return dicts, geoms, nuclei
 
 
 def _coords_text(geom: bytes) -> tuple[bytes, bytes]:
@@ -142,14 +144,14 @@ def _build_polygonal(kind: bytes, texts: list[bytes]) -> np.ndarray | None:
     return shapely.from_ragged_array(GeometryType.MULTIPOLYGON, xy, offs)
 
 
-def geometries_from_texts(texts: list[bytes | None]) -> tuple[np.ndarray, int]:
-    """GEOS-written geometry texts (``None`` allowed) -> ((N,) shapely array, n_fixed)."""
+def geometries_from_texts(texts: list[bytes | dict | None]) -> tuple[np.ndarray, int]:
+    """GEOS-written geometry texts (or parsed dicts, or ``None``) -> ((N,) shapely array, n_fixed)."""
     out = np.empty(len(texts), dtype=object)
     groups: dict[bytes, tuple[list[int], list[bytes]]] = {}
     for i, t in enumerate(texts):
         if t is None:
             continue
-        kind, coords = _coords_text(t)
+        kind, coords = _coords_text(t) if isinstance(t, bytes) else (b"", b"")
         idx, ct = groups.setdefault(kind if kind in (b"Polygon", b"MultiPolygon") else b"", ([], []))
         idx.append(i)
         ct.append(coords)
@@ -164,7 +166,7 @@ def geometries_from_texts(texts: list[bytes | None]) -> tuple[np.ndarray, int]:
         if built is not None and len(built) == len(idx):
             out[idx] = built
             continue
-        geoms, f = geometries_from_dicts([orjson.loads(texts[i]) for i in idx])
+        geoms, f = geometries_from_dicts([orjson.loads(t) if isinstance(t, bytes) else t for t in (texts[i] for i in idx)])
         out[idx] = geoms
         fixed += f
     return out, fixed

@@ -128,46 +128,55 @@ def features_from_dicts(dicts: list[dict]) -> tuple[list[Feature], int]:
     return feats, repaired
 
 
-def _chunks(path: Path, fh, first: bytes, chunk_size: int) -> Iterator[tuple[list[Feature], int]]:
-    """Features of a file in the writer's line layout, ``chunk_size`` lines at a time."""
-    lines: list[bytes] = []
-    done = False
-    for line in fh:
-        line = line.rstrip(b"\r\n")
-        if line.startswith(b"]}"):
-            done = True
+
+def _strip_closing(block: bytes) -> tuple[bytes, bool]:
+    """Remove the document's closing line ``]}`` if it ends ``block``."""
+    body = block.rstrip()
+    i = body.rfind(b"\n")
+    if body[i + 1:] == b"]}":
+        return body[: max(i, 0)], True
+    return block, False
+
+
+def _chunks(path: Path, fh, block_size: int) -> Iterator[tuple[list[Feature], int]]:
+    """Features of a file in the writer's line layout, one block of whole lines at a time."""
+    carry = b""
+    closed = False
+    while True:
+        data = fh.read(block_size)
+        if not data:
             break
-        if line:
-            lines.append(line)
-        if len(lines) >= chunk_size:
-            yield _line_chunk(path, lines)
-            lines = []
-    if not done:
+        data = carry + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        block, carry = data[:cut], data[cut + 1:]
+        if closed and block.strip():
+            raise InputError(path, "data after the end of the FeatureCollection")
+        block, closed = _strip_closing(block)
+        if block.strip():
+            yield _block(path, block)
+    if carry.strip():
+        if closed:
+            raise InputError(path, "data after the end of the FeatureCollection")
+        block, closed = _strip_closing(carry)
+        if block.strip():
+            yield _block(path, block)
+    if not closed:
         raise InputError(path, "truncated file (no closing ']}')")
-    if lines:
-        yield _line_chunk(path, lines)
 
 
-def _line_chunk(path: Path, lines: list[bytes]) -> tuple[list[Feature], int]:
+def _block(path: Path, block: bytes) -> tuple[list[Feature], int]:
     try:
-        parts = [fastpath.split_line(line) for line in lines]
-        dicts = [p[0] for p in parts]
-        if any(p[1] is None for p in parts):  # some lines in another shape: ordinary path
-            if all(p[1] is None for p in parts):
-                return features_from_dicts(dicts)
-            for d, g, n in parts:
-                if g is not None:
-                    d["geometry"] = orjson.loads(g)
-                if n is not None:
-                    d["nucleusGeometry"] = orjson.loads(n)
-            return features_from_dicts(dicts)
-        geoms, repaired = fastpath.geometries_from_texts([p[1] for p in parts])
+        dicts, gtexts, ntexts = fastpath.parse_block(block)
+        geoms, repaired = fastpath.geometries_from_texts(gtexts)
         geoms, n = repair_geometries(geoms)
         repaired += n
-        nuc_idx = [i for i, p in enumerate(parts) if p[2] is not None]
+        nuc_idx = [i for i, t in enumerate(ntexts) if t is not None]
         nuclei = {}
         if nuc_idx:
-            ng, n1 = fastpath.geometries_from_texts([parts[i][2] for i in nuc_idx])
+            ng, n1 = fastpath.geometries_from_texts([ntexts[i] for i in nuc_idx])
             ng, n2 = repair_geometries(ng)
             repaired += n1 + n2
             nuclei = dict(zip(nuc_idx, ng))
@@ -175,15 +184,15 @@ def _line_chunk(path: Path, lines: list[bytes]) -> tuple[list[Feature], int]:
         return feats, repaired
     except orjson.JSONDecodeError as e:
         raise InputError(path, f"not valid JSON ({e})") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, StopIteration) as e:
         raise InputError(path, f"bad GeoJSON feature: {e}") from None
 
 
-def iter_chunks(path: str | os.PathLike, *, chunk_size: int = 20_000) -> tuple[dict, Iterator[tuple[list[Feature], int]]]:
+def iter_chunks(path: str | os.PathLike, *, block_size: int = 8 << 20) -> tuple[dict, Iterator[tuple[list[Feature], int]]]:
     """(collection properties, iterator of (features, n_repaired) chunks).
 
-    Files in the writer's one-feature-per-line layout are streamed (memory bounded by the
-    chunk); any other file is parsed whole and comes as one chunk.
+    Files in the writer's one-feature-per-line layout are streamed ``block_size``
+    (decompressed) bytes at a time; any other file is parsed whole and comes as one chunk.
     """
     path = Path(path)
     fh = _open(path)
@@ -202,7 +211,7 @@ def iter_chunks(path: str | os.PathLike, *, chunk_size: int = 20_000) -> tuple[d
         def gen():
             with fh:
                 try:
-                    yield from _chunks(path, fh, first, chunk_size)
+                    yield from _chunks(path, fh, block_size)
                 except _READ_ERRORS as e:
                     raise InputError(path, f"cannot read (corrupt gzip?): {e}") from None
 
@@ -222,9 +231,9 @@ def iter_chunks(path: str | os.PathLike, *, chunk_size: int = 20_000) -> tuple[d
     return props, iter([chunk])
 
 
-def iter_geojson(path: str | os.PathLike, *, chunk_size: int = 20_000) -> Iterator[Feature]:
+def iter_geojson(path: str | os.PathLike, *, block_size: int = 8 << 20) -> Iterator[Feature]:
     """Features one by one, streaming where the file's layout allows (see :func:`iter_chunks`)."""
-    _, chunks = iter_chunks(path, chunk_size=chunk_size)
+    _, chunks = iter_chunks(path, block_size=block_size)
     for feats, _ in chunks:
         yield from feats
 
