@@ -41,10 +41,12 @@ def run(args) -> int:
         raise InputError(results, "results folder not found")
     config = load_margin_config(args.config)
     summary = _summary(results)
-    with open_slide(args.slide, mpp=args.mpp) as slide:
-        mpp = slide.mpp_or_none or _summary_mpp(summary)
-        if mpp is None:
-            mpp = slide.mpp  # raises the one-line MissingMppError
+    slide = open_slide(args.slide, mpp=args.mpp)
+    if slide.mpp_or_none is None and _summary_mpp(summary) is not None:  # --mpp > file > summary.json
+        slide.close()
+        slide = open_slide(args.slide, mpp=_summary_mpp(summary))
+    with slide:
+        mpp = slide.mpp  # raises the one-line MissingMppError
         assessment = assess_margins(results, mpp=mpp, config=config, lesion_file=args.lesion)
         specimen = args.specimen_id or summary.get("specimen_id")
         paths = write_margin_outputs(results, assessment, slide=slide, mpp=mpp, specimen_id=specimen)

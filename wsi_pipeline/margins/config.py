@@ -24,11 +24,11 @@ class ProposalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    grid_um: float = Field(50.0, gt=0)
+    grid_um: float = Field(25.0, gt=0)
     smooth_cells: float = Field(1.0, ge=0)
     min_density_per_mm2: float = Field(3500.0, ge=0)
     min_mean_area_um2: float = Field(35.0, ge=0)
-    min_region_mm2: float = Field(0.05, ge=0)
+    min_region_mm2: float = Field(0.01, ge=0)
 
 
 class MarginConfig(BaseModel):

@@ -143,5 +143,6 @@ def mask_to_polygons(mask: np.ndarray, *, origin: np.ndarray, cell_um: float, mi
     y0 = origin[1] + rows * cell_um
     cells = shapely.box(x0, y0, x0 + cell_um, y0 + cell_um)
     merged = shapely.coverage_union_all(cells)
-    smooth = merged.buffer(-cell_um / 4).buffer(cell_um / 4).simplify(cell_um / 10)
+    r = cell_um / 2  # round the staircase of cells: closing then opening by half a cell
+    smooth = merged.buffer(r).buffer(-2 * r).buffer(r).simplify(cell_um / 10)
     return [p for p in polygons_of(smooth) if p.area >= min_area_um2]

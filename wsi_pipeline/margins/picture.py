@@ -111,10 +111,11 @@ def draw_profile(ax, assessment: MarginAssessment, *, cap_mm: float = 5.0) -> No
         offset += piece.exterior.length if segs else 0
     ax.axhline(assessment.close_mm, color="#dc2626", linewidth=0.8, linestyle=":")
     ax.text(0, assessment.close_mm, f" close < {assessment.close_mm:g} mm", color="#dc2626", fontsize=7, va="bottom")
-    ax.set_ylim(0, cap_mm)
+    seen = max((float(np.max(p.clearance_um)) for p in assessment.profile), default=0.0) / 1000
+    ax.set_ylim(0, min(cap_mm, max(2 * assessment.close_mm, 1.05 * seen)))
     ax.set_xlim(left=0)
     ax.set_xlabel("position along the tissue edge (mm)", fontsize=8)
-    ax.set_ylabel(f"clearance (mm,\ncapped at {cap_mm:g})", fontsize=7)
+    ax.set_ylabel("clearance (mm)", fontsize=7)
     ax.tick_params(labelsize=7)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)

@@ -149,13 +149,13 @@ def report_figure(assessment: MarginAssessment, thumb: Thumbnail, *, mpp, specim
     ax = fig.add_axes((0.04, 0.43, 0.92, 0.46))
     draw_overview(ax, assessment, thumb)
     _legend(fig, assessment)
-    _table(fig.add_axes((0.06, 0.215, 0.88, 0.165)), assessment)
+    _table(fig.add_axes((0.06, 0.235, 0.88, 0.16)), assessment)
     if assessment.profile:
-        draw_profile(fig.add_axes((0.11, 0.095, 0.84, 0.09)), assessment)
+        draw_profile(fig.add_axes((0.11, 0.145, 0.84, 0.08)), assessment)
     method = textwrap.fill("Method: " + method_text(assessment, mpp=mpp), width=140)
-    fig.text(0.06, 0.062, method, fontsize=7.5, va="top", color="#333333", linespacing=1.3)
-    fig.text(0.5, 0.03, CAVEAT, fontsize=11, fontweight="bold", ha="center", va="bottom")
-    fig.text(0.5, 0.014, PLANE, fontsize=8, ha="center", va="bottom", color="#333333")
+    fig.text(0.06, 0.095, method, fontsize=7.5, va="top", color="#333333", linespacing=1.3)
+    fig.text(0.5, 0.024, CAVEAT, fontsize=11, fontweight="bold", ha="center", va="bottom")
+    fig.text(0.5, 0.01, PLANE, fontsize=8, ha="center", va="bottom", color="#333333")
     return fig
 
 
