@@ -2,9 +2,9 @@
 
 Pixel ``(row r, col c)`` covers ``[c, c+1) x [r, r+1)``. Outlines run along the iso-line
 halfway between inside and outside pixel centres (marching squares), i.e. on the pixel
-edges, with corners cut diagonally. Nesting (holes, islands in holes) is resolved by the
-symmetric difference of all closed outlines: a point is inside when an odd number of
-outlines enclose it.
+edges, with corners cut diagonally. Outlines never cross or touch, so nesting (holes,
+islands in holes) follows from counting how many outlines enclose each one: an even count
+is an outer boundary, an odd count a hole of its smallest enclosing outline.
 """
 
 from __future__ import annotations
@@ -25,14 +25,34 @@ def mask_to_polygons(mask: np.ndarray) -> list[Polygon]:
     for c in find_contours(padded, 0.5):
         if len(c) < 4:
             continue
-        xy = np.column_stack([c[:, 1] - 0.5, c[:, 0] - 0.5])  # undo pad, centre -> edge frame
-        poly = Polygon(xy)
-        if poly.area > 0:
-            rings.append(poly if poly.is_valid else shapely.make_valid(poly))
+        ring = shapely.Polygon(np.column_stack([c[:, 1] - 0.5, c[:, 0] - 0.5]))  # undo pad, centre -> edge
+        if ring.area > 0:
+            rings.append(ring)
+    return _nest(rings)
+
+
+def _nest(rings: list[Polygon]) -> list[Polygon]:
+    """Assemble non-crossing closed outlines into polygons with holes."""
     if not rings:
         return []
-    merged = shapely.symmetric_difference_all(np.asarray(rings, dtype=object))
-    return _polygons(merged)
+    arr = np.asarray(rings, dtype=object)
+    tree = shapely.STRtree(arr)
+    probes = shapely.points([r.exterior.coords[0] for r in rings])
+    inner, outer = tree.query(probes, predicate="within")  # probe of ring `inner` lies inside ring `outer`
+    depth = np.bincount(inner, minlength=len(rings))
+    areas = shapely.area(arr)
+    parent = np.full(len(rings), -1)
+    for i, o in zip(inner, outer):  # the smallest enclosing ring is the immediate parent
+        if parent[i] < 0 or areas[o] < areas[parent[i]]:
+            parent[i] = o
+    holes: dict[int, list] = {}
+    for i in np.flatnonzero(depth % 2 == 1):
+        holes.setdefault(int(parent[i]), []).append(rings[i].exterior.coords)
+    out = []
+    for i in np.flatnonzero(depth % 2 == 0):
+        poly = Polygon(rings[i].exterior.coords, holes.get(int(i), []))
+        out.extend(_polygons(poly if poly.is_valid else shapely.make_valid(poly)))
+    return out
 
 
 def _polygons(geom) -> list[Polygon]:
