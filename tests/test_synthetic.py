@@ -159,10 +159,15 @@ def test_tumour_at_an_exact_distance_from_blue_ink(tmp_path, distance_um):
 
     write_truth(scene, tmp_path)
     tumor = read_geojson(tmp_path / "tumor.geojson").features[0]
+    tissue = read_geojson(tmp_path / "tissue.geojson").features[0].geometry
     blue = [f for f in read_geojson(tmp_path / "ink.geojson").features if f.extra["inkColor"] == "blue"]
-    measured = tumor.geometry.distance(blue[0].geometry) * 0.25
-    assert measured == pytest.approx(distance_um, abs=0.01)
-    assert tumor.measurements["Distance to blue ink um"] == pytest.approx(distance_um, abs=0.01)
+    inked_edge = tissue.exterior.intersection(blue[0].geometry.buffer(0.5))
+    assert inked_edge.length * 0.25 > 1000  # a long inked stretch of the margin
+    measured = tumor.geometry.distance(inked_edge) * 0.25
+    assert measured == pytest.approx(distance_um, abs=0.05)
+    assert tumor.measurements["Distance to blue inked edge um"] == pytest.approx(distance_um, abs=0.01)
+    band = tumor.measurements["Distance to blue ink um"]
+    assert band == pytest.approx(max(distance_um - 100.0, 0.0), abs=5.0)  # the band is 100 um deep
     assert tumor.geometry.area * 0.25**2 > 0.5 * np.pi * 300**2  # the nest was not clipped away
 
 

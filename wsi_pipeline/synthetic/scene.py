@@ -57,7 +57,7 @@ class Scene:
     marker: BaseGeometry | None
     marker_color: str
     nuclei: Nuclei
-    tumor_ink_distance_um: float | None = None  # tumour polygon -> nearest ink of ``tumor_ink_color``
+    tumor_ink_distance_um: float | None = None  # tumour polygon -> tissue edge under ``tumor_ink_color`` ink
     tumor_ink_color: str = "blue"
     vessel_walls: BaseGeometry | None = None
     vessel_lumens: BaseGeometry | None = None
@@ -123,9 +123,10 @@ def _layout(width, height, pieces):
     raise ValueError("pieces must be 1 or 2")
 
 
-def _place_tumor(shape_at, allowed, ink_region, edge, center, distance_px):
-    """Slide a nest along the inward normal of the ink edge's midpoint until its distance
-    to the ink band equals ``distance_px`` (bisection); ``shape_at(x, y)`` builds the nest."""
+def _place_tumor(shape_at, allowed, edge, center, distance_px):
+    """Slide a nest along the inward normal of the inked edge's midpoint until its distance
+    to that edge (the tissue boundary under the ink) equals ``distance_px`` (bisection);
+    ``shape_at(x, y)`` builds the nest."""
     mid = edge.interpolate(0.5, normalized=True)
     p = np.array([mid.x, mid.y])
     inward = np.asarray(center) - p
@@ -140,11 +141,11 @@ def _place_tumor(shape_at, allowed, ink_region, edge, center, distance_px):
         r = math.sqrt(probe.area / math.pi)
         return nest(0.6 * r)
     lo, hi = 0.0, float(np.linalg.norm(np.asarray(center) - p)) * 1.6
-    if nest(hi).distance(ink_region) < distance_px:
+    if nest(hi).distance(edge) < distance_px:
         raise ValueError(f"a tumour {distance_px:.0f} px from the ink does not fit in the tissue")
     for _ in range(60):
         mid_s = 0.5 * (lo + hi)
-        if nest(mid_s).distance(ink_region) < distance_px:
+        if nest(mid_s).distance(edge) < distance_px:
             lo = mid_s
         else:
             hi = mid_s
@@ -171,7 +172,7 @@ def build_scene(
     tumor_ink_distance_um: float | None = None,
     tumor_ink_color: str = "blue",
     inks: tuple[tuple[str, float, float], ...] = DEFAULT_INKS,
-    ink_depth_um: float = 40.0,
+    ink_depth_um: float = 100.0,
     marker: bool = True,
     marker_color: str = "green",
     n_mitoses: int | None = None,
@@ -180,8 +181,9 @@ def build_scene(
     """Draw the scene for a ``width`` x ``height`` slide at ``mpp`` micrometres per pixel.
 
     ``tumor_ink_distance_um`` places the nest so that the distance from the tumour polygon
-    to the nearest ink band of ``tumor_ink_color`` is exactly that (0 = touching the inked
-    edge); otherwise ``tumor_center`` (level-0 pixels) or a default spot in the dermis.
+    to the inked tissue edge (the boundary under the ``tumor_ink_color`` ink: the surgical
+    margin) is exactly that (0 = touching); otherwise ``tumor_center`` (level-0 pixels) or a
+    default spot in the dermis. Inks are bands ``ink_depth_um`` deep inside the edge.
     """
     rng = np.random.default_rng(seed)
     px = 1.0 / mpp  # pixels per micrometre
@@ -232,13 +234,13 @@ def build_scene(
                 raise ValueError(f"no {tumor_ink_color} ink to place the tumour against")
             target = matching[0]
             tumor_geom = _place_tumor(
-                shape_at, allowed, target.region, target.edge, (cx, cy), tumor_ink_distance_um * px
+                shape_at, allowed, target.edge, (cx, cy), tumor_ink_distance_um * px
             )
         else:
             tx, ty = tumor_center if tumor_center is not None else (cx - 0.2 * a, cy + 0.25 * b)
             tumor_geom = shape_at(tx, ty).intersection(allowed)
         cleft = tumor_geom.buffer(4.0 * px).difference(tumor_geom).intersection(tissue)
-        same = [ink.region for ink in ink_list if ink.color == tumor_ink_color]
+        same = [ink.edge for ink in ink_list if ink.color == tumor_ink_color]
         if same:
             distance_um = float(tumor_geom.distance(shapely.union_all(same))) * mpp
 

@@ -3,8 +3,9 @@
 Files written into the truth folder:
 
 * ``tissue.geojson``: one annotation per piece, class ``Tissue``, ``Area mm^2``.
-* ``tumor.geojson``: the nest, annotation class ``Tumor``; measurement
-  ``Distance to <colour> ink um`` (tumour polygon to nearest ink band of that colour).
+* ``tumor.geojson``: the nest, annotation class ``Tumor``; measurements
+  ``Distance to <colour> inked edge um`` (tumour polygon to the tissue boundary under that
+  ink: the margin clearance) and ``Distance to <colour> ink um`` (to the ink band itself).
 * ``ink.geojson``: one annotation per inked stretch, class ``Ink: <colour>``,
   extra ``{"inkColor": colour}``; the band lies inside the tissue along its edge.
 * ``nuclei.geojson``: every nucleus (tumour, epidermal, dermal, lymphocyte, and the mitotic
@@ -73,7 +74,10 @@ def write_truth(
     if scene.tumor is not None and not scene.tumor.is_empty:
         meas = {"Area mm^2": round(scene.tumor.area * mm2, 6)}
         if scene.tumor_ink_distance_um is not None:
-            meas[f"Distance to {scene.tumor_ink_color} ink um"] = round(scene.tumor_ink_distance_um, 3)
+            color = scene.tumor_ink_color
+            band = shapely.union_all([ink.region for ink in scene.inks if ink.color == color])
+            meas[f"Distance to {color} inked edge um"] = round(scene.tumor_ink_distance_um, 3)
+            meas[f"Distance to {color} ink um"] = round(float(scene.tumor.distance(band)) * scene.mpp, 3)
         tumor.append(_feature(scene.tumor, "Tumor", ids, measurements=meas))
     counts["tumor"] = write_geojson(folder / "tumor.geojson", tumor, properties=props)
 
