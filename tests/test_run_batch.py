@@ -28,7 +28,7 @@ def tiny_slides(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("slides")
     for seed, name in [(1, "case_a"), (2, "case_b")]:
-        s = make_synthetic_slide(folder / f"_{name}", width=2048, height=1536, mpp=0.5, seed=seed, name=name)
+        s = make_synthetic_slide(folder / f"_{name}", width=1024, height=768, mpp=0.5, seed=seed, name=name)
         shutil.move(str(s.path), folder / f"{name}.svs")
         shutil.rmtree(folder / f"_{name}")
     (folder / "zz_corrupt.svs").write_text("this is not a slide\n")
@@ -57,7 +57,7 @@ def test_batch_isolates_the_bad_slide_and_reports(tiny_slides, tmp_path):
             assert (d / name).is_file(), f"{sid}/{name} missing"
         summary = json.loads((d / "summary.json").read_text())
         assert summary["counts"]["nuclei"] > 20
-        assert summary["counts"]["tissue_mm2"] > 0.05
+        assert summary["counts"]["tissue_mm2"] > 0.02
         assert "torch" in summary["versions"] and summary["config_hash"] == _cfg().hash()
         assert len(_read_gz(d / "nuclei.geojson.gz")["features"]) == summary["counts"]["nuclei"]
     assert not (out / "zz_corrupt").exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 from PIL import Image, ImageDraw
+from scipy.ndimage import gaussian_filter
 
 from detectors.base import Instances
 from wsi_pipeline.annotations import INK_COLORS, Feature, write_geojson
@@ -90,12 +91,14 @@ def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: Pipeli
     base = Image.fromarray(img).convert("RGBA")
     if len(nuclei):
         c = nuclei.centroids() / ds
-        density, _, _ = np.histogram2d(c[:, 1], c[:, 0], bins=(max(1, h // 8), max(1, w // 8)), range=((0, h), (0, w)))
+        bins = (max(1, h // 24), max(1, w // 24))
+        density, _, _ = np.histogram2d(c[:, 1], c[:, 0], bins=bins, range=((0, h), (0, w)))
+        density = gaussian_filter(density, 1.0)
         if density.max() > 0:
-            d = np.asarray(Image.fromarray((255 * density / density.max()).astype(np.uint8)).resize((w, h)))
+            d = np.asarray(Image.fromarray((255 * density / density.max()).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR))
             tint = np.zeros((h, w, 4), np.uint8)
-            tint[..., 2] = 160
-            tint[..., 3] = (d * 0.45).astype(np.uint8)
+            tint[..., 0], tint[..., 1], tint[..., 2] = 255, 200, 0  # yellow: nuclear density
+            tint[..., 3] = (d.astype(np.float32) * 0.55).astype(np.uint8)
             base = Image.alpha_composite(base, Image.fromarray(tint))
     draw = ImageDraw.Draw(base)
     lw = max(2, round(max(w, h) / 500))
