@@ -134,7 +134,7 @@ def test_run_plain_image_with_mpp(tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
-    from tests._blobs import blob_image
+    from detectors.testing import blob_image
 
     img, _ = blob_image(600, 500, n=40, radius=14, seed=5)
     path = tmp_path / "field.png"

@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 
-from tests._blobs import BlobDetector, blob_image, simple_tasks
+from detectors.testing import BlobDetector, blob_image, simple_tasks
 from tiling import ArraySlide
 from wsi_pipeline.tile_runner import run_dask, run_inprocess
 
@@ -94,4 +94,34 @@ def test_dask_matches_inprocess(tmp_path, scene):
             distributed.Client(cl) as client:
         found = _all(run_dask(client, str(path), MPP, _blob_factory, "t1", tasks, chunk=5))
     once, twice = _match(found.centroids(), centres)
+    assert once == len(centres) and twice == 0
+
+
+def test_killed_worker_has_its_tiles_retried(tmp_path):
+    """A worker process killed mid-run: its chunks are redone elsewhere, nothing lost or doubled."""
+    import functools
+    import os
+    import signal
+
+    distributed = pytest.importorskip("distributed")
+    from PIL import Image
+
+    img, centres = blob_image(900, 700, n=200, radius=6, seed=11)
+    path = tmp_path / "blobs.png"
+    Image.fromarray(img).save(path)
+    factory = functools.partial(BlobDetector, tile_size=128, halo=16, mpp=MPP, delay=0.15)
+    tasks = simple_tasks(900, 700, factory().spec, slide_mpp=MPP)
+    found, killed = [], None
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  memory_limit="1GB") as cl, distributed.Client(cl) as client:
+        for part in run_dask(client, str(path), MPP, factory, "kill", tasks, chunk=3):
+            found.append(part)
+            if killed is None and len(found) == 2:
+                pids = client.run(os.getpid)
+                killed = next(iter(pids.values()))
+                os.kill(killed, signal.SIGKILL)
+    assert killed is not None
+    from detectors.base import Instances
+
+    once, twice = _match(Instances.concatenate(found).centroids(), centres)
     assert once == len(centres) and twice == 0
