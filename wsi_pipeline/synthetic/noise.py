@@ -66,9 +66,3 @@ def fbm(x0: int, y0: int, width: int, height: int, *, scale: float, seed: int, o
         weight += amp
         amp *= 0.5
     return total / weight
-
-
-def white_noise(x0: int, y0: int, width: int, height: int, *, seed: int, salt: int = 0) -> np.ndarray:
-    """Per-pixel standard normal noise, ``(height, width)`` float32, fixed by the window origin."""
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, salt, x0, y0])
-    return rng.standard_normal((height, width), dtype=np.float32)

@@ -15,11 +15,11 @@ bottom, 270 the top, 0 the right end.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry import LineString, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from wsi_pipeline.synthetic.anatomy import place_vessels, rete_pegs
@@ -61,7 +61,6 @@ class Scene:
     tumor_ink_color: str = "blue"
     vessel_walls: BaseGeometry | None = None
     vessel_lumens: BaseGeometry | None = None
-    options: dict = field(default_factory=dict)
 
     def um(self, px: float) -> float:
         return float(px) * self.mpp
@@ -289,8 +288,3 @@ def build_scene(
         vessel_walls=vessel_set.walls if vessel_set else None,
         vessel_lumens=vessel_set.lumens if vessel_set else None,
     )
-
-
-def point_inside(geom: BaseGeometry, x: float, y: float) -> bool:
-    """True when ``(x, y)`` lies in ``geom`` (small helper for tests and callers)."""
-    return bool(geom.contains(Point(x, y)))

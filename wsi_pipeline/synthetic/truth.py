@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from shapely.geometry import Point, Polygon
+from shapely.geometry import Point
 
 from wsi_pipeline.annotations import Feature, class_color, write_geojson
 from wsi_pipeline.synthetic.nuclei import KIND_NAMES, MITOSIS
@@ -132,10 +132,3 @@ def write_truth(
     }
     (folder / "scene.json").write_text(json.dumps(summary, indent=2, default=str))
     return counts
-
-
-def polygon_of(geom) -> Polygon:
-    """The largest polygon of ``geom`` (for callers that need one ring)."""
-    if geom.geom_type == "Polygon":
-        return geom
-    return max(geom.geoms, key=lambda g: g.area)
