@@ -1,0 +1,33 @@
+import pytest
+
+from tiling.errors import InputError
+from wsi_pipeline.cluster import make_client, slurm_cluster_kwargs
+from wsi_pipeline.config import ClusterConfig, SlurmConfig
+
+
+def test_inprocess_gives_no_client():
+    with make_client(ClusterConfig(kind="inprocess")) as client:
+        assert client is None
+
+
+def test_unreachable_scheduler_is_one_clear_error():
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        with make_client(ClusterConfig(), scheduler_address="tcp://127.0.0.1:9"):
+            pass
+
+
+def test_slurm_job_script_carries_the_configuration():
+    jobqueue = pytest.importorskip("dask_jobqueue")
+    cfg = SlurmConfig(queue="gpu", account="derm", cores=8, memory="32GB", walltime="10:00:00", jobs=3,
+                      gpus_per_job=1, job_extra_directives=("--constraint=a100",))
+    kwargs = slurm_cluster_kwargs(cfg)
+    with jobqueue.SLURMCluster(**kwargs) as cluster:
+        script = cluster.job_script()
+    assert "#SBATCH -p gpu" in script
+    assert "#SBATCH -A derm" in script
+    assert "#SBATCH --cpus-per-task=8" in script
+    assert "#SBATCH -t 10:00:00" in script
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "#SBATCH --constraint=a100" in script
+    assert "--resources GPU=1" in script
+    assert "--nthreads 8" in script
