@@ -9,8 +9,8 @@ def otsu_threshold(values: torch.Tensor, *, bins: int = 256, value_range: tuple[
     """Otsu's threshold of ``values`` (any shape) binned over ``value_range``.
 
     Maximises the between-class variance ``w0 * w1 * (mu0 - mu1)^2`` over the bin edges.
-    Returns the upper edge of the last bin of the low class. A constant input returns the
-    value itself.
+    Returns the upper edge of the last bin of the low class (the middle of the gap when
+    empty bins separate the classes). A constant input returns its value.
     """
     lo, hi = value_range
     v = values.detach().float().reshape(-1)
@@ -29,7 +29,8 @@ def otsu_threshold(values: torch.Tensor, *, bins: int = 256, value_range: tuple[
     between[(w0 == 0) | (w1 == 0)] = -1.0
     if float(between.max()) <= 0:
         return float(v.mean())
-    k = int(torch.argmax(between))
+    best = torch.nonzero(between >= between.max() * (1 - 1e-9)).reshape(-1).double()
+    k = float(best.mean())  # the middle of a plateau (empty bins between two modes)
     return float(lo + width * (k + 1))
 
 
