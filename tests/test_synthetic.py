@@ -134,7 +134,7 @@ def test_label_and_macro_carry_the_fake_patient(synthetic_slide):
 def test_same_seed_same_bytes(tmp_path):
     kw = {"width": 1000, "height": 700, "marker": True}
     a = make_synthetic_slide(tmp_path / "a", seed=5, **kw)
-    b = make_synthetic_slide(tmp_path / "b", seed=5, **kw)
+    b = make_synthetic_slide(tmp_path / "b", seed=5, workers=2, **kw)  # painted in 2 processes
     c = make_synthetic_slide(tmp_path / "c", seed=6, **kw)
 
     def digest(p):

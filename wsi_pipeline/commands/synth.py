@@ -22,6 +22,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--no-marker", action="store_true", help="no marker-pen stroke on the glass")
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality of the tiles (default 85)")
+    parser.add_argument("--workers", type=int, default=1, help="processes painting tiles (same bytes; default 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -38,6 +39,8 @@ def run(args) -> int:
         raise InputError(None, f"--width and --height must be >= 64, got {args.width} x {args.height}")
     if not args.mpp > 0:
         raise InputError(None, f"--mpp must be positive, got {args.mpp}")
+    if args.workers < 1:
+        raise InputError(None, f"--workers must be >= 1, got {args.workers}")
     if not 1 <= args.quality <= 100:
         raise InputError(None, f"--quality must be 1..100, got {args.quality}")
     out = Path(args.out)
@@ -58,6 +61,7 @@ def run(args) -> int:
                 name=args.name,
                 quality=args.quality,
                 progress=bar.update,
+                workers=args.workers,
                 **options,
             )
         except ValueError as exc:

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsi_pipeline.synthetic.parallel import PrefetchRenderer
 from wsi_pipeline.synthetic.phi import PHI_PROPERTIES, make_label, make_macro
 from wsi_pipeline.synthetic.render import TileRenderer
 from wsi_pipeline.synthetic.scene import Scene, build_scene
@@ -45,6 +46,7 @@ def make_synthetic_slide(
     quality: int = 85,
     bigtiff: bool | None = None,
     progress=None,
+    workers: int = 1,
     **options,
 ) -> SyntheticSlide:
     """Write ``out_dir/<name>.svs`` and ``out_dir/<name>_truth/``; same arguments, same bytes.
@@ -54,7 +56,8 @@ def make_synthetic_slide(
     ``tumor_ink_distance_um`` (exact distance tumour -> ``tumor_ink_color`` ink band; 0 =
     touching), ``inks`` (``((colour, start_deg, end_deg), ...)``), ``ink_depth_um``,
     ``marker`` (bool), ``marker_color``, ``n_mitoses``, ``nuclei_density``, ``epidermis_um``.
-    ``progress(n)`` is called after each level-0 tile.
+    ``progress(n)`` is called after each level-0 tile. ``workers > 1`` paints tiles in that
+    many processes (same bytes).
     """
     if width < 64 or height < 64:
         raise ValueError("synthetic slide must be at least 64 x 64 pixels")
@@ -69,9 +72,28 @@ def make_synthetic_slide(
         shutil.rmtree(tmp_truth)
     write_truth(scene, tmp_truth, options={"tile": tile, "quality": quality}, scene_options=options)
     path = out_dir / f"{name}.svs"
+    try:
+        painter = PrefetchRenderer(scene, tile=tile, workers=workers) if workers > 1 else TileRenderer(scene)
+        try:
+            _write(path, painter.render, width, height, mpp, tile, quality, bigtiff, progress)
+        finally:
+            if workers > 1:
+                painter.close()
+    except BaseException:
+        shutil.rmtree(tmp_truth, ignore_errors=True)
+        raise
+    if truth_dir.exists():
+        shutil.rmtree(truth_dir)
+    tmp_truth.rename(truth_dir)
+    return SyntheticSlide(
+        path=path, truth_dir=truth_dir, width=int(width), height=int(height), mpp=float(mpp), seed=int(seed)
+    )
+
+
+def _write(path, render, width, height, mpp, tile, quality, bigtiff, progress) -> None:
     write_svs(
         path,
-        TileRenderer(scene).render,
+        render,
         width=width,
         height=height,
         mpp=mpp,
@@ -82,12 +104,6 @@ def make_synthetic_slide(
         macro=lambda thumb: make_macro(thumb, make_label()),
         bigtiff=bigtiff,
         progress=progress,
-    )
-    if truth_dir.exists():
-        shutil.rmtree(truth_dir)
-    tmp_truth.rename(truth_dir)
-    return SyntheticSlide(
-        path=path, truth_dir=truth_dir, width=int(width), height=int(height), mpp=float(mpp), seed=int(seed)
     )
 
 
