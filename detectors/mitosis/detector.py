@@ -1,0 +1,72 @@
+"""Mitosis detector on tiles: weight-free nuclei -> candidates -> crop scorer -> points.
+
+For the detector conformance test and for tile-level use; the whole-slide stage
+(:mod:`wsi_pipeline.mitosis_stage`) does the same from the slide's merged nuclei.
+Output: shapely ``Point`` per figure at the nucleus centroid, class ``Mitosis`` (trained
+model) or ``Mitosis candidate (unvalidated)`` (heuristic), measurement ``Probability``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+from detectors.base import Detector, DetectorSpec, Instances
+from detectors.mitosis.candidates import select_candidates
+from detectors.mitosis.scorer import MitosisScorer, load_mitosis_scorer
+from detectors.nuclei.weightfree import WeightFreeNucleiDetector
+
+VALIDATED_CLASS = "Mitosis"
+UNVALIDATED_CLASS = "Mitosis candidate (unvalidated)"
+
+
+def crops_around(tile: np.ndarray, centres_xy: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size, 3) uint8 crops of ``tile`` (H, W, 3) centred on (N, 2) (x, y) points;
+    parts outside the tile are filled by reflection."""
+    half = size // 2
+    padded = np.pad(tile, ((half, half), (half, half), (0, 0)), mode="reflect")
+    out = np.empty((len(centres_xy), size, size, 3), np.uint8)
+    h, w = tile.shape[:2]
+    for i, (x, y) in enumerate(np.asarray(centres_xy, float).reshape(-1, 2)):
+        cx, cy = int(np.clip(round(x), 0, w - 1)), int(np.clip(round(y), 0, h - 1))
+        out[i] = padded[cy : cy + size, cx : cx + size]
+    return out
+
+
+class MitosisDetector(Detector):
+    """Points where the scorer finds mitotic figures among the tile's nucleus candidates.
+
+    ``model`` : a model folder from ``wsi-pipeline train mitosis``, ``"default"`` or
+    ``None`` for the UNVALIDATED heuristic. ``nuclei`` : the nucleus detector (default:
+    the weight-free one, per-tile threshold).
+    """
+
+    def __init__(self, *, model: str | None = None, device="auto", nuclei: Detector | None = None,
+                 scorer: MitosisScorer | None = None, threshold: float | None = None) -> None:
+        super().__init__(device=device)
+        self.scorer = scorer or load_mitosis_scorer(model, device=self.device, threshold=threshold)
+        self.nuclei = nuclei or WeightFreeNucleiDetector(device=self.device)
+        if abs(self.nuclei.spec.mpp - self.scorer.mpp) > 1e-6:
+            raise ValueError(f"nuclei detector works at {self.nuclei.spec.mpp} µm/px, scorer at {self.scorer.mpp}")
+        self.label = VALIDATED_CLASS if self.scorer.validated else UNVALIDATED_CLASS
+        self.spec = DetectorSpec(name="mitosis", mpp=self.scorer.mpp, tile_size=512,
+                                 halo=max(self.scorer.crop_size // 2, self.nuclei.spec.max_object_size // 2),
+                                 max_object_size=self.scorer.crop_size, classes=(self.label,))
+
+    @property
+    def description(self) -> str:
+        return f"mitosis: {self.scorer.description}; nuclei: {self.nuclei.description}"
+
+    def _predict_batch(self, tiles: np.ndarray) -> list[Instances]:
+        return [self._one(tile, nuc) for tile, nuc in zip(tiles, self.nuclei.predict_batch(tiles))]
+
+    def _one(self, tile: np.ndarray, nuclei: Instances) -> Instances:
+        if len(nuclei) == 0:
+            return Instances.empty(("Probability",))
+        cand = nuclei.subset(select_candidates(nuclei))
+        centres = cand.centroids()
+        probs = self.scorer.score(crops_around(tile, centres, self.scorer.crop_size)) if len(centres) else np.empty(0)
+        keep = probs >= self.scorer.threshold
+        xy, p = centres[keep], np.asarray(probs, np.float32)[keep]
+        geoms = shapely.points(xy) if len(xy) else np.empty(0, object)
+        return Instances(geoms, p, np.full(len(p), self.label, dtype=object), {"Probability": p.astype(np.float64)})
