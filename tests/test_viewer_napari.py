@@ -163,6 +163,7 @@ def test_class_filter_hides_points(desk):
     desk.apply_filters("Mitoses")
 
 
+@pytest.mark.slow
 def test_every_qupath_export_opens_in_napari(desk, shared_data, tmp_path):
     files = sorted(p for p in (shared_data / "annotations").rglob("*") if p.suffix in (".json", ".geojson"))
     viewer = desk.viewer
@@ -179,4 +180,7 @@ def test_every_qupath_export_opens_in_napari(desk, shared_data, tmp_path):
     (layer,) = viewer.open(str(src), plugin="wsi-pipeline")
     layer.save(str(tmp_path / "back.geojson"), plugin="wsi-pipeline")
     viewer.layers.remove(layer)
-    assert _read(tmp_path / "back.geojson") == _read(src)
+    back, orig = list(_read(tmp_path / "back.geojson").values()), list(_read(src).values())
+    for f in back + orig:
+        f.pop("id")  # this old export has no ids ("PathAnnotationObject"): fresh ones on every read
+    assert back == orig

@@ -340,5 +340,6 @@ def _same_geometry(a, b) -> bool:
         return a is b
     pa = geometry_parts(a) or [("point", xy_to_rc(np.asarray(shapely.get_coordinates(a))))]
     pb = geometry_parts(b) or [("point", xy_to_rc(np.asarray(shapely.get_coordinates(b))))]
-    return len(pa) == len(pb) and all(x[1].shape == y[1].shape and np.allclose(x[1], y[1], rtol=0, atol=1e-6)
+    # napari keeps vertices as float32: differences below 0.01 px are storage, not edits
+    return len(pa) == len(pb) and all(x[1].shape == y[1].shape and np.allclose(x[1], y[1], rtol=0, atol=1e-2)
                                       for x, y in zip(pa, pb))
