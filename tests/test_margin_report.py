@@ -152,10 +152,10 @@ def test_real_slide_with_drawn_tumour(shared_data, tmp_path, capsys, artifacts_d
         rgb = slide.read_region((0, 0), (555, 742), mpp=mpp[0] * 4).astype(int)  # 4x smaller
     cell = mpp[0] * 4  # µm per thumbnail pixel
     tissue = ndimage.binary_opening(ndimage.binary_closing(rgb.min(axis=2) < 215, iterations=3), iterations=2)
-    ink = (rgb[..., 1] > rgb[..., 0] + 15) & (rgb[..., 2] > rgb[..., 0] + 15)  # teal tissue dye
+    ink = (rgb[..., 1] > rgb[..., 0] + 30) & (rgb[..., 2] > rgb[..., 0] + 30)  # teal tissue dye
     pieces = mask_to_polygons(tissue, origin=np.zeros(2), cell_um=cell, min_area_um2=0.02e6)
     inks = mask_to_polygons(ndimage.binary_dilation(ink, iterations=2), origin=np.zeros(2), cell_um=cell, min_area_um2=200)
-    tumour = shapely.Polygon([(520, 480), (640, 420), (700, 560), (660, 860), (560, 900), (500, 700)])  # µm, by hand
+    tumour = shapely.Polygon([(520, 360), (620, 300), (700, 400), (680, 600), (620, 800), (550, 660)])  # µm, by hand
     results = write_case(tmp_path / "CMU-1", mpp=mpp, tissue=pieces, inks={"green": inks}, tumour=[tumour])
     rc, out, err = run(capsys, svs, "--results", results, "--specimen-id", "CMU-1 (public test slide)")
     assert rc == 0, err

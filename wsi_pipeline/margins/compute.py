@@ -153,13 +153,13 @@ class MarginAssessment:
 
 
 def format_mm(mm: float | None) -> str:
-    """Clearance in mm to 0.1 (``"<0.1 mm"`` for small non-zero values)."""
+    """Clearance in mm to 0.1 (``"<0.1 mm (40 µm)"`` for small non-zero values)."""
     if mm is None:
         return "n/a"
     if mm == 0:
         return "0 mm"
     if mm < 0.05:
-        return "<0.1 mm"
+        return f"<0.1 mm ({mm * 1000:.0f} µm)"
     return f"{mm:.1f} mm"
 
 

@@ -135,14 +135,21 @@ def nuclear_mask(centroids: np.ndarray, areas: np.ndarray, *, config: ProposalCo
 
 
 def mask_to_polygons(mask: np.ndarray, *, origin: np.ndarray, cell_um: float, min_area_um2: float) -> list[Polygon]:
-    """Union of the mask's cells as smooth polygons (µm), one per connected region."""
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return []
-    x0 = origin[0] + cols * cell_um
-    y0 = origin[1] + rows * cell_um
-    cells = shapely.box(x0, y0, x0 + cell_um, y0 + cell_um)
-    merged = shapely.coverage_union_all(cells)
-    r = cell_um / 2  # round the staircase of cells: closing then opening by half a cell
-    smooth = merged.buffer(r).buffer(-2 * r).buffer(r).simplify(cell_um / 10)
-    return [p for p in polygons_of(smooth) if p.area >= min_area_um2]
+    """Outlines of the mask's connected regions (holes filled) as polygons in µm, largest first.
+
+    mask : ``(rows, cols)`` bool, cell ``(r, c)`` covering ``origin + (c, r) * cell_um`` to
+    ``+ cell_um``. Outlines follow the cell borders (marching squares at level 0.5).
+    """
+    from skimage.measure import find_contours
+
+    labels, _ = ndimage.label(mask)
+    out = []
+    for k, window in enumerate(ndimage.find_objects(labels), start=1):
+        if window is None:
+            continue
+        region = np.pad(ndimage.binary_fill_holes(labels[window] == k), 1)
+        ring = max(find_contours(region.astype(np.float32), 0.5), key=len)  # (row, col)
+        offset = np.array([window[1].start, window[0].start]) - 1 + 0.5
+        poly = shapely.make_valid(Polygon((ring[:, ::-1] + offset) * cell_um + origin))
+        out += [p.simplify(cell_um / 10) for p in polygons_of(poly) if p.area >= min_area_um2]
+    return sorted(out, key=lambda p: -p.area)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from shapely.geometry import Point
 from matplotlib import patheffects
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
@@ -29,7 +30,7 @@ INK_RGB = {
     "uninked": "#8a8a8a",
 }
 LESION_EDGE = "#a3006b"
-LESION_FACE = (0.85, 0.0, 0.55, 0.22)
+LESION_FACE = (0.85, 0.0, 0.55, 0.30)
 _HALO = [patheffects.withStroke(linewidth=4, foreground="white")]
 
 
@@ -74,7 +75,9 @@ def draw_overview(ax, assessment: MarginAssessment, thumb: Thumbnail) -> None:
     for piece in assessment.pieces:
         _polygon(ax, mm(piece), facecolor="none", edgecolor="#333333", linewidth=0.8, zorder=2)
     for part in assessment.lesion_by_piece.values():
-        _polygon(ax, mm(part), facecolor=LESION_FACE, edgecolor=LESION_EDGE, linewidth=1.6, zorder=3)
+        _polygon(ax, mm(part), facecolor=LESION_FACE, edgecolor="none", zorder=3)
+        _polygon(ax, mm(part), facecolor="none", edgecolor="white", linewidth=3.2, zorder=3)
+        _polygon(ax, mm(part), facecolor="none", edgecolor=LESION_EDGE, linewidth=1.8, hatch="////", zorder=3)
     for seg in assessment.segments:
         _edge(ax, mm(seg.line), seg.colour)
     for m in assessment.margins:
@@ -84,9 +87,9 @@ def draw_overview(ax, assessment: MarginAssessment, thumb: Thumbnail) -> None:
     _closest(ax, assessment, mm, view=max(w, h))
     if len(assessment.pieces) > 1:
         for i, piece in enumerate(assessment.pieces):
-            c = mm(piece).representative_point()
-            ax.text(c.x, c.y, f"piece {i + 1}", ha="center", va="center", fontsize=8, color="#222222",
-                    path_effects=_HALO, zorder=4)
+            px0, _, _, py1 = mm(piece).bounds
+            ax.text(px0, py1 + 0.01 * max(w, h), f"piece {i + 1}", ha="left", va="top", fontsize=9,
+                    fontweight="bold", color="#222222", path_effects=_HALO, zorder=4)
     _scale_bar(ax, w, h)
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
@@ -148,8 +151,12 @@ def _edge(ax, line, colour: str) -> None:
 
 
 def _involved(ax, geometry) -> None:
+    """Red dashes along the involved edge and a red X with "involved" at its middle."""
+    mid = geometry if geometry.geom_type == "Point" else geometry.interpolate(0.5, normalized=True)
+    ax.plot([mid.x], [mid.y], marker="X", markersize=13, color="#dc2626", markeredgecolor="white", zorder=13)
+    ax.annotate("involved", xy=(mid.x, mid.y), xytext=(8, 8), textcoords="offset points", fontsize=9,
+                fontweight="bold", color="#b91c1c", path_effects=_HALO, zorder=13)
     if geometry.geom_type == "Point":
-        ax.plot([geometry.x], [geometry.y], marker="X", markersize=12, color="#dc2626", markeredgecolor="white", zorder=9)
         return
     for part in getattr(geometry, "geoms", [geometry]):
         xy = np.asarray(part.coords)
@@ -158,26 +165,33 @@ def _involved(ax, geometry) -> None:
 
 
 def _margin_names(ax, assessment: MarginAssessment, mm) -> None:
-    """Write each ink's margin name beside the middle of its longest stretch, outside the tissue."""
+    """Write each ink's margin name along its longest stretch, just outside the tissue.
+
+    The label sits at a quarter or three quarters of the stretch (whichever is farther from
+    the closest-approach point), rotated along the edge.
+    """
     names = {m.colour: m.name for m in assessment.margins}
-    for colour in {s.colour for s in assessment.segments}:
-        if colour == "uninked":
-            continue
+    near = [Point(m.approach.edge_point) for m in assessment.margins if m.approach is not None]
+    x0, y0, x1, y1 = mm(shapely.union_all(list(assessment.pieces))).bounds
+    off = 0.025 * max(x1 - x0, y1 - y0)
+    for colour in sorted({s.colour for s in assessment.segments} - {"uninked"}):
         seg = max((s for s in assessment.segments if s.colour == colour), key=lambda s: s.line.length)
-        line = mm(seg.line)
-        mid = line.interpolate(0.5, normalized=True)
-        centre = mm(assessment.pieces[seg.piece]).centroid
-        d = np.array([mid.x - centre.x, mid.y - centre.y])
-        d = d / (np.linalg.norm(d) or 1.0)
-        x0, y0, x1, y1 = mm(shapely.union_all(list(assessment.pieces))).bounds
-        off = 0.035 * max(x1 - x0, y1 - y0)
-        ax.annotate(
-            names.get(colour, colour),
-            xy=(mid.x, mid.y),
-            xytext=(mid.x + d[0] * off, mid.y + d[1] * off),
-            ha="center", va="center", fontsize=8, color=ink_colour(colour) if colour != "yellow" else "#8a6d00",
-            fontweight="bold", path_effects=_HALO, zorder=10,
-        )
+        spots = [seg.line.interpolate(f, normalized=True) for f in (0.25, 0.5, 0.75)]
+        at = max(spots, key=lambda p: min((p.distance(q) for q in near), default=0.0))
+        t = seg.line.project(at)
+        a = mm(seg.line.interpolate(max(t - 1, 0)))
+        b = mm(seg.line.interpolate(min(t + 1, seg.line.length)))
+        p = mm(at)
+        tangent = np.array([b.x - a.x, b.y - a.y])
+        tangent /= np.linalg.norm(tangent) or 1.0
+        normal = np.array([tangent[1], -tangent[0]])
+        if mm(assessment.pieces[seg.piece]).contains(Point(p.x + normal[0] * off, p.y + normal[1] * off)):
+            normal = -normal  # point outwards
+        angle = -np.degrees(np.arctan2(tangent[1], tangent[0]))  # y axis points down
+        angle = (angle + 90) % 180 - 90  # keep text upright
+        ax.text(p.x + normal[0] * off, p.y + normal[1] * off, names.get(colour, colour), rotation=angle,
+                rotation_mode="anchor", ha="center", va="center", fontsize=8, fontweight="bold",
+                color=ink_colour(colour) if colour != "yellow" else "#8a6d00", path_effects=_HALO, zorder=10)
 
 
 def _closest(ax, assessment: MarginAssessment, mm, *, view: float) -> None:
