@@ -59,10 +59,24 @@ def naive_read(path: Path) -> list:
     return [(shapely.geometry.shape(f["geometry"]), f["properties"]) for f in doc["features"]]
 
 
-def timed(fn, *args) -> tuple[float, object]:
-    t0 = time.perf_counter()
+CPU: dict[str, float] = {}
+
+
+def timed(fn, *args, key: str = "") -> tuple[float, object]:
+    """Wall seconds (and CPU seconds of this process, all threads, into CPU[key])."""
+    c0, t0 = time.process_time(), time.perf_counter()
     out = fn(*args)
+    CPU[key] = time.process_time() - c0
     return time.perf_counter() - t0, out
+
+
+def calibrate() -> str:
+    """How loaded the machine is: a 10M-iteration Python loop (about 0.4 s on an idle core)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    s = 0
+    for i in range(10_000_000):
+        s += i
+    return f"10M-loop calibration: wall {time.perf_counter() - t0:.2f} s, cpu {time.process_time() - c0:.2f} s"
 
 
 def main() -> None:
@@ -73,28 +87,30 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
     bn = args.baseline_n or args.n
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}; {calibrate()}")
     t, feats = timed(make_features, args.n)
     print(f"make {args.n:,} Feature objects (16-vertex polygons): {t:.1f} s")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         tmp = Path(tmp)
         for suffix in (".geojson", ".geojson.gz"):
             path = tmp / f"nuclei{suffix}"
-            tw, _ = timed(lambda: write_geojson(path, feats, decimals=args.decimals))
+            tw, _ = timed(lambda: write_geojson(path, feats, decimals=args.decimals), key="w")
             size = path.stat().st_size
-            tr, ann = timed(read_geojson, path)
+            tr, ann = timed(read_geojson, path, key="r")
             assert len(ann) == args.n
             assert shapely.equals_exact(ann.features[-1].geometry, feats[-1].geometry, 0 if args.decimals is None else 10 ** -args.decimals)
             del ann
             npath = tmp / f"naive{suffix}"
             sub = feats[:bn]
-            nw, _ = timed(naive_write, npath, sub)
-            nr, _ = timed(naive_read, npath)
+            nw, _ = timed(naive_write, npath, sub, key="nw")
+            nr, _ = timed(naive_read, npath, key="nr")
             scale = args.n / bn
             print(f"{suffix:12s} size {size / 1e6:7.1f} MB | write {tw:6.1f} s ({args.n / tw:9,.0f}/s)"
-                  f" | read {tr:6.1f} s ({args.n / tr:9,.0f}/s)")
+                  f" | read {tr:6.1f} s ({args.n / tr:9,.0f}/s) | cpu write {CPU['w']:.1f} s, read {CPU['r']:.1f} s")
             print(f"{'':12s} naive on {bn:,}: write {nw:6.1f} s ({bn / nw:9,.0f}/s) | read {nr:6.1f} s ({bn / nr:9,.0f}/s)"
-                  f" | speed-up write x{nw * scale / tw:.1f}, read x{nr * scale / tr:.1f}")
+                  f" | speed-up write x{nw * scale / tw:.1f}, read x{nr * scale / tr:.1f}"
+                  f" (cpu x{CPU['nw'] * scale / CPU['w']:.1f}, x{CPU['nr'] * scale / CPU['r']:.1f})")
+        print(calibrate())
 
 
 if __name__ == "__main__":

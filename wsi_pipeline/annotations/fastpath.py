@@ -18,6 +18,7 @@ match the expected shape are parsed the ordinary way, so correctness never depen
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from typing import Any
 
@@ -49,49 +50,54 @@ def header_properties(first_line: bytes) -> dict[str, Any]:
 
 
 # A line as the writer puts it: the id (a plain string), then the geometry, then maybe the
-# nucleus geometry; GEOS geometry objects contain no nested braces.
+# nucleus geometry, each a GEOS-written {"type":..,"coordinates":..} object. The leading
+# newline anchors it at a line start and gives the regex engine a literal prefix to search.
+_GEOM = rb'\{"type":"([A-Za-z]+)","coordinates":([-+0-9.eE,\[\]]*)\}'
 _LINE_RE = re.compile(
-    rb'^(\{"type":"Feature","id":"[^"\\{}]*"),"geometry":(\{[^{}]*\})(?:,"nucleusGeometry":(\{[^{}]*\}))?',
-    re.MULTILINE,
+    rb'(\n\{"type":"Feature","id":"[^"\\{}]*"),"geometry":' + _GEOM + rb'(?:,"nucleusGeometry":' + _GEOM + rb")?"
 )
+_NGROUPS = 5
+
+#: a geometry as cut from the text: (type name, coordinates text); or a parsed dict; or None
+GeomText = tuple[bytes, bytes] | dict | None
 
 
-def parse_block(block: bytes) -> tuple[list[dict], list[bytes | dict | None], list[bytes | dict | None]]:
+def parse_block(block: bytes) -> tuple[list[dict], list[GeomText], list[GeomText]]:
     """Complete feature lines (each ending in ``,`` but maybe the last) -> (feature dicts
     without geometry, geometry per feature, nucleus geometry per feature).
 
-    Geometries of lines in the writer's shape come as GEOS text (cut out by one regex pass
-    over the block; the rest is parsed by one orjson call); those of other lines come as
-    parsed dicts (or ``None``).
+    Geometries of lines in the writer's shape come as ``(type, coordinates text)`` (cut out
+    by one regex split of the block; the rest is parsed by one orjson call); those of other
+    lines come as parsed dicts (or ``None``).
     """
-    matches = _LINE_RE.findall(block)
-    rest = _LINE_RE.sub(rb"\1", block).rstrip()
-    if rest.endswith(b","):
-        rest = rest[:-1]
-    dicts = orjson.loads(b"[" + rest + b"]")
-    geoms: list[bytes | dict | None] = []
-    nuclei: list[bytes | dict | None] = []
-    it = iter(matches)
+    pieces = _LINE_RE.split(b"\n" + block)
+    k = _NGROUPS + 1
+    between, prefix = pieces[0::k], pieces[1::k]
+    parts = [b"["]
+    parts.extend(itertools.chain.from_iterable(zip(between, prefix)))
+    tail = between[-1].rstrip()
+    parts.append(tail[:-1] if tail.endswith(b",") else tail)
+    parts.append(b"]")
+    dicts = orjson.loads(b"".join(parts))
+    found_g = list(zip(pieces[2::k], pieces[3::k]))
+    found_n = list(zip(pieces[4::k], pieces[5::k]))
+    n_plain = sum("geometry" not in d for d in dicts)
+    if n_plain != len(found_g):
+        raise ValueError("a feature has no 'geometry' member")
+    if n_plain == len(dicts):  # every line in the writer's shape
+        return dicts, found_g, [None if t is None else (t, c) for t, c in found_n]
+    geoms: list[GeomText] = []
+    nuclei: list[GeomText] = []
+    it = iter(range(len(found_g)))
     for d in dicts:
         if "geometry" in d:  # a line in another shape: parsed whole
             geoms.append(d.pop("geometry"))
             nuclei.append(d.pop("nucleusGeometry", None))
         else:
-            _, g, n = next(it)
-            geoms.append(g)
-            nuclei.append(n or None)
+            j = next(it)
+            geoms.append(found_g[j])
+            nuclei.append(None if found_n[j][0] is None else found_n[j])
     return dicts, geoms, nuclei
-
-
-def _coords_text(geom: bytes) -> tuple[bytes, bytes]:
-    """GEOS geometry text -> (type name, coordinates text)."""
-    if not geom.startswith(b'{"type":"'):
-        return b"", b""
-    t_end = geom.find(b'"', 9)
-    c = geom.find(b'"coordinates":', t_end)
-    if c < 0:
-        return b"", b""
-    return geom[9:t_end], geom[c + 14:-1]
 
 
 def _parse_numbers(texts: list[bytes]) -> np.ndarray:
@@ -144,17 +150,27 @@ def _build_polygonal(kind: bytes, texts: list[bytes]) -> np.ndarray | None:
     return shapely.from_ragged_array(GeometryType.MULTIPOLYGON, xy, offs)
 
 
-def geometries_from_texts(texts: list[bytes | dict | None]) -> tuple[np.ndarray, int]:
-    """GEOS-written geometry texts (or parsed dicts, or ``None``) -> ((N,) shapely array, n_fixed)."""
-    out = np.empty(len(texts), dtype=object)
+def _as_dict(g: GeomText) -> dict | None:
+    if isinstance(g, tuple):
+        return orjson.loads(b'{"type":"' + g[0] + b'","coordinates":' + g[1] + b"}")
+    return g
+
+
+def geometries_from_texts(items: list[GeomText]) -> tuple[np.ndarray, int]:
+    """Geometries as cut by :func:`parse_block` -> ((N,) shapely array, n_fixed)."""
+    out = np.empty(len(items), dtype=object)
     groups: dict[bytes, tuple[list[int], list[bytes]]] = {}
-    for i, t in enumerate(texts):
-        if t is None:
-            continue
-        kind, coords = _coords_text(t) if isinstance(t, bytes) else (b"", b"")
-        idx, ct = groups.setdefault(kind if kind in (b"Polygon", b"MultiPolygon") else b"", ([], []))
-        idx.append(i)
-        ct.append(coords)
+    kinds = {g[0] if isinstance(g, tuple) else b"" for g in items}
+    if len(kinds) == 1 and kinds <= {b"Polygon", b"MultiPolygon"}:  # the usual case
+        groups[kinds.pop()] = (list(range(len(items))), [g[1] for g in items])
+    else:
+        for i, g in enumerate(items):
+            if g is None:
+                continue
+            kind = g[0] if isinstance(g, tuple) and g[0] in (b"Polygon", b"MultiPolygon") else b""
+            idx, ct = groups.setdefault(kind, ([], []))
+            idx.append(i)
+            ct.append(g[1] if kind else b"")
     fixed = 0
     for kind, (idx, ct) in groups.items():
         built = None
@@ -166,7 +182,7 @@ def geometries_from_texts(texts: list[bytes | dict | None]) -> tuple[np.ndarray,
         if built is not None and len(built) == len(idx):
             out[idx] = built
             continue
-        geoms, f = geometries_from_dicts([orjson.loads(t) if isinstance(t, bytes) else t for t in (texts[i] for i in idx)])
+        geoms, f = geometries_from_dicts([_as_dict(items[i]) for i in idx])
         out[idx] = geoms
         fixed += f
     return out, fixed

@@ -84,7 +84,8 @@ class Feature:
 
     # ---- properties (no geometry) -------------------------------------------------
     def properties(self) -> dict[str, Any]:
-        """The GeoJSON ``properties`` object in QuPath >= 0.4 form."""
+        """The GeoJSON ``properties`` object in QuPath >= 0.4 form (for serialising at once:
+        it may share the ``measurements`` dict with this feature)."""
         props: dict[str, Any] = {}
         if self.id_in_properties:
             props["id"] = self.id
@@ -98,8 +99,12 @@ class Feature:
             props["classification"] = cls
         if self.is_locked:
             props["isLocked"] = True
-        if self.measurements:
-            props["measurements"] = {k: _json_number(v) for k, v in self.measurements.items()}
+        m = self.measurements
+        if m:
+            vals = m.values()
+            if not (set(map(type, vals)) <= _FLOAT and math.isfinite(sum(vals))):  # NaN/inf -> null
+                m = {k: _json_number(v) for k, v in m.items()}
+            props["measurements"] = m
         for k, v in self.extra.items():
             if k not in props:
                 props[k] = v
@@ -113,7 +118,10 @@ class Feature:
             out["nucleusGeometry"] = shapely.geometry.mapping(self.nucleus_geometry)
         for k, v in self.foreign.items():
             out.setdefault(k, v)
-        out["properties"] = self.properties()
+        props = self.properties()
+        if "measurements" in props:  # a copy: the caller may edit the dict
+            props["measurements"] = dict(props["measurements"])
+        out["properties"] = props
         return out
 
     @classmethod
