@@ -189,8 +189,8 @@ def test_concave_shapes_have_solidity_below_one():
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_monuseg_dev_quality(shared_data):
-    """One setting for all 7 tiles (calibrated per image, as per slide). Numbers reached:
-    AJI 0.566, F1@0.5 0.761, PQ 0.554 (aggregated over tiles)."""
+    """One setting for all 7 tiles (calibrated per image, as per slide). Reached: AJI 0.566,
+    F1@0.5 0.769, PQ 0.564 aggregated over tiles (the issue's target 0.60 / 0.80 is not met)."""
     from wsi_pipeline.evaluation import load_labels
 
     dev = shared_data / "nuclei" / "monuseg-dev"
@@ -206,5 +206,5 @@ def test_monuseg_dev_quality(shared_data):
         s = score_labels(load_labels(xml, shape=rgb.shape[:2]), rasterise(res.geometry, rgb.shape[:2]))
         total = s if total is None else total + s
     assert total.aji >= 0.56
-    assert total.at(0.5)["f1"] >= 0.75
-    assert total.at(0.5)["pq"] >= 0.54
+    assert total.at(0.5)["f1"] >= 0.76
+    assert total.at(0.5)["pq"] >= 0.555
