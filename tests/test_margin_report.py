@@ -18,8 +18,8 @@ from wsi_pipeline.margins.report import CAVEAT, OUTPUTS, write_margin_outputs
 from wsi_pipeline.margins.testing import tissue_image, write_case
 
 MPP = (8.0, 8.0)  # coarse pixels keep the test slide small: 10 mm = 1250 px
-TISSUE = box(0, 0, 10_000, 8_000)
-INKS = {"blue": [box(2_000, -100, 8_000, 100)], "black": [box(0, 7_900, 10_000, 8_100)]}
+TISSUE = box(400, 400, 10_400, 8_400)  # 10 x 8 mm, 0.4 mm inside the scanned area
+INKS = {"blue": [box(2_400, 300, 8_400, 500)], "black": [box(400, 8_300, 10_400, 8_500)]}
 PHI_NAME = "DOE_JANE_1970-01-01"  # a file name that could hold patient data
 
 
@@ -38,7 +38,7 @@ def run(capsys, *argv):
 
 
 def test_cli_writes_the_four_outputs(tmp_path, capsys, artifacts_dir):
-    results = write_case(tmp_path / "res", mpp=MPP, tissue=[TISSUE], inks=INKS, tumour=[Point(5_000, 2_500).buffer(1_000)])
+    results = write_case(tmp_path / "res", mpp=MPP, tissue=[TISSUE], inks=INKS, tumour=[Point(5_400, 2_900).buffer(1_000)])
     slide = write_slide(tmp_path)
     rc, out, err = run(capsys, slide, "--results", results, "--mpp", MPP[0], "--specimen-id", "S24-123 A1")
     assert rc == 0, err
@@ -70,7 +70,7 @@ def test_cli_writes_the_four_outputs(tmp_path, capsys, artifacts_dir):
 
 
 def test_cli_involved_margin(tmp_path, capsys):
-    results = write_case(tmp_path / "res", mpp=MPP, tissue=[TISSUE], inks=INKS, tumour=[Point(7_000, 7_500).buffer(1_000)])
+    results = write_case(tmp_path / "res", mpp=MPP, tissue=[TISSUE], inks=INKS, tumour=[Point(7_400, 7_900).buffer(1_000)])
     rc, out, _ = run(capsys, write_slide(tmp_path), "--results", results, "--mpp", MPP[0])
     assert rc == 0 and "INVOLVED" in out
     report = json.loads((results / "margins.json").read_text())

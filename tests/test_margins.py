@@ -129,6 +129,17 @@ def test_anisotropic_pixels(tmp_path, config):
     assert px == pytest.approx([6_000, 0], abs=2)
 
 
+def test_edge_on_the_scan_border_is_not_a_margin(tmp_path, config):
+    tissue = box(0, 1_000, 5_000, 4_000)  # cut by the left border of the scanned area
+    tumour = Point(700, 2_500).buffer(400)  # 0.3 mm from the cut, 1.1 mm from top and bottom
+    write_case(tmp_path, mpp=MPP, tissue=[tissue], tumour=[tumour])
+    a = assess_margins(tmp_path, mpp=MPP, config=config, frame_px=(0, 0, 20_000, 20_000))
+    assert {s.colour for s in a.segments} == {"uninked", "scan border"}
+    assert [m.colour for m in a.margins] == ["uninked"]
+    assert a.closest.clearance_mm == pytest.approx(1.1, abs=0.01)
+    assert assess_margins(tmp_path, mpp=MPP, config=config).closest.clearance_mm == pytest.approx(0.3, abs=0.01)
+
+
 def test_edges_split_by_nearest_ink(tmp_path):
     cfg = MarginConfig(margins={"blue": "12 o'clock"}, ink_distance_um=150, profile_step_um=20)
     write_case(tmp_path, mpp=MPP, tissue=[TISSUE], inks={"blue": [BLUE]}, tumour=[Point(5_000, 4_000).buffer(500)])

@@ -47,7 +47,7 @@ def run(args) -> int:
         slide = open_slide(args.slide, mpp=_summary_mpp(summary))
     with slide:
         mpp = slide.mpp  # raises the one-line MissingMppError
-        assessment = assess_margins(results, mpp=mpp, config=config, lesion_file=args.lesion)
+        assessment = assess_margins(results, mpp=mpp, config=config, lesion_file=args.lesion, frame_px=slide.bounds)
         specimen = args.specimen_id or summary.get("specimen_id")
         paths = write_margin_outputs(results, assessment, slide=slide, mpp=mpp, specimen_id=specimen)
     if assessment.status == NO_LESION:

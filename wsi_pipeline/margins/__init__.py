@@ -26,12 +26,23 @@ __all__ = [
 ]
 
 
-def assess_margins(results_dir, *, mpp, config=None, lesion_file=None) -> MarginAssessment:
-    """Tissue, ink and lesion from ``results_dir`` -> :class:`MarginAssessment` (µm)."""
+def assess_margins(results_dir, *, mpp, config=None, lesion_file=None, frame_px=None) -> MarginAssessment:
+    """Tissue, ink and lesion from ``results_dir`` -> :class:`MarginAssessment` (µm).
+
+    frame_px : ``(x, y, width, height)`` of the scanned area in level-0 pixels (the slide's
+    bounds); tissue edges on its border are not margins (the tissue was cut by the scan).
+    """
     from pathlib import Path
+
+    from shapely.geometry import box
 
     config = config or MarginConfig()
     pieces, inks = load_tissue(Path(results_dir) / "tissue.geojson", mpp=mpp)
-    segments = split_edges(pieces, inks, ink_distance_um=config.ink_distance_um, step_um=config.profile_step_um)
+    frame = None
+    if frame_px is not None:
+        x, y, w, h = frame_px
+        frame = box(x * mpp[0], y * mpp[1], (x + w) * mpp[0], (y + h) * mpp[1])
+    segments = split_edges(pieces, inks, ink_distance_um=config.ink_distance_um, step_um=config.profile_step_um,
+                           frame=frame)
     lesion = find_lesion(results_dir, mpp=mpp, lesion_file=lesion_file, proposal=config.proposal)
     return compute_margins(pieces, segments, lesion, config=config)

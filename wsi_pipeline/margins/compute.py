@@ -15,7 +15,7 @@ from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import nearest_points
 
 from wsi_pipeline.margins._units import point_px
-from wsi_pipeline.margins.config import MarginConfig
+from wsi_pipeline.margins.config import SCAN_BORDER, MarginConfig
 from wsi_pipeline.margins.edges import EdgeSegment
 from wsi_pipeline.margins.lesion import Lesion
 from wsi_pipeline.margins.profile import ProfileSegment, clearance_profile
@@ -178,11 +178,12 @@ def compute_margins(
 ) -> MarginAssessment:
     """Clearances of the lesion from every named margin (all inputs in µm)."""
     lesion_by_piece = _lesion_by_piece(pieces, lesion)
-    per_segment = [(seg, _approach(seg, lesion_by_piece.get(seg.piece))) for seg in segments]
+    margins_only = [seg for seg in segments if seg.colour != SCAN_BORDER]
+    per_segment = [(seg, _approach(seg, lesion_by_piece.get(seg.piece))) for seg in margins_only]
     margins = _group_by_colour(per_segment, config)
-    foci = _foci(pieces, segments, lesion, config)
+    foci = _foci(pieces, margins_only, lesion, config)
     profile = clearance_profile(
-        segments,
+        margins_only,
         lesion_by_piece,
         step_um=config.profile_step_um,
         perimeters={i: p.exterior.length for i, p in enumerate(pieces)},

@@ -17,6 +17,8 @@ INK_COLOURS = ("black", "blue", "green", "red", "yellow", "orange", "purple")
 """Ink colours the tissue detector reports (``"Ink: <colour>"`` features)."""
 
 UNINKED = "uninked"
+SCAN_BORDER = "scan border"
+"""Edge where the tissue is cut by the border of the scanned area: not a surgical margin."""
 
 
 class ProposalConfig(BaseModel):

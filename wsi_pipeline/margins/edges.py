@@ -2,8 +2,9 @@
 
 Only each piece's *exterior* ring is a margin; holes (follicles, vessels, tears inside the
 tissue) are not. An edge point takes the colour of the nearest ink region within
-``ink_distance_um``; points with no ink nearby are ``"uninked"``. Consecutive points of one
-colour form one :class:`EdgeSegment`.
+``ink_distance_um``; points with no ink nearby are ``"uninked"``; points on the border of
+the scanned area (the tissue continues beyond the image) are ``"scan border"``, not margins.
+Consecutive points of one colour form one :class:`EdgeSegment`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from shapely.ops import substring
 from tiling.errors import InputError
 from wsi_pipeline.margins._io import read_features
 from wsi_pipeline.margins._units import to_um
-from wsi_pipeline.margins.config import UNINKED
+from wsi_pipeline.margins.config import SCAN_BORDER, UNINKED
 
 
 @dataclass(frozen=True)
@@ -78,24 +79,29 @@ def split_edges(
     *,
     ink_distance_um: float,
     step_um: float,
+    frame: Polygon | None = None,
 ) -> list[EdgeSegment]:
     """Split every piece's exterior into :class:`EdgeSegment` by nearest ink colour.
 
     Edge colour is decided at points every ``step_um`` along the ring, so segment ends are
-    exact to ``step_um / 2``.
+    exact to ``step_um / 2``. ``frame``: the scanned area (µm); edge points within
+    ``step_um / 2`` of its border are labelled ``"scan border"``.
     """
     segments: list[EdgeSegment] = []
     for index, piece in enumerate(pieces):
         ring = LineString(piece.exterior.coords)
-        segments.extend(_split_ring(index, ring, inks, ink_distance_um=ink_distance_um, step_um=step_um))
+        segments.extend(_split_ring(index, ring, inks, ink_distance_um=ink_distance_um, step_um=step_um, frame=frame))
     return segments
 
 
-def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_um: float) -> list[EdgeSegment]:
+def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_um: float, frame) -> list[EdgeSegment]:
     length = ring.length
     n = max(8, math.ceil(length / step_um))
     s = np.arange(n) * (length / n)
-    labels = _colour_at(shapely.line_interpolate_point(ring, s), inks, ink_distance_um)
+    points = shapely.line_interpolate_point(ring, s)
+    labels = _colour_at(points, inks, ink_distance_um)
+    if frame is not None:
+        labels[shapely.distance(points, frame.exterior) <= step_um / 2] = SCAN_BORDER
     changes = np.flatnonzero(labels != np.roll(labels, 1))
     if changes.size == 0:
         return [EdgeSegment(index, labels[0], ring, 0.0)]

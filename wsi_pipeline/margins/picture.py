@@ -28,6 +28,7 @@ INK_RGB = {
     "orange": "#f97316",
     "purple": "#9333ea",
     "uninked": "#8a8a8a",
+    "scan border": "#555555",
 }
 LESION_EDGE = "#a3006b"
 LESION_FACE = (0.85, 0.0, 0.55, 0.30)
@@ -143,8 +144,9 @@ def _polygon(ax, geometry, **style) -> None:
 
 def _edge(ax, line, colour: str) -> None:
     xy = np.asarray(line.coords)
-    if colour == "uninked":
-        ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=1.4, linestyle=(0, (4, 2)), zorder=5)
+    if colour in ("uninked", "scan border"):
+        style = (0, (4, 2)) if colour == "uninked" else (0, (1, 2))
+        ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=1.4, linestyle=style, zorder=5)
         return
     ax.plot(xy[:, 0], xy[:, 1], color="white", linewidth=6.5, solid_capstyle="butt", zorder=5)
     ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=4.5, solid_capstyle="butt", zorder=6)
@@ -174,7 +176,7 @@ def _margin_names(ax, assessment: MarginAssessment, mm) -> None:
     near = [Point(m.approach.edge_point) for m in assessment.margins if m.approach is not None]
     x0, y0, x1, y1 = mm(shapely.union_all(list(assessment.pieces))).bounds
     off = 0.025 * max(x1 - x0, y1 - y0)
-    for colour in sorted({s.colour for s in assessment.segments} - {"uninked"}):
+    for colour in sorted({s.colour for s in assessment.segments} - {"uninked", "scan border"}):
         seg = max((s for s in assessment.segments if s.colour == colour), key=lambda s: s.line.length)
         spots = [seg.line.interpolate(f, normalized=True) for f in (0.25, 0.5, 0.75)]
         at = max(spots, key=lambda p: min((p.distance(q) for q in near), default=0.0))

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from wsi_pipeline.margins._io import GeoFeature, atomic_path, write_features, write_text_atomic  # noqa: E402
 from wsi_pipeline.margins._units import to_px  # noqa: E402
+from wsi_pipeline.margins.config import SCAN_BORDER  # noqa: E402
 from wsi_pipeline.margins.compute import (  # noqa: E402
     CLOSE,
     CLEAR,
@@ -102,6 +103,8 @@ def geojson_features(assessment: MarginAssessment, *, mpp) -> list[GeoFeature]:
     """Lines and labels for napari/QuPath, in level-0 pixels."""
     feats = []
     for seg in assessment.segments:
+        if seg.colour == SCAN_BORDER:
+            continue
         name = assessment_name(assessment, seg.colour)
         feats.append(GeoFeature(to_px(seg.line, mpp), f"Margin: {name}", color=_rgb(seg.colour),
                                 name=f"{seg.colour} edge ({name})", extra={"inkColor": seg.colour}))
@@ -122,6 +125,8 @@ def geojson_features(assessment: MarginAssessment, *, mpp) -> list[GeoFeature]:
 
 
 def assessment_name(assessment: MarginAssessment, colour: str) -> str:
+    if colour == SCAN_BORDER:
+        return "edge of scanned area (not a margin)"
     return next((m.name for m in assessment.margins if m.colour == colour), colour)
 
 
@@ -167,8 +172,10 @@ def _legend(fig: Figure, assessment: MarginAssessment) -> None:
 
     handles = [Patch(facecolor=LESION_FACE, edgecolor=LESION_EDGE, label=assessment.lesion.label)]
     for colour in sorted({s.colour for s in assessment.segments}):
-        handles.append(Line2D([], [], color=ink_colour(colour), linewidth=4 if colour != "uninked" else 1.4,
-                              linestyle="--" if colour == "uninked" else "-", label=assessment_name(assessment, colour)))
+        plain = colour in ("uninked", SCAN_BORDER)
+        handles.append(Line2D([], [], color=ink_colour(colour), linewidth=1.4 if plain else 4,
+                              linestyle={"uninked": "--", SCAN_BORDER: ":"}.get(colour, "-"),
+                              label=assessment_name(assessment, colour)))
     if assessment.closest is not None:
         handles.append(Line2D([], [], color="black", marker="o", markersize=4, linewidth=2, label="closest approach"))
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.432), ncol=min(4, len(handles)),
@@ -206,7 +213,8 @@ def _png(fig: Figure, *, dpi: int) -> str:
 
 def report_html(assessment: MarginAssessment, thumb: Thumbnail, *, mpp, specimen: str) -> str:
     """A self-contained HTML report (pictures embedded as base64 PNG)."""
-    fig = Figure(figsize=(9, 9 * thumb.size_um[1] / max(thumb.size_um[0], 1)))
+    aspect = thumb.size_um[1] / max(thumb.size_um[0], 1.0)
+    fig = Figure(figsize=(9, 9 * aspect) if aspect <= 1 else (9 / aspect, 9))  # longest side 9 in
     draw_overview(fig.add_axes((0, 0, 1, 1)), assessment, thumb)
     overview = _png(fig, dpi=110)
     profile = ""
