@@ -206,7 +206,7 @@ def test_atomic_write_leaves_nothing_when_iterator_raises(tmp_path):
 
 
 def test_unknown_properties_and_members_preserved(tmp_path):
-    weird = {"nested": {"a": [1, 2.5, None, True, "s"], "b": {"c": "ü"}}, "big": 12345678901234,
+    weird = {"nested": {"a": [1, 2.5, None, True, "s"], "b": {"c": "ü"}}, "big": 12345678901234, "huge": 2**70,
              "float": 0.1 + 0.2, "empty": {}, "list": []}
     doc = {"type": "FeatureCollection", "properties": {"software": "x", "openslide.bounds-x": 5}, "features": [
         {"type": "Feature", "id": "custom-id-1", "bbox": [0, 0, 1, 1],
@@ -233,7 +233,9 @@ def test_unknown_properties_and_members_preserved(tmp_path):
     assert wf["bbox"] == [0, 0, 1, 1] and wf["id"] == "custom-id-1"
     assert wf["properties"]["measurements"] == {"m": None, "n": 3.0}
     assert wg["properties"]["id"] == "props-id" and wg["id"] == "props-id"
-    _assert_same_features(ann.features, read_geojson(out).features)
+    again = read_geojson(out).features
+    _assert_same_features(ann.features, again)
+    assert type(again[0].extra["metadata"]["huge"]) is int  # not turned into a float
 
 
 def test_bad_input_raises_input_error(tmp_path):
@@ -342,3 +344,16 @@ def test_line_layout_fast_path_and_foreign_lines(tmp_path):
     path.write_bytes(b"\n".join(lines[:3]))
     with pytest.raises(InputError, match="truncated"):
         read_geojson(path)
+
+
+def test_null_geometry_object_types_and_unwritable_folder(tmp_path):
+    feats = [Feature(None, object_type="tile", name="empty tile"),
+             Feature(shapely.box(0, 0, 5, 5), object_type="tma_core", name="A-1", is_locked=True)]
+    write_geojson(tmp_path / "n.geojson", feats)
+    assert json.loads((tmp_path / "n.geojson").read_text())["features"][0]["geometry"] is None
+    back = read_geojson(tmp_path / "n.geojson")
+    _assert_same_features(feats, back.features)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="cannot write here"):
+        write_geojson(blocker / "sub" / "a.geojson", feats)

@@ -18,6 +18,7 @@ match the expected shape are parsed the ordinary way, so correctness never depen
 from __future__ import annotations
 
 import io
+import json
 import itertools
 import re
 from typing import Any
@@ -62,6 +63,21 @@ _NGROUPS = 5
 GeomText = tuple[bytes, bytes] | dict | None
 
 
+_DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
+
+
+def may_hold_big_int(data: bytes) -> bool:
+    """True when ``data`` has a run of 20+ digits: an integer orjson would turn into a float."""
+    return b"0" * 20 in data.translate(_DIGITS_TO_0)
+
+
+def loads_exact(data: bytes):
+    """orjson, except where integers beyond 64 bits would lose digits (then Python's json)."""
+    if may_hold_big_int(data):
+        return json.loads(data)
+    return orjson.loads(data)
+
+
 def parse_block(block: bytes) -> tuple[list[dict], list[GeomText], list[GeomText]]:
     """Complete feature lines (each ending in ``,`` but maybe the last) -> (feature dicts
     without geometry, geometry per feature, nucleus geometry per feature).
@@ -78,7 +94,7 @@ def parse_block(block: bytes) -> tuple[list[dict], list[GeomText], list[GeomText
     tail = between[-1].rstrip()
     parts.append(tail[:-1] if tail.endswith(b",") else tail)
     parts.append(b"]")
-    dicts = orjson.loads(b"".join(parts))
+    dicts = loads_exact(b"".join(parts))
     found_g = list(zip(pieces[2::k], pieces[3::k]))
     found_n = list(zip(pieces[4::k], pieces[5::k]))
     n_plain = sum("geometry" not in d for d in dicts)

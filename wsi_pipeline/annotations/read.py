@@ -84,7 +84,8 @@ _READ_ERRORS = (OSError, EOFError, zlib.error)
 
 def _parse(path: Path, data: bytes) -> Any:
     try:
-        return orjson.loads(data)
+        if not fastpath.may_hold_big_int(data):
+            return orjson.loads(data)
     except orjson.JSONDecodeError:
         pass
     try:  # Python's json also accepts NaN / Infinity, which some exporters write

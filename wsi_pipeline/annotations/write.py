@@ -17,6 +17,7 @@ on any error the temporary file is removed and nothing is left behind. A path en
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import queue
 import tempfile
@@ -29,6 +30,7 @@ import numpy as np
 import orjson
 import shapely
 
+from tiling.errors import InputError
 from wsi_pipeline.annotations.feature import Feature
 from wsi_pipeline.annotations.repair import log_repaired, repair_geometries
 
@@ -36,7 +38,18 @@ _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def _dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=_OPTS)
+    try:
+        return orjson.dumps(obj, option=_OPTS)
+    except orjson.JSONEncodeError:  # e.g. integers beyond 64 bits in pass-through properties
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} to GeoJSON")
 
 
 class _GzipThread:
@@ -122,8 +135,11 @@ class GeoJSONWriter:
             self.abort()
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as e:
+            raise InputError(self.path, f"cannot write here: {e.strerror or e}") from None
         self._tmp = Path(tmp)
         self._raw = os.fdopen(fd, "wb", buffering=1 << 20)
         if self.path.name.endswith(".gz"):
