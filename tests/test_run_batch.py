@@ -28,7 +28,8 @@ def tiny_slides(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("slides")
     for seed, name in [(1, "case_a"), (2, "case_b")]:
-        s = make_synthetic_slide(folder / f"_{name}", width=1024, height=768, mpp=0.5, seed=seed, name=name)
+        s = make_synthetic_slide(folder / f"_{name}", width=1536, height=1152, mpp=0.5, seed=seed, name=name,
+                                 ink_depth_um=30, epidermis_um=40)
         shutil.move(str(s.path), folder / f"{name}.svs")
         shutil.rmtree(folder / f"_{name}")
     (folder / "zz_corrupt.svs").write_text("this is not a slide\n")

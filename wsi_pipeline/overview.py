@@ -84,9 +84,7 @@ def _xy(line, s: float) -> list[tuple[float, float]]:
 
 def save_png(path, image: np.ndarray) -> None:
     """Write ``image`` atomically (temporary name, then rename)."""
-    from pathlib import Path
+    from wsi_pipeline.atomic import atomic_path
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")

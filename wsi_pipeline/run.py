@@ -41,7 +41,8 @@ class SlideRun:
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    overlay: list = field(default_factory=list)  # (shapely geometry, RGBA) drawn on overview.png
+    mitoses: list = field(default_factory=list)  # level-0 points, drawn on overview.png
+    hotspot: object | None = None  # level-0 polygon of the mitotic hotspot
 
 
 def stable_ids(slide_key: str, kind: str, geometries: np.ndarray) -> Iterator[str]:

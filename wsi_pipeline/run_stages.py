@@ -9,12 +9,11 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import shapely
-from PIL import Image, ImageDraw
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from detectors.base import Instances
-from wsi_pipeline.annotations import INK_COLORS, Feature, write_geojson
+from wsi_pipeline.annotations import write_geojson
 from wsi_pipeline.batch.manifest import SlideJob
 from wsi_pipeline.config import PipelineConfig
 
@@ -27,24 +26,11 @@ PACKAGES = ("wsi-pipeline", "torch", "numpy", "openslide-python", "openslide-bin
 def detect_tissue_stage(slide, cfg: PipelineConfig, out: Path, props: dict):
     """Tissue and ink -> ``tissue.geojson``; returns the :class:`TissueResult`."""
     from detectors.tissue import detect_tissue
+    from wsi_pipeline.tissue_run import tissue_features
 
     tissue = detect_tissue(slide, mpp=cfg.tissue.mpp, device=cfg.device)
     write_geojson(out / "tissue.geojson", tissue_features(tissue), properties=props)
     return tissue
-
-
-def tissue_features(tissue) -> list[Feature]:
-    feats = [
-        Feature(poly, "annotation", "Tissue", None, {"Area mm^2": round(float(a), 6)})
-        for poly, a in zip(tissue.polygons, tissue.areas_mm2)
-    ]
-    for ink in tissue.inks:
-        name = f"Ink: {ink.colour}"
-        feats.append(Feature(ink.polygon, "annotation", name, INK_COLORS.get(ink.colour),
-                             {"Area mm^2": round(float(ink.area_mm2), 6)}, extra={"inkColor": ink.colour}))
-    for i, f in enumerate(feats):
-        f.id = f"00000000-0000-4000-8000-{i:012d}"  # stable across re-runs
-    return feats
 
 
 def detect_mitoses(slide, job: SlideJob, cfg: PipelineConfig, nuclei: Instances, tissue, out: Path,
@@ -56,66 +42,44 @@ def detect_mitoses(slide, job: SlideJob, cfg: PipelineConfig, nuclei: Instances,
     run.counts.update(result.counts)
     run.notes.extend(result.notes)
     if result.points is not None:
-        run.overlay.extend((g, (220, 20, 60, 255)) for g in result.points.geometry)
-    if result.hotspot is not None:
-        run.overlay.append((result.hotspot, (255, 140, 0, 255)))
+        run.mitoses = list(result.points.geometry)
+    run.hotspot = result.hotspot
 
 
 # -- overview ---------------------------------------------------------------------
-def _thumbnail(slide, max_size: int) -> tuple[np.ndarray, float]:
-    """Whole slide at about ``max_size`` px on the long side; returns (rgb, level-0 px per px)."""
-    w0, h0 = slide.dimensions
-    ds = max(w0, h0) / max_size
-    size = (max(1, int(w0 / ds)), max(1, int(h0 / ds)))
-    level = max((i for i, d in enumerate(slide.level_downsamples) if d <= ds), default=0)
-    lds = slide.level_downsamples[level]
-    img = slide.read_region((0, 0), (int(w0 / lds), int(h0 / lds)), level=level)
-    return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BILINEAR)), ds
+MITOSIS_RGB = (220, 20, 60)
+HOTSPOT_RGB = (255, 140, 0)
 
 
-def _draw_geom(draw: ImageDraw.ImageDraw, geom, ds: float, colour, width: int) -> None:
-    for part in getattr(geom, "geoms", [geom]):
-        rings = [part.exterior, *part.interiors] if part.geom_type == "Polygon" else [part]
-        for ring in rings:
-            xy = [(x / ds, y / ds) for x, y in np.asarray(ring.coords)[:, :2]]
-            if len(xy) > 1:
-                draw.line(xy, fill=colour, width=width)
+def _density_tint(img: np.ndarray, nuclei: Instances, ds: float) -> np.ndarray:
+    """Yellow tint where nuclei are dense (smoothed centroid histogram)."""
+    if len(nuclei) == 0:
+        return img
+    h, w = img.shape[:2]
+    c = nuclei.centroids() / ds
+    density, _, _ = np.histogram2d(c[:, 1], c[:, 0], bins=(max(1, h // 24), max(1, w // 24)), range=((0, h), (0, w)))
+    density = gaussian_filter(density, 1.0)
+    if density.max() <= 0:
+        return img
+    d = np.asarray(Image.fromarray((255 * density / density.max()).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR))
+    alpha = (d.astype(np.float32) / 255.0 * 0.55)[..., None]
+    return (img * (1 - alpha) + np.array([255, 200, 0], np.float32) * alpha).astype(np.uint8)
 
 
 def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: PipelineConfig) -> None:
-    """``overview.png``: thumbnail, tissue outline, ink, nuclei density tint, mitoses, hotspot."""
-    from wsi_pipeline.atomic import atomic_path
+    """``overview.png``: thumbnail, nuclear density tint, tissue outline, ink, mitoses, hotspot."""
+    from wsi_pipeline.overview import Layer, draw_layers, save_png, thumbnail_for
+    from wsi_pipeline.tissue_run import line_width, tissue_layers
 
-    img, ds = _thumbnail(slide, cfg.output.overview_max_size)
-    h, w = img.shape[:2]
-    base = Image.fromarray(img).convert("RGBA")
-    if len(nuclei):
-        c = nuclei.centroids() / ds
-        bins = (max(1, h // 24), max(1, w // 24))
-        density, _, _ = np.histogram2d(c[:, 1], c[:, 0], bins=bins, range=((0, h), (0, w)))
-        density = gaussian_filter(density, 1.0)
-        if density.max() > 0:
-            d = np.asarray(Image.fromarray((255 * density / density.max()).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR))
-            tint = np.zeros((h, w, 4), np.uint8)
-            tint[..., 0], tint[..., 1], tint[..., 2] = 255, 200, 0  # yellow: nuclear density
-            tint[..., 3] = (d.astype(np.float32) * 0.55).astype(np.uint8)
-            base = Image.alpha_composite(base, Image.fromarray(tint))
-    draw = ImageDraw.Draw(base)
-    lw = max(2, round(max(w, h) / 500))
-    for poly in tissue.polygons:
-        _draw_geom(draw, poly, ds, (20, 160, 60, 255), lw)
-    for ink in tissue.inks:
-        _draw_geom(draw, ink.polygon.exterior if ink.polygon.geom_type == "Polygon" else ink.polygon.boundary,
-                   ds, (*INK_COLORS.get(ink.colour, (0, 0, 0)), 255), lw + 2)
-    for geom, colour in getattr(run, "overlay", []):
-        if geom.geom_type == "Point":
-            x, y = geom.x / ds, geom.y / ds
-            r = lw + 2
-            draw.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=lw)
-        else:
-            _draw_geom(draw, geom, ds, colour, lw)
-    with atomic_path(out / "overview.png") as tmp:
-        base.convert("RGB").save(tmp, format="PNG")
+    img, ds = thumbnail_for(slide, max_side=cfg.output.overview_max_size)
+    img = _density_tint(img, nuclei, ds)
+    lw = line_width(img)
+    layers = tissue_layers(tissue, lw)
+    if run.mitoses:
+        layers.append(Layer(tuple(run.mitoses), MITOSIS_RGB, width=lw, radius=lw + 3))
+    if run.hotspot is not None:
+        layers.append(Layer((run.hotspot,), HOTSPOT_RGB, width=lw + 1))
+    save_png(out / "overview.png", draw_layers(img, layers, downsample=ds))
 
 
 # -- summary ------------------------------------------------------------------------

@@ -34,12 +34,21 @@ def tissue_features(result: TissueResult) -> list[Feature]:
 def tissue_overview(slide, result: TissueResult, *, max_side: int = 1600) -> np.ndarray:
     """Thumbnail ``(h, w, 3)`` uint8 with the tissue outline (green) and ink regions (their colour)."""
     img, ds = thumbnail_for(slide, max_side=max_side)
-    lw = max(2, round(max(img.shape[:2]) / 500))
-    layers = [Layer(tuple(result.polygons), TISSUE_RGB, width=lw)]
+    return draw_layers(img, tissue_layers(result, line_width(img)), downsample=ds)
+
+
+def line_width(image: np.ndarray) -> int:
+    """Outline width in px that stays visible on a thumbnail of this size."""
+    return max(2, round(max(image.shape[:2]) / 500))
+
+
+def tissue_layers(result: TissueResult, width: int) -> list[Layer]:
+    """Tissue outline (green) and ink regions (filled in their colour), for :func:`draw_layers`."""
+    layers = [Layer(tuple(result.polygons), TISSUE_RGB, width=width)]
     for colour in sorted({i.colour for i in result.inks}):
         geoms = tuple(i.polygon for i in result.inks if i.colour == colour)
-        layers.append(Layer(geoms, INK_RGB[colour], width=lw + 2, fill_alpha=0.35))
-    return draw_layers(img, layers, downsample=ds)
+        layers.append(Layer(geoms, INK_RGB[colour], width=width + 2, fill_alpha=0.35))
+    return layers
 
 
 @dataclass(frozen=True)
