@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tiling.errors import InputError
@@ -41,7 +41,6 @@ class AnonymizeReport:
     removed_images: tuple[str, ...]
     removed_properties: tuple[str, ...]
     kept_pages: int = 0
-    notes: tuple[str, ...] = field(default=())
 
 
 def is_phi_key(key: str) -> bool:

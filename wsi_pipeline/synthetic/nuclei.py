@@ -24,7 +24,7 @@ _KINDS = {
     DERMAL: (1400.0, (3.2, 5.2), (1.8, 3.2), (1.0, 1.35)),
     LYMPHOCYTE: (3500.0, (2.5, 3.2), (1.0, 1.15), (1.7, 2.1)),
     EPIDERMAL: (14000.0, (3.0, 4.0), (1.1, 1.5), (0.85, 1.15)),
-    TUMOR: (11000.0, (4.5, 6.3), (1.1, 1.6), (1.45, 1.9)),
+    TUMOR: (16000.0, (4.3, 6.0), (1.15, 1.7), (1.6, 2.1)),
 }
 _GAP_UM = 0.5
 
@@ -117,16 +117,44 @@ def _mitoses(rng, region, count, px) -> Nuclei:
     )
 
 
+def _palisade(nuc: Nuclei, tumor: BaseGeometry, px: float, *, depth_um: float = 14.0) -> Nuclei:
+    """Peripheral palisading: nuclei near the nest's edge stand perpendicular to it and are
+    more elongated (as in basal cell carcinoma)."""
+    pts = shapely.points(nuc.x, nuc.y)
+    boundary = tumor.boundary
+    dist = shapely.distance(pts, boundary)
+    near = dist < depth_um * px
+    if not near.any():
+        return nuc
+    foot = shapely.get_coordinates(shapely.get_point(shapely.shortest_line(pts[near], boundary), 1))
+    theta = nuc.theta.copy()
+    theta[near] = np.mod(np.arctan2(foot[:, 1] - nuc.y[near], foot[:, 0] - nuc.x[near]), np.pi)
+    b = nuc.b.copy()
+    b[near] = nuc.a[near] / 2.0
+    return Nuclei(nuc.x, nuc.y, nuc.a, b, theta, nuc.stain, nuc.kind, nuc.seed)
+
+
+def _radius_towards(nuc: Nuclei, idx: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Centre-to-outline distance of ellipses ``idx`` in direction ``phi`` (radians)."""
+    a, b, t = nuc.a[idx], nuc.b[idx], phi - nuc.theta[idx]
+    return a * b / np.sqrt((b * np.cos(t)) ** 2 + (a * np.sin(t)) ** 2)
+
+
 def _thin(nuc: Nuclei, gap_px: float) -> Nuclei:
-    """Greedy non-overlap: earlier entries win; keeps centres >= a_i + a_j + gap apart."""
+    """Greedy non-overlap: earlier entries win. Two nuclei clash when their centres are
+    closer than 1.1x the sum of their radii along the line joining them, plus a gap."""
     if len(nuc) < 2:
         return nuc
     xy = np.column_stack([nuc.x, nuc.y])
     pairs = cKDTree(xy).query_pairs(2 * float(nuc.a.max()) + gap_px, output_type="ndarray")
     if len(pairs) == 0:
         return nuc
-    d = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T)
-    clash = pairs[d < nuc.a[pairs[:, 0]] + nuc.a[pairs[:, 1]] + gap_px]
+    i, j = pairs[:, 0], pairs[:, 1]
+    delta = xy[j] - xy[i]
+    d = np.hypot(delta[:, 0], delta[:, 1])
+    phi = np.arctan2(delta[:, 1], delta[:, 0])
+    reach = _radius_towards(nuc, i, phi) + _radius_towards(nuc, j, phi)
+    clash = pairs[d < 1.1 * reach + gap_px]
     clash = np.sort(clash, axis=1)
     clash = clash[np.lexsort((clash[:, 1], clash[:, 0]))]
     keep = np.ones(len(nuc), bool)
@@ -189,6 +217,8 @@ def place_nuclei(
         parts.append(_make(kind, _sample_in(region, count, rng), rng, px))
 
     add(TUMOR, tumor_r)
+    if tumor is not None and len(parts) and parts[-1].kind[:1].tolist() == [TUMOR]:
+        parts[-1] = _palisade(parts[-1], tumor, px)
     add(EPIDERMAL, epid_r)
     if tumor is not None and dermis_r is not None:
         add(LYMPHOCYTE, dermis_r.intersection(tumor.buffer(90 * px)))

@@ -151,7 +151,7 @@ class TileRenderer:
         if tum is not None:
             mottle = bank.window("mottle", x0 + 777, y0 + 333, w, h)
             eos = np.where(tum, 0.22 + 0.08 * mottle, eos)
-            hema = np.where(tum, 0.30 + 0.10 * mottle, hema)
+            hema = np.where(tum, 0.36 + 0.10 * mottle, hema)
         cleft = _raster(sc.cleft, x0, y0, w, h)
         if cleft is not None:
             eos = np.where(cleft, 0.03, eos)
