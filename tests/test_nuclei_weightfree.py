@@ -81,6 +81,21 @@ def test_finds_the_drawn_nuclei():
     assert abs(np.median(res.measurements["Area µm^2"]) - true_area) / true_area < 0.2
 
 
+def test_a_tile_half_on_glass_keeps_its_nuclei():
+    """Glass does not count in the tile's Otsu level, so half a tile of it changes little."""
+    rgb, truth = synthetic_he(512, seed=5, n=40)
+    half = rgb.copy()
+    half[:, 256:] = 245
+    keep = np.unique(truth[:, :256][truth[:, :256] > 0])
+    inside = np.isin(truth, keep) & ~np.isin(truth, np.unique(truth[:, 256:]))
+    truth_left = np.where(inside, truth, 0)
+    res = WeightFreeNucleiDetector(device="cpu").predict(half)
+    pred = rasterise(res.geometry, truth.shape)
+    pred[:, 256:] = 0
+    s = score_labels(truth_left, pred)
+    assert s.at(0.5)["f1"] >= 0.9, s.to_dict()
+
+
 def test_calibration_fixes_one_threshold_for_all_tiles():
     rgb, _ = synthetic_he(384, seed=4, n=25)
     det = WeightFreeNucleiDetector(device="cpu")
@@ -189,8 +204,8 @@ def test_concave_shapes_have_solidity_below_one():
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_monuseg_dev_quality(shared_data):
-    """One setting for all 7 tiles (calibrated per image, as per slide). Reached: AJI 0.566,
-    F1@0.5 0.769, PQ 0.564 aggregated over tiles (the issue's target 0.60 / 0.80 is not met)."""
+    """One setting for all 7 tiles (calibrated per image, as per slide). Reached: AJI 0.565,
+    F1@0.5 0.780, PQ 0.572 aggregated over tiles (the issue's target 0.60 / 0.80 is not met)."""
     from wsi_pipeline.evaluation import load_labels
 
     dev = shared_data / "nuclei" / "monuseg-dev"
@@ -206,5 +221,5 @@ def test_monuseg_dev_quality(shared_data):
         s = score_labels(load_labels(xml, shape=rgb.shape[:2]), rasterise(res.geometry, rgb.shape[:2]))
         total = s if total is None else total + s
     assert total.aji >= 0.56
-    assert total.at(0.5)["f1"] >= 0.76
-    assert total.at(0.5)["pq"] >= 0.555
+    assert total.at(0.5)["f1"] >= 0.77
+    assert total.at(0.5)["pq"] >= 0.565

@@ -31,13 +31,16 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
 
 
-def otsu(x: torch.Tensor, *, bins: int = 256, lo: float = 0.0, hi: float = 2.0) -> torch.Tensor:
-    """Otsu threshold of each image in ``x`` over ``[lo, hi]``; returns ``(B,)``."""
+def otsu(x: torch.Tensor, *, mask: torch.Tensor | None = None, bins: int = 256, lo: float = 0.0,
+         hi: float = 2.0) -> torch.Tensor:
+    """Otsu threshold of each image in ``x`` over ``[lo, hi]``, counting only pixels where
+    ``mask`` (same shape, bool) is true when given; returns ``(B,)``."""
     b = x.shape[0]
     v = x.reshape(b, -1).clamp(lo, hi)
     idx = ((v - lo) / (hi - lo) * (bins - 1)).round().long()
     hist = torch.zeros(b, bins, device=x.device, dtype=torch.float64)
-    hist.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float64))
+    w = torch.ones_like(idx, dtype=torch.float64) if mask is None else mask.reshape(b, -1).to(torch.float64)
+    hist.scatter_add_(1, idx, w)
     centers = torch.linspace(lo, hi, bins, device=x.device, dtype=torch.float64)
     w0 = hist.cumsum(1)
     m0 = (hist * centers).cumsum(1)

@@ -5,8 +5,8 @@ Per tile (``(B, H, W, 3)`` uint8 at 0.25 µm/px):
 1. colour deconvolution to hematoxylin optical density (Ruifrok H&E vectors), torch;
 2. Gaussian smoothing, torch;
 3. threshold: hematoxylin above a global level (``threshold_factor`` x the Otsu level of
-   the slide, see :meth:`WeightFreeNucleiDetector.calibrate`, or of the tile when not
-   calibrated) *and* above the local mean (a wide Gaussian), torch;
+   the slide's tissue pixels, see :meth:`WeightFreeNucleiDetector.calibrate`, or of the
+   tile's when not calibrated) *and* above the local mean (a wide Gaussian), torch;
 4. opening, hole filling and removal of specks smaller than ``min_area`` (opening in
    torch; hole filling and component sizes with scipy on the CPU);
 5. distance transform (torch on GPU, scipy's identical exact EDT on CPU), smoothed, and its
@@ -54,6 +54,8 @@ class WeightFreeParams:
     sigma : smoothing of the hematoxylin map.
     threshold_factor : global level = factor x Otsu level of hematoxylin OD.
     min_threshold : the global level never drops below this OD (blank glass gives nothing).
+    tissue_od : pixels whose mean RGB optical density is below this are glass and do not
+        count in the Otsu level (a tile half on glass keeps the level of its tissue).
     local_sigma : width of the local mean a nucleus must exceed (0 disables).
     open_radius : radius of the opening that cuts thin bridges (0 disables).
     min_area : smallest nucleus kept, pixels.
@@ -77,6 +79,7 @@ class WeightFreeParams:
     sigma: float = 1.0
     threshold_factor: float = 0.9
     min_threshold: float = 0.15
+    tissue_od: float = 0.1
     local_sigma: float = 15.0
     open_radius: int = 2
     min_area: int = 80
@@ -145,11 +148,15 @@ class WeightFreeNucleiDetector(Detector):
         h = he[:, :1] - self.params.eosin_weight * he[:, 1:2] if self.params.eosin_weight else he[:, :1]
         return gaussian_blur(h.float(), self.params.sigma)
 
-    def _nucleus_map(self, tiles: np.ndarray) -> torch.Tensor:
+    def _nucleus_map(self, tiles: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, H, W) nucleus map and (B, 1, H, W) bool tissue mask (not glass)."""
         x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        tissue = rgb_to_od(x).mean(1, keepdim=True) > self.params.tissue_od
         if self.params.stain == "macenko" and not self.calibrated:
-            return torch.cat([self.hematoxylin(x[i:i + 1], macenko_vectors(tiles[i])) for i in range(len(tiles))])
-        return self.hematoxylin(x)
+            hs = torch.cat([self.hematoxylin(x[i:i + 1], macenko_vectors(tiles[i])) for i in range(len(tiles))])
+        else:
+            hs = self.hematoxylin(x)
+        return hs, tissue
 
     def calibrate(self, sample: np.ndarray) -> "WeightFreeNucleiDetector":
         """Fix the global threshold from ``sample`` ``(B, H, W, 3)`` or ``(H, W, 3)`` uint8 tissue
@@ -161,20 +168,20 @@ class WeightFreeNucleiDetector(Detector):
             self.stain_vectors = macenko_vectors(sample)
         self.calibrated = True
         with inference_context(self.device), _float32(self.device):
-            hs = self.hematoxylin(torch.from_numpy(sample).to(self.device)).float()
-            level = otsu(hs.reshape(1, 1, -1, 1))[0]
+            hs, tissue = self._nucleus_map(sample)
+            level = otsu(hs.reshape(1, 1, -1, 1), mask=tissue.reshape(1, 1, -1, 1))[0]
         self.threshold = max(float(level) * self.params.threshold_factor, self.params.min_threshold)
         log.info("weight-free nuclei: slide threshold %.3f OD", self.threshold)
         return self
 
     # -- prediction ------------------------------------------------------------------
-    def _foreground(self, hs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _foreground(self, hs: torch.Tensor, tissue: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, H, W) bool foreground and the (B,) global level used per tile."""
         p = self.params
         if self.threshold is not None:
             level = torch.full((hs.shape[0],), self.threshold, device=hs.device)
         else:
-            level = (otsu(hs) * p.threshold_factor).clamp(min=p.min_threshold)
+            level = (otsu(hs, mask=tissue) * p.threshold_factor).clamp(min=p.min_threshold)
         fg = hs > level.view(-1, 1, 1, 1)
         if p.local_sigma > 0:
             fg &= hs > gaussian_blur(hs, p.local_sigma)
@@ -183,8 +190,8 @@ class WeightFreeNucleiDetector(Detector):
     def _predict_batch(self, tiles: np.ndarray) -> list[Instances]:
         p = self.params
         with inference_context(self.device), _float32(self.device):
-            hs = self._nucleus_map(tiles)
-            fg, level = self._foreground(hs)
+            hs, tissue = self._nucleus_map(tiles)
+            fg, level = self._foreground(hs, tissue)
             fg, level = fg.cpu().numpy(), level.cpu().numpy().astype(np.float32)
             masks = np.stack([fill_holes_and_size(fg[i, 0], min_area=p.min_area) for i in range(len(tiles))])
             mt = torch.from_numpy(masks)[:, None].to(self.device)
