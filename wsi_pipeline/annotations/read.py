@@ -110,24 +110,30 @@ def _features_of(path: Path, doc: Any) -> tuple[list[dict], dict]:
     raise InputError(path, f"expected a GeoJSON FeatureCollection or Feature, got type {kind!r}")
 
 
-def features_from_dicts(dicts: list[dict]) -> tuple[list[Feature], int]:
-    """Parsed feature ``dict`` s -> (features, number of geometries repaired)."""
-    for i, d in enumerate(dicts):
-        if not isinstance(d, dict) or "geometry" not in d:
-            raise ValueError(f"feature {i} is not a GeoJSON Feature (no 'geometry')")
-    geoms, repaired = geometries_from_dicts([d["geometry"] for d in dicts])
+def _assemble(dicts: list[dict], gitems: list, nitems: list, build) -> tuple[list[Feature], int]:
+    """Feature dicts + their geometries (in any form ``build`` takes) -> (features, n_repaired)."""
+    geoms, repaired = build(gitems)
     geoms, n = repair_geometries(geoms)
     repaired += n
-    nuc_idx = [i for i, d in enumerate(dicts) if d.get("nucleusGeometry") is not None]
+    nuc_idx = [i for i, t in enumerate(nitems) if t is not None]
     nuclei = {}
     if nuc_idx:
-        ng, n1 = geometries_from_dicts([dicts[i]["nucleusGeometry"] for i in nuc_idx])
+        ng, n1 = build([nitems[i] for i in nuc_idx])
         ng, n2 = repair_geometries(ng)
         repaired += n1 + n2
         nuclei = dict(zip(nuc_idx, ng))
     feats = [feature_from_parts(d, g, nuclei.get(i)) for i, (d, g) in enumerate(zip(dicts, geoms))]
     return feats, repaired
 
+
+def features_from_dicts(dicts: list[dict]) -> tuple[list[Feature], int]:
+    """Parsed feature ``dict`` s -> (features, number of geometries repaired)."""
+    for i, d in enumerate(dicts):
+        if not isinstance(d, dict) or "geometry" not in d:
+            raise ValueError(f"feature {i} is not a GeoJSON Feature (no 'geometry')")
+    gitems = [d["geometry"] for d in dicts]
+    nitems = [d.get("nucleusGeometry") for d in dicts]
+    return _assemble(dicts, gitems, nitems, geometries_from_dicts)
 
 
 def _strip_closing(block: bytes) -> tuple[bytes, bool]:
@@ -170,22 +176,11 @@ def _chunks(path: Path, fh, block_size: int) -> Iterator[tuple[list[Feature], in
 
 def _block(path: Path, block: bytes) -> tuple[list[Feature], int]:
     try:
-        dicts, gtexts, ntexts = fastpath.parse_block(block)
-        geoms, repaired = fastpath.geometries_from_texts(gtexts)
-        geoms, n = repair_geometries(geoms)
-        repaired += n
-        nuc_idx = [i for i, t in enumerate(ntexts) if t is not None]
-        nuclei = {}
-        if nuc_idx:
-            ng, n1 = fastpath.geometries_from_texts([ntexts[i] for i in nuc_idx])
-            ng, n2 = repair_geometries(ng)
-            repaired += n1 + n2
-            nuclei = dict(zip(nuc_idx, ng))
-        feats = [feature_from_parts(d, g, nuclei.get(i)) for i, (d, g) in enumerate(zip(dicts, geoms))]
-        return feats, repaired
-    except orjson.JSONDecodeError as e:
+        dicts, gitems, nitems = fastpath.parse_block(block)
+        return _assemble(dicts, gitems, nitems, fastpath.geometries_from_texts)
+    except json.JSONDecodeError as e:  # orjson's is a subclass
         raise InputError(path, f"not valid JSON ({e})") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, StopIteration) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
         raise InputError(path, f"bad GeoJSON feature: {e}") from None
 
 
