@@ -34,7 +34,7 @@ class MitosisModelConfig:
     crop_size: int = 64
     mpp: float = 0.25
     threshold: float = 0.5
-    width: int = 16
+    width: int = 12
     weights_sha256: str = ""
 
     def __post_init__(self) -> None:
@@ -64,6 +64,7 @@ def save_model_folder(out: str | Path, net: MitosisNet, config: MitosisModelConf
     data = buf.getvalue()
     cfg = MitosisModelConfig(**{**asdict(config), "weights_sha256": hashlib.sha256(data).hexdigest()})
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)
     try:
         (tmp / "weights.pt").write_bytes(data)
         (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))

@@ -1,0 +1,121 @@
+"""``wsi-pipeline train mitosis`` end to end on a tiny synthetic set (seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wsi_pipeline.training.mitosis_data import SampleSet, split_groups
+
+
+def _figure_crop(rng, size=96) -> np.ndarray:
+    """A pale field with a dark, clumped, bar-shaped 'metaphase' at the centre."""
+    img = np.full((size, size, 3), (225, 190, 215), np.float32) + rng.normal(0, 4, (size, size, 3))
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    a = rng.uniform(0, np.pi)
+    u, v = xx * np.cos(a) + yy * np.sin(a), -xx * np.sin(a) + yy * np.cos(a)
+    bar = (np.abs(u) < 14) & (np.abs(v) < 4 + rng.integers(0, 3))
+    img[bar] = (60, 30, 110)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _field(rng, size=256) -> np.ndarray:
+    """Round, evenly stained nuclei on pink stroma, pale and dark (lymphocyte-like): no mitoses."""
+    img = np.full((size, size, 3), (235, 180, 205), np.float32) + rng.normal(0, 4, (size, size, 3))
+    yy, xx = np.mgrid[:size, :size]
+    for k, (cx, cy) in enumerate(rng.uniform(24, size - 24, (14, 2))):
+        colour = (70, 40, 120) if k % 2 else (140, 100, 175)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < rng.uniform(7, 11) ** 2] = colour
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_mitosis")
+    rng = np.random.default_rng(0)
+    (root / "crops" / "normal").mkdir(parents=True)
+    rows = ["uid,slide"]
+    for uid in range(12):
+        Image.fromarray(_figure_crop(rng)).save(root / "crops" / "normal" / f"X_{uid}.png")
+        rows.append(f"{uid},slide{uid % 4}")
+    (root / "crops" / "labels.csv").write_text("\n".join(rows) + "\n")
+    (root / "neg").mkdir()
+    for i in range(4):
+        Image.fromarray(_field(rng)).save(root / "neg" / f"field{i}.png")
+    return root
+
+
+def test_split_is_by_group_and_covers_every_split():
+    groups = np.array([f"s{i % 5}" for i in range(50)], dtype=object)
+    table = split_groups(groups, val_fraction=0.2, test_fraction=0.2, seed=1)
+    assert set(table) == set(groups) and set(table.values()) == {"train", "val", "test"}
+    assert split_groups(groups, val_fraction=0.2, test_fraction=0.2, seed=1) == table
+
+
+def test_crop_folders_group_by_slide_csv(tiny):
+    from wsi_pipeline.training.mitosis_data import load_crop_folders
+
+    s = load_crop_folders(tiny / "crops", mpp=0.25, patch=80)
+    assert isinstance(s, SampleSet) and s.patches.shape == (12, 80, 80, 3)
+    assert set(s.group) == {"slide0", "slide1", "slide2", "slide3"} and set(s.label) == {"normal"}
+    half = load_crop_folders(tiny / "crops", mpp=0.5, patch=80)  # 0.5 µm/px crops are upsampled 2x
+    assert half.patches.shape == (12, 80, 80, 3)
+
+
+def test_train_mitosis_end_to_end_and_load(tiny, tmp_path):
+    from detectors.mitosis import load_mitosis_scorer
+    from detectors.mitosis.detector import MitosisDetector
+    from wsi_pipeline.cli import main
+
+    out = tmp_path / "model"
+    rc = main(["train", "mitosis", "--crops", str(tiny / "crops"), "--negatives", str(tiny / "neg"),
+               "--mpp", "0.25", "--out", str(out), "--epochs", "2", "--steps-per-epoch", "4",
+               "--batch-size", "16", "--device", "cpu", "--no-crop-neighbours"])
+    assert rc == 0
+    assert {p.name for p in out.iterdir()} == {"weights.pt", "config.json", "model_card.json", "model_card.md"}
+    assert (out / "weights.pt").stat().st_size < 2_000_000
+    card = json.loads((out / "model_card.json").read_text())
+    train_groups = set(card["split"]["train"]["groups"])
+    for other in ("val", "test"):
+        assert not train_groups & set(card["split"][other]["groups"])  # split by slide/image
+    assert card["split"]["test"]["by_class"]["normal"] > 0 and "recall" in card["metrics"]["test"]
+    assert card["metrics"]["test"]["field_images"] >= 1 and card["metrics"]["test"]["fp_per_mm2"] is not None
+    assert "Metrics" in (out / "model_card.md").read_text()
+
+    scorer = load_mitosis_scorer(str(out), device="cpu")
+    assert scorer.validated is True and "trained" in scorer.description
+    assert scorer.crop_size == 64 and scorer.mpp == 0.25 and 0 < scorer.threshold < 1
+    crops = np.stack([_figure_crop(np.random.default_rng(9))[16:80, 16:80], np.full((64, 64, 3), 230, np.uint8)])
+    p = scorer.score(crops)
+    assert p.shape == (2,) and p.dtype == np.float32 and ((p >= 0) & (p <= 1)).all()
+    det = MitosisDetector(model=str(out), device="cpu")
+    assert det.spec.classes == ("Mitosis",)
+
+
+def test_train_refuses_bad_input(tiny, tmp_path, capsys):
+    from wsi_pipeline.cli import main
+
+    (tmp_path / "notmodel").mkdir()
+    (tmp_path / "notmodel" / "keep.txt").write_text("x")
+    rc = main(["train", "mitosis", "--crops", str(tiny / "crops"), "--mpp", "0.25", "--out", str(tmp_path / "notmodel")])
+    assert rc == 2 and "refusing to overwrite" in capsys.readouterr().err
+    rc = main(["train", "mitosis", "--crops", str(tmp_path / "missing"), "--negatives", str(tiny / "neg"),
+               "--mpp", "0.25", "--out", str(tmp_path / "m")])
+    assert rc == 2 and not (tmp_path / "m").exists()
+
+
+def test_loading_a_damaged_model_folder_is_an_input_error(tmp_path):
+    from detectors.mitosis import load_mitosis_scorer
+    from tiling.errors import InputError
+
+    with pytest.raises(InputError, match="not found"):
+        load_mitosis_scorer(str(tmp_path / "nothing"), device="cpu")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "weights.pt").write_bytes(b"junk")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"format": "wsi-pipeline-mitosis", "classes": ["imposter", "normal"],
+                                                            "weights_sha256": "0" * 64}))
+    with pytest.raises(InputError, match="sha256"):
+        load_mitosis_scorer(str(tmp_path / "m"), device="cpu")
