@@ -15,6 +15,7 @@ HELP = "Train a model: 'train nuclei' (StarDist, from images + label images or G
 #: task -> module defining HELP, add_arguments(parser), run(args)
 TASKS = {
     "nuclei": "wsi_pipeline.training.nuclei_cli",
+    "mitosis": "wsi_pipeline.training.mitosis_cli",
 }
 
 
