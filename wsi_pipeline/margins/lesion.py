@@ -8,7 +8,6 @@ labelled ``Tumor (proposed, review required)``. All geometry is returned in micr
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from wsi_pipeline.margins._io import read_features
 from wsi_pipeline.margins._units import to_um
 from wsi_pipeline.margins.config import ProposalConfig
 from wsi_pipeline.margins.edges import polygons_of
-
-log = logging.getLogger(__name__)
 
 TUMOR = "Tumor"
 PROPOSED = "Tumor (proposed, review required)"

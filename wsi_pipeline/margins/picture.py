@@ -175,7 +175,7 @@ def _margin_names(ax, assessment: MarginAssessment, mm) -> None:
     names = {m.colour: m.name for m in assessment.margins}
     near = [Point(m.approach.edge_point) for m in assessment.margins if m.approach is not None]
     x0, y0, x1, y1 = mm(shapely.union_all(list(assessment.pieces))).bounds
-    off = 0.025 * max(x1 - x0, y1 - y0)
+    off = 0.035 * max(x1 - x0, y1 - y0)
     for colour in sorted({s.colour for s in assessment.segments} - {"uninked", "scan border"}):
         seg = max((s for s in assessment.segments if s.colour == colour), key=lambda s: s.line.length)
         spots = [seg.line.interpolate(f, normalized=True) for f in (0.25, 0.5, 0.75)]

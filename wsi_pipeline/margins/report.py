@@ -192,7 +192,7 @@ def _table(ax, assessment: MarginAssessment) -> None:
     header = ["Margin", "Ink", "Clearance", "Status", "Piece"]
     colours = [["white", "white", "white", STATUS_COLOURS.get(r[3], "#f3f4f6"), "white"] for r in rows]
     table = ax.table(cellText=rows, colLabels=header, cellColours=colours, loc="upper center",
-                     colWidths=[0.38, 0.14, 0.16, 0.2, 0.1], cellLoc="left")
+                     colWidths=[0.36, 0.12, 0.22, 0.2, 0.1], cellLoc="left")
     table.auto_set_font_size(False)
     table.set_fontsize(10)
     table.scale(1, 1.35)
