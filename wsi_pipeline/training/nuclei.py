@@ -20,6 +20,7 @@ Output folder: ``config.json`` (stardist keys + ``"wsi_pipeline": {"mpp", ...}``
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import shutil
@@ -81,6 +82,7 @@ class NucleiTrainingOptions:
     color_jitter: float = 0.05
     time_limit_min: float | None = None
     seed: int = 0
+    workers: int = 0  # processes preparing batches (0: in the training process)
     nms_threshs: tuple[float, ...] = (0.3, 0.4, 0.5)
     iou_threshs: tuple[float, ...] = (0.3, 0.5, 0.7)
 
@@ -263,6 +265,42 @@ def make_batch(samples: list[Sample], rng: np.random.Generator, *, config: StarD
     return torch.from_numpy(np.stack(xs)), (torch.from_numpy(np.stack(probs)), torch.from_numpy(np.stack(dists)))
 
 
+_POOL_STATE: dict = {}
+
+
+def _pool_init(samples, config, options) -> None:
+    _POOL_STATE.update(samples=samples, config=config, options=options)
+
+
+def _pool_batch(seed: int):
+    st = _POOL_STATE
+    return make_batch(st["samples"], np.random.default_rng(seed), config=st["config"], options=st["options"])
+
+
+class BatchStream:
+    """Training batches from ``workers`` processes (targets and augmentation are CPU work)."""
+
+    def __init__(self, samples, *, config, options, seed: int) -> None:
+        import multiprocessing as mp
+
+        # spawn, not fork: a fork after BLAS/OpenMP threads started can deadlock the children
+        ctx = mp.get_context("spawn")
+        self.pool = ctx.Pool(options.workers, initializer=_pool_init, initargs=(samples, config, options))
+        self.seeds = np.random.default_rng(seed)
+        self.pending = collections.deque(self._submit() for _ in range(2 * options.workers))
+
+    def _submit(self):
+        return self.pool.apply_async(_pool_batch, (int(self.seeds.integers(1 << 62)),))
+
+    def __call__(self, rng):
+        batch = self.pending.popleft().get()
+        self.pending.append(self._submit())
+        return batch
+
+    def close(self) -> None:
+        self.pool.terminate()
+
+
 # ----------------------------------------------------------------------------- loss
 
 
@@ -282,34 +320,65 @@ def stardist_loss(net: torch.nn.Module, x: torch.Tensor, target, *, loss_weights
 # ----------------------------------------------------------------------- thresholds
 
 
+def f1_scores(gt: np.ndarray, pred: np.ndarray, iou_threshs=(0.3, 0.5, 0.7)) -> tuple[np.ndarray, int, int]:
+    """True-positive counts at each IoU threshold (optimal one-to-one matching, as
+    ``stardist.matching``), number of gt and predicted objects; numpy/scipy only."""
+    from scipy.optimize import linear_sum_assignment
+
+    g, gi = np.unique(gt, return_inverse=True)
+    p, pi = np.unique(pred, return_inverse=True)
+    inter = np.bincount(gi.ravel() * len(p) + pi.ravel(), minlength=len(g) * len(p)).reshape(len(g), len(p))
+    area_g, area_p = inter.sum(1), inter.sum(0)
+    iou = inter / np.maximum(area_g[:, None] + area_p[None, :] - inter, 1)
+    iou = iou[g > 0][:, p > 0]
+    tps = []
+    for t in iou_threshs:
+        cost = -((iou >= t) * iou)
+        r, c = linear_sum_assignment(cost) if iou.size else (np.empty(0, int), np.empty(0, int))
+        tps.append(int((iou[r, c] >= t).sum()))
+    return np.asarray(tps), int((g > 0).sum()), int((p > 0).sum())
+
+
 def optimize_thresholds(net: StarDistNet, val: list[Sample], *, device: torch.device, nms_threshs=(0.3, 0.4, 0.5),
-                        iou_threshs=(0.3, 0.5, 0.7)) -> tuple[Thresholds, float]:
-    """prob / nms thresholds maximising the mean F1 over ``iou_threshs`` on the validation images."""
-    from stardist.matching import matching_dataset
+                        iou_threshs=(0.3, 0.5, 0.7), max_candidates_per_object: int = 100) -> tuple[Thresholds, float]:
+    """prob / nms thresholds maximising the mean F1 over ``iou_threshs`` on the validation images.
+
+    A coarse prob grid for every nms threshold, then a fine one around the best. A setting
+    that yields more than ``max_candidates_per_object`` candidates per true object scores 0
+    without running NMS (it cannot be the best, and NMS on it is slow).
+    """
+    from detectors.stardist.predict import candidates
 
     net.eval()
     maps = [predict_prob_dist(net, normalize_numpy(s.image, s.percentiles), device=device) for s in val]
-    gts = [s.labels for s in val]
+    n_true = sum(int(s.labels.max() > 0) and len(np.unique(s.labels)) - 1 for s in val)
     cache: dict[tuple[float, float], float] = {}
 
     def score(prob_t: float, nms_t: float) -> float:
-        key = (round(prob_t, 4), nms_t)
-        if key not in cache:
-            preds = [instances_from_prob_dist(p, d, grid=net.config.grid, shape=s.labels.shape,
-                                              thresholds=Thresholds(prob_t, nms_t))[0] for (p, d), s in zip(maps, val)]
-            cache[key] = float(np.mean([matching_dataset(gts, preds, thresh=t, show_progress=False).f1
-                                        for t in iou_threshs]))
+        key = (round(float(prob_t), 4), nms_t)
+        if key in cache:
+            return cache[key]
+        n_cand = sum(len(candidates(p, d, grid=net.config.grid, shape=s.labels.shape, prob_thresh=prob_t)[0])
+                     for (p, d), s in zip(maps, val))
+        if n_cand > max_candidates_per_object * max(n_true, 1):
+            cache[key] = 0.0
+            return 0.0
+        tp, n_gt, n_pred = np.zeros(len(iou_threshs)), 0, 0
+        for (p, d), s in zip(maps, val):
+            labels, _ = instances_from_prob_dist(p, d, grid=net.config.grid, shape=s.labels.shape,
+                                                 thresholds=Thresholds(prob_t, nms_t))
+            t, g, q = f1_scores(s.labels, labels, iou_threshs)
+            tp, n_gt, n_pred = tp + t, n_gt + g, n_pred + q
+        f1 = 2 * tp / np.maximum(n_gt + n_pred, 1)
+        cache[key] = float(f1.mean())
         return cache[key]
 
-    best = (-1.0, Thresholds())
-    for nms_t in nms_threshs:
-        grid = np.arange(0.1, 0.91, 0.1)
-        p0 = max(grid, key=lambda p: score(p, nms_t))
-        fine = np.arange(max(0.02, p0 - 0.08), min(0.98, p0 + 0.081), 0.02)
-        p1 = max(fine, key=lambda p: score(p, nms_t))
-        if score(p1, nms_t) > best[0]:
-            best = (score(p1, nms_t), Thresholds(float(round(p1, 4)), float(nms_t)))
-    return best[1], best[0]
+    coarse = np.arange(0.1, 0.91, 0.1)
+    best_nms, best_p = max(((n, p) for n in nms_threshs for p in coarse), key=lambda c: score(c[1], c[0]))
+    if score(best_p, best_nms) > 0:
+        fine = np.arange(max(0.02, best_p - 0.08), min(0.98, best_p + 0.081), 0.02)
+        best_p = max(fine, key=lambda p: score(p, best_nms))
+    return Thresholds(float(round(best_p, 4)), float(best_nms)), score(best_p, best_nms)
 
 
 # ------------------------------------------------------------------------- training
@@ -347,12 +416,17 @@ def train_nuclei(samples: list[Sample], *, out: str | Path, mpp: float, options:
         return stardist_loss(model, x, target, loss_weights=options.loss_weights, background_reg=options.background_reg)
 
     t0 = time.perf_counter()
-    result = fit(
-        net, sample_train=lambda rng: make_batch(train, rng, config=config, options=options),
-        loss_fn=loss_fn, val_batches=val_batches, epochs=options.epochs, steps_per_epoch=options.steps_per_epoch,
-        device=device, lr=options.learning_rate,
-        time_limit_s=None if options.time_limit_min is None else 60 * options.time_limit_min, seed=options.seed,
-    )
+    stream = BatchStream(train, config=config, options=options, seed=options.seed) if options.workers > 0 else None
+    try:
+        result = fit(
+            net, sample_train=stream or (lambda rng: make_batch(train, rng, config=config, options=options)),
+            loss_fn=loss_fn, val_batches=val_batches, epochs=options.epochs, steps_per_epoch=options.steps_per_epoch,
+            device=device, lr=options.learning_rate,
+            time_limit_s=None if options.time_limit_min is None else 60 * options.time_limit_min, seed=options.seed,
+        )
+    finally:
+        if stream is not None:
+            stream.close()
     thresholds, f1 = optimize_thresholds(net, val, device=device, nms_threshs=options.nms_threshs,
                                          iou_threshs=options.iou_threshs)
     log.info("thresholds prob %.3f nms %.2f (validation mean F1 %.3f)", thresholds.prob, thresholds.nms, f1)

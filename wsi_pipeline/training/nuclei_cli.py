@@ -23,6 +23,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--time-limit", type=float, default=None, help="stop after this many minutes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="processes preparing training batches (0: none)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
@@ -44,7 +45,7 @@ def run(args) -> int:
         preset=args.preset, init=args.init, patch_size=args.patch_size, batch_size=args.batch_size,
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
         val_fraction=args.val_fraction, val_names=tuple(v for v in (args.val or "").split(",") if v),
-        time_limit_min=args.time_limit, seed=args.seed,
+        time_limit_min=args.time_limit, seed=args.seed, workers=args.workers,
     )
     res = train_nuclei(samples, out=out, mpp=args.mpp, options=options, device=device)
     print(f"wrote {res.folder} (thresholds prob {res.thresholds.prob:.3f}, nms {res.thresholds.nms:.2f}; "

@@ -1,0 +1,117 @@
+"""``wsi-pipeline train nuclei``: targets, loss, an end-to-end tiny run, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from stardist.geometry import star_dist
+
+from detectors.stardist import StarDistConfig, StarDistNet, load_stardist_model
+from wsi_pipeline.cli import main as cli
+from wsi_pipeline.training.nuclei import NucleiTrainingOptions, Sample, make_batch, stardist_loss, targets
+from wsi_pipeline.training.synthetic import synthetic_nuclei
+
+SMALL = StarDistConfig(n_rays=16, grid=(2, 2), n_channel_in=3, unet_n_depth=2, unet_n_filter_base=8,
+                       net_conv_after_unet=16)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nuclei")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    for i in range(3):
+        img, lbl = synthetic_nuclei((96, 96), seed=i)
+        tifffile.imwrite(root / "images" / f"img{i}.tif", img)
+        tifffile.imwrite(root / "labels" / f"img{i}.tif", lbl)
+    return root
+
+
+def test_targets_are_stardist_targets():
+    _, lbl = synthetic_nuclei((64, 64), seed=1)
+    prob, dist = targets(lbl, n_rays=16, grid=(2, 2))
+    assert prob.shape == (32, 32) and dist.shape == (32, 32, 16)
+    sub = lbl[::2, ::2]
+    assert np.all(prob[sub == 0] == 0) and np.all(prob[sub > 0] > 0) and prob.max() <= 1
+    np.testing.assert_allclose(dist, star_dist(lbl, 16, grid=(2, 2)), atol=1e-5)
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    img, lbl = synthetic_nuclei((64, 64), seed=2)
+    options = NucleiTrainingOptions(patch_size=64, batch_size=2)
+    x, target = make_batch([Sample("a", img, lbl)], np.random.default_rng(0), config=SMALL, options=options)
+    assert x.shape == (2, 3, 64, 64) and target[0].shape == (2, 1, 32, 32) and target[1].shape == (2, 16, 32, 32)
+    torch.manual_seed(0)
+    net = StarDistNet(SMALL)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    with torch.no_grad():
+        first = float(stardist_loss(net, x, target))
+    for _ in range(15):
+        opt.zero_grad()
+        loss = stardist_loss(net, x, target)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(stardist_loss(net, x, target)) < 0.7 * first
+
+
+def test_train_nuclei_end_to_end(dataset, tmp_path, capsys):
+    out = tmp_path / "model"
+    rc = cli(["train", "nuclei", "--images", str(dataset / "images"), "--labels", str(dataset / "labels"),
+              "--mpp", "0.5", "--out", str(out), "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
+              "--patch-size", "64", "--preset", "small", "--val", "img2", "--device", "cpu"])
+    assert rc == 0
+    assert "wrote" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"config.json", "thresholds.json", "weights_best.h5", "training.json"}
+    report = json.loads((out / "training.json").read_text())
+    assert len(report["history"]["val_loss"]) == 2
+    assert json.loads((out / "config.json").read_text())["wsi_pipeline"]["val_images"] == ["img2"]
+    det = load_stardist_model(out, device="cpu", tile_size=96, halo=16, max_object_size=48)
+    assert det.spec.mpp == 0.5
+    thr = json.loads((out / "thresholds.json").read_text())
+    assert det.thresholds.prob == thr["prob"] and 0 < thr["prob"] < 1
+    img = tifffile.imread(dataset / "images" / "img0.tif")
+    assert len(det.predict_batch(img[None])) == 1
+
+
+def test_train_from_geojson_polygons(dataset, tmp_path):
+    io = pytest.importorskip("wsi_pipeline.evaluation.io")
+    from skimage.measure import find_contours
+
+    from wsi_pipeline.annotations import Feature, write_geojson
+
+    import shapely
+
+    poly_dir = tmp_path / "polygons"
+    poly_dir.mkdir()
+    for i in range(3):
+        lbl = tifffile.imread(dataset / "labels" / f"img{i}.tif")
+        feats = []
+        for k in range(1, lbl.max() + 1):
+            c = find_contours(np.pad(lbl == k, 1).astype(float), 0.5)[0] - 1
+            feats.append(Feature(shapely.Polygon(c[:, ::-1] + 0.5).buffer(0), object_type="annotation",
+                                 classification="Nucleus"))
+        write_geojson(poly_dir / f"img{i}.geojson", feats)
+    back = io.load_labels(poly_dir / "img0.geojson", shape=(96, 96))
+    assert back.max() == tifffile.imread(dataset / "labels" / "img0.tif").max()
+    rc = cli(["train", "nuclei", "--images", str(dataset / "images"), "--geojson", str(poly_dir), "--mpp", "0.5",
+              "--out", str(tmp_path / "m"), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1",
+              "--patch-size", "64", "--preset", "small", "--device", "cpu"])
+    assert rc == 0 and (tmp_path / "m" / "weights_best.h5").is_file()
+
+
+def test_bad_inputs_are_one_line_errors(dataset, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc = cli(["train", "nuclei", "--images", str(dataset / "images"), "--labels", str(empty), "--mpp", "0.5",
+              "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no annotations" in err and "\n" not in err
+    assert not (tmp_path / "m").exists()
+    rc = cli(["train", "nuclei", "--images", str(tmp_path / "nope"), "--labels", str(empty), "--mpp", "0.5",
+              "--out", str(tmp_path / "m")])
+    assert rc == 2 and "not a folder" in capsys.readouterr().err
