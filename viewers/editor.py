@@ -18,7 +18,9 @@ from collections.abc import Callable
 import numpy as np
 import shapely
 
-from viewers.layers import category_rgba, geometry_from_parts, rc_to_xy, rgba, shapes_data, store_class_colors
+from viewers.layers import (
+    category_rgba, geometry_from_parts, nuclei_raster, rc_to_xy, rgba, shapes_data, store_class_colors,
+)
 from viewers.store import FeatureStore
 
 Parts = list[tuple[str, np.ndarray]]
@@ -160,14 +162,14 @@ class LayerSync:
 class ViewportEditor:
     """Keeps ``shapes`` filled with the nuclei around the view; ``overview`` shows the rest.
 
-    store : the full set. shapes : napari Shapes layer (editable). overview : napari Points
-    layer made by :func:`viewers.layers.points_layer` (row ``i`` = point ``i``).
+    store : the full set. shapes : napari Shapes layer (editable). overview : the raster of
+    :func:`viewers.layers.nuclei_raster_layer`, or a Points layer of :func:`viewers.layers.points_layer`.
     cap : most objects loaded for editing; more than that in view -> overview only.
     margin : loaded box = view box grown by this fraction on each side.
     mask : callable returning a ``(N,)`` bool mask of rows to show (filters), or ``None``.
     """
 
-    def __init__(self, store: FeatureStore, shapes, overview, *, cap: int = 3000, margin: float = 0.5,
+    def __init__(self, store: FeatureStore, shapes, overview, *, cap: int = 3000, margin: float = 0.25,
                  mask: Callable[[], np.ndarray | None] | None = None, default_class: str = "Nucleus",
                  edge_width: float = 1.5) -> None:
         self.store, self.shapes, self.overview = store, shapes, overview
@@ -190,6 +192,9 @@ class ViewportEditor:
         box = (x0 - mx, y0 - my, x1 + mx, y1 + my)
         self.sync.sync(reviewer=reviewer)
         rows = self.store.rows_in_box(*box, mask=self.mask())
+        if len(rows) > self.cap:  # too many with the margin: try the view alone
+            box = view
+            rows = self.store.rows_in_box(*box, mask=self.mask())
         if len(rows) > self.cap:
             self._deactivate()
             self.box = None
@@ -223,15 +228,18 @@ class ViewportEditor:
         self.overview.visible = True
 
     def refresh_overview(self, *, force: bool = False) -> None:
-        """Re-upload the all-nuclei points if the store changed since the last upload."""
+        """Redraw the overview (all nuclei) if the store changed since the last time."""
         if not force and self._overview_version == self.store.version:
             return
         mask = self.mask()
-        shown = self.store.alive if mask is None else self.store.alive & mask
         layer = self.overview
-        layer.data = self.store.centroids[:, ::-1]
-        layer.face_color = category_rgba(self.store, alpha=0.9)[self.store.category]
-        layer.shown = shown
+        if _is_points(layer):
+            layer.data = self.store.centroids[:, ::-1]
+            layer.face_color = category_rgba(self.store, alpha=0.9)[self.store.category]
+            layer.shown = self.store.alive if mask is None else self.store.alive & mask
+        else:  # the multiscale raster of :func:`viewers.layers.nuclei_raster_layer`
+            meta = layer.metadata
+            layer.data = nuclei_raster(self.store, shape_xy=meta["wsi_shape"], bin_px=meta["wsi_bin"], visible=mask)
         self._overview_version = self.store.version
 
 

@@ -52,8 +52,9 @@ def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | Non
     if nuclei is not None:
         store, props = _load(nuclei)
         data, kw = _density(store, slide, mpp, name="Nuclei density", visible=True)
-        viewer.add_image(data, **kw)
-        desk.add_nuclei(store, path=nuclei, properties=props, point_size=7 * px_per_um, cap=cap)
+        desk.overview_layers.append(viewer.add_image(data, **kw))
+        desk.add_nuclei(store, path=nuclei, properties=props, shape_xy=slide.dimensions,
+                        bin_px=max(2.0, 2 * px_per_um), cap=cap)
     if (r / "tissue.geojson").exists():
         store, props = _load(r / "tissue.geojson")
         desk.add_annotations(store, path=r / "tissue.geojson", properties=props, name="Tissue", edge_width=outline,
@@ -76,6 +77,7 @@ def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | Non
     desk.add_annotations(store, path=ann, properties=props, name="Annotations", edge_width=outline,
                          default_class="Tumor")
     _fit(viewer, slide)
+    desk.update_view()
     return desk
 
 

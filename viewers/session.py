@@ -71,6 +71,9 @@ class Desk:
             audit_path = self.results_dir / AUDIT_NAME
         self.audit_path = Path(audit_path) if audit_path else None
         self.sources: dict[str, Source] = {}
+        #: overview-only layers (density maps): shown zoomed out, hidden while an editor is active
+        #: so that H&E colours are true at full resolution
+        self.overview_layers: list = []
         self._timer = None
         _DESKS[id(viewer)] = self
 
@@ -110,10 +113,11 @@ class Desk:
         return getattr(self.viewer, f"add_{kind}")(data_, **kwargs)
 
     def add_nuclei(self, store: FeatureStore, *, path: Path | None, properties: dict | None = None,
-                   name: str = "Nuclei", point_size: float = 24.0, cap: int = 3000) -> Source:
-        """All nuclei as points (every zoom) plus a Shapes layer editing the ones in view."""
+                   name: str = "Nuclei", shape_xy: tuple[int, int], bin_px: float = 8.0, cap: int = 3000) -> Source:
+        """All nuclei as a class-coloured multiscale raster (every zoom) plus a Shapes layer
+        editing the ones in view. ``shape_xy``: the slide's level-0 ``(width, height)``."""
         src = Source(name, store, path, dict(properties or {}))
-        overview = self._add(L.points_layer(store, name=f"{name} (all)", size=point_size))
+        overview = self._add(L.nuclei_raster_layer(store, shape_xy=shape_xy, bin_px=bin_px, name=f"{name} (all)"))
         shapes = self.viewer.add_shapes(name=f"{name} (edit)", edge_width=1.5, face_color="transparent",
                                         features={"row": np.zeros(0, np.int64), "class": np.zeros(0, object)},
                                         metadata={"wsi_store": store, "wsi_role": "editor"})
@@ -171,6 +175,9 @@ class Desk:
         for src in self.sources.values():
             if src.editor is not None:
                 src.editor.update(box, force=force, reviewer=self.reviewer)
+        editing = any(src.editor is not None and src.editor.active for src in self.sources.values())
+        for layer in self.overview_layers:
+            layer.visible = not editing
 
     # ---- filters ------------------------------------------------------------------------
     def apply_filters(self, name: str) -> None:
