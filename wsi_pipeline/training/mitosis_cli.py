@@ -32,7 +32,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import logging
     from pathlib import Path
 
 
@@ -44,7 +43,6 @@ def run(args) -> int:
         SampleSet, load_annotated_images, load_crop_folders, load_negative_fields,
     )
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.mpp <= 0:
         raise InputError(None, f"--mpp must be positive, got {args.mpp}")
     if not 64 <= args.crop_size <= 128 or args.crop_size % 16:
