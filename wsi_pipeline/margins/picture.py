@@ -175,24 +175,33 @@ def _margin_names(ax, assessment: MarginAssessment, mm) -> None:
     names = {m.colour: m.name for m in assessment.margins}
     near = [Point(m.approach.edge_point) for m in assessment.margins if m.approach is not None]
     x0, y0, x1, y1 = mm(shapely.union_all(list(assessment.pieces))).bounds
-    off = 0.035 * max(x1 - x0, y1 - y0)
+    off = 0.015 * max(x1 - x0, y1 - y0)
     for colour in sorted({s.colour for s in assessment.segments} - {"uninked", "scan border"}):
         seg = max((s for s in assessment.segments if s.colour == colour), key=lambda s: s.line.length)
         spots = [seg.line.interpolate(f, normalized=True) for f in (0.25, 0.5, 0.75)]
         at = max(spots, key=lambda p: min((p.distance(q) for q in near), default=0.0))
         t = seg.line.project(at)
-        a = mm(seg.line.interpolate(max(t - 1, 0)))
-        b = mm(seg.line.interpolate(min(t + 1, seg.line.length)))
+        half = max(1.0, 0.05 * seg.line.length)  # µm; a wide window smooths jagged outlines
+        a = mm(seg.line.interpolate(max(t - half, 0)))
+        b = mm(seg.line.interpolate(min(t + half, seg.line.length)))
         p = mm(at)
         tangent = np.array([b.x - a.x, b.y - a.y])
         tangent /= np.linalg.norm(tangent) or 1.0
         normal = np.array([tangent[1], -tangent[0]])
-        if mm(assessment.pieces[seg.piece]).contains(Point(p.x + normal[0] * off, p.y + normal[1] * off)):
-            normal = -normal  # point outwards
+        tissue = mm(shapely.union_all(list(assessment.pieces)))
+        for reach in (1.0, 2.0, 3.0, 4.0):  # the nearest spot off the tissue, either side of the edge
+            outside = [tissue.distance(Point(p.x + k * normal[0] * off * reach, p.y + k * normal[1] * off * reach))
+                       for k in (1, -1)]
+            if max(outside) > 0:
+                break
+        normal = (normal if outside[0] >= outside[1] else -normal) * reach
         angle = -np.degrees(np.arctan2(tangent[1], tangent[0]))  # y axis points down
         angle = (angle + 90) % 180 - 90  # keep text upright
+        theta = np.radians(angle)
+        text_up = np.array([-np.sin(theta), -np.cos(theta)])  # in data coordinates (y down)
+        va = "bottom" if float(normal @ text_up) > 0 else "top"  # the text body lies off the tissue
         ax.text(p.x + normal[0] * off, p.y + normal[1] * off, names.get(colour, colour), rotation=angle,
-                rotation_mode="anchor", ha="center", va="center", fontsize=8, fontweight="bold",
+                rotation_mode="anchor", ha="center", va=va, fontsize=8, fontweight="bold",
                 color=ink_colour(colour) if colour != "yellow" else "#8a6d00", path_effects=_HALO, zorder=10)
 
 
