@@ -10,6 +10,7 @@ Coordinates inside :class:`Instances` are shapely geometries in ``(x, y)`` tile 
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ import shapely
 import torch
 
 from detectors.device import select_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,19 @@ class Detector(ABC):
         out = self._predict_batch(tiles)
         if len(out) != len(tiles):
             raise RuntimeError(f"{type(self).__name__} returned {len(out)} results for {len(tiles)} tiles")
-        return out
+        return [self._within_max_size(r) for r in out]
+
+    def _within_max_size(self, result: Instances) -> Instances:
+        """Drop objects larger than ``spec.max_object_size``: the tile grid's halo is sized
+        for it, so a larger object could be cut or counted twice at tile borders."""
+        if len(result) == 0 or result.geometry[0].geom_type == "Point":
+            return result
+        b = shapely.bounds(result.geometry)
+        ok = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) <= self.spec.max_object_size
+        if not ok.all():
+            log.debug("%s: dropped %d object(s) larger than %d px", self.spec.name, int((~ok).sum()), self.spec.max_object_size)
+            return result.subset(ok)
+        return result
 
     def predict(self, tile: np.ndarray) -> Instances:
         return self.predict_batch(np.asarray(tile)[None])[0]

@@ -43,7 +43,7 @@ from detectors.nuclei.watershed import (
 log = logging.getLogger(__name__)
 
 SPEC = DetectorSpec(
-    name="nuclei-weightfree", mpp=0.25, tile_size=640, halo=64, max_object_size=120, classes=("Nucleus",),
+    name="nuclei-weightfree", mpp=0.25, tile_size=640, halo=80, max_object_size=80, classes=("Nucleus",),
 )
 
 
