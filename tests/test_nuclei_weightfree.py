@@ -223,3 +223,16 @@ def test_monuseg_dev_quality(shared_data):
     assert total.aji >= 0.56
     assert total.at(0.5)["f1"] >= 0.77
     assert total.at(0.5)["pq"] >= 0.565
+
+
+def test_cuda_runs_in_float32_without_tf32():
+    """On CUDA the classical maths must not run in fp16 autocast or TF32 convolutions."""
+    from types import SimpleNamespace
+
+    from detectors.nuclei.weightfree import _float32
+
+    before = torch.backends.cudnn.allow_tf32
+    with _float32(SimpleNamespace(type="cuda")):
+        assert torch.backends.cudnn.allow_tf32 is False
+        assert not torch.is_autocast_enabled("cuda")
+    assert torch.backends.cudnn.allow_tf32 == before
