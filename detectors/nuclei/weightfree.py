@@ -61,7 +61,8 @@ class WeightFreeParams:
     min_area : smallest nucleus kept, pixels.
     distance_sigma : smoothing of the distance map before marker detection.
     marker_radius : markers are maxima of the smoothed distance within this radius.
-    max_radius : largest nucleus radius the distance and the rays consider.
+    max_radius : largest nucleus radius the distance and the rays consider; polygons span
+        at most ``2 * max_radius + 1`` px, within :data:`SPEC`'s max_object_size (80).
     n_rays : vertices of each star-convex polygon.
     stain : "ruifrok" (fixed H&E vectors) or "macenko" (estimated per slide by
         :meth:`WeightFreeNucleiDetector.calibrate`, per tile otherwise).
@@ -85,7 +86,7 @@ class WeightFreeParams:
     min_area: int = 80
     distance_sigma: float = 2.0
     marker_radius: int = 6
-    max_radius: int = 40
+    max_radius: int = 39
     n_rays: int = 32
     stain: str = "ruifrok"
     eosin_weight: float = 0.3
