@@ -127,7 +127,10 @@ class TileRenderer:
         bank = self.bank
         # aperiodic modulation of the periodic collagen: staining and density vary slowly
         tone = value_noise(x0, y0, w, h, scale=300 * px, seed=self.seed + 17)
-        eos = t * ((0.28 + 0.12 * tone) + 0.40 * bank.window("collagen", x0, y0, w, h))
+        gaps = fbm(x0, y0, w, h, scale=35 * px, seed=self.seed + 19, octaves=2)
+        open_space = np.clip((gaps - 0.33) * (1 / 0.12), 0.0, 1.0)
+        fibres = bank.window("collagen", x0, y0, w, h) * (0.12 + 0.88 * open_space)
+        eos = t * ((0.28 + 0.12 * tone) + 0.40 * fibres)
         hema = t * 0.05
         epi = _raster(sc.epidermis, x0, y0, w, h)
         if epi is not None:

@@ -102,9 +102,9 @@ class TextureBank:
         pick = periodic_noise(s, scale=90 * px, rng=rng, octaves=2)
         pick = np.clip((pick - 0.5) * 5 + 0.5, 0, 1)
         fib = fib_a * pick + fib_b * (1 - pick)
-        gaps = periodic_noise(s, scale=35 * px, rng=rng, octaves=3)
-        open_space = np.clip((gaps - 0.33) / 0.12, 0.0, 1.0)
-        self.collagen = ((0.35 + 0.65 * fib) * (0.12 + 0.88 * open_space)).astype(np.float32)
+        # fibres only: the clefts between bundles are low-frequency, so the renderer draws
+        # them aperiodically (a repeated blotch pattern would show at low magnification)
+        self.collagen = (0.35 + 0.65 * fib).astype(np.float32)
         self.mottle = periodic_noise(s, scale=12 * px, rng=rng, octaves=3)
         self.chromatin = periodic_noise(s, scale=1.6 * px, rng=rng, octaves=2)
         lam_px, lam_py = periodic_wave(s, angle=math.pi / 2, period=4 * px)
