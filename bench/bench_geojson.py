@@ -14,6 +14,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -111,6 +112,7 @@ def main() -> None:
                   f" | speed-up write x{nw * scale / tw:.1f}, read x{nr * scale / tr:.1f}"
                   f" (cpu x{CPU['nw'] * scale / CPU['w']:.1f}, x{CPU['nr'] * scale / CPU['r']:.1f})")
         print(calibrate())
+    print(f"peak memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
 
 
 if __name__ == "__main__":
