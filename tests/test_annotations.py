@@ -250,6 +250,12 @@ def test_bad_input_raises_input_error(tmp_path):
     (tmp_path / "trunc.geojson.gz").write_bytes(gzip.compress(b'{"type": "FeatureCollection"')[:-6])
     with pytest.raises(InputError, match="trunc.geojson.gz"):
         read_geojson(tmp_path / "trunc.geojson.gz")
+    # a large file of ours, cut short mid-stream: the streamed reader says so too
+    write_geojson(tmp_path / "big.geojson.gz", (Feature(shapely.Point(i, i).buffer(3)) for i in range(3000)))
+    data = (tmp_path / "big.geojson.gz").read_bytes()
+    (tmp_path / "cut.geojson.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cut.geojson.gz: cannot read"):
+        read_geojson(tmp_path / "cut.geojson.gz")
 
 
 def test_colours():

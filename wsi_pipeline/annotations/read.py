@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import queue
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,6 +82,43 @@ def _open(path: Path):
 
 
 _READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+class _Prefetch:
+    """Reads ``block_size`` blocks of ``fh`` in a background thread (gunzip releases the
+    GIL, so decompression overlaps parsing). Errors are re-raised by :meth:`read`."""
+
+    def __init__(self, fh, block_size: int) -> None:
+        self._fh, self._size = fh, block_size
+        self._q: queue.Queue = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._fh.read(self._size)
+                self._q.put(data)
+                if not data:
+                    return
+        except BaseException as e:  # handed to the consumer
+            self._q.put(e)
+
+    def read(self, _size: int = -1) -> bytes:
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                self._q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._fh.close()
 
 
 def _parse(path: Path, data: bytes) -> Any:
@@ -205,11 +244,13 @@ def iter_chunks(path: str | os.PathLike, *, block_size: int = 8 << 20) -> tuple[
             raise InputError(path, f"not valid JSON ({e})") from None
 
         def gen():
-            with fh:
-                try:
-                    yield from _chunks(path, fh, block_size)
-                except _READ_ERRORS as e:
-                    raise InputError(path, f"cannot read (corrupt gzip?): {e}") from None
+            src = _Prefetch(fh, block_size) if isinstance(fh, gzip.GzipFile) else fh
+            try:
+                yield from _chunks(path, src, block_size)
+            except _READ_ERRORS as e:
+                raise InputError(path, f"cannot read (corrupt gzip?): {e}") from None
+            finally:
+                src.close()
 
         return props, gen()
     with fh:
