@@ -40,12 +40,14 @@ def resolve_nuclei_model(model: str) -> tuple[str, Path | None]:
     raise InputError(path, "nuclei model is neither a model folder nor a known model name (see `wsi-pipeline models`)")
 
 
-def build_nuclei_detector(kind: str, folder: str | None, device: str, percentiles: dict | None = None) -> Detector:
-    """Build the nuclei detector; StarDist gets the slide's normalisation percentiles."""
+def build_nuclei_detector(kind: str, folder: str | None, device: str, percentiles: dict | None = None,
+                          threshold: float | None = None) -> Detector:
+    """Build the nuclei detector with its per-slide calibration: StarDist's normalisation
+    percentiles, or the weight-free detector's hematoxylin threshold."""
     if kind == "weightfree":
         from detectors.nuclei.weightfree import WeightFreeNucleiDetector
 
-        return WeightFreeNucleiDetector(device=device)
+        return WeightFreeNucleiDetector(device=device, threshold=threshold)
     from detectors.stardist import Percentiles, load_stardist_model
 
     det = load_stardist_model(folder, device=device)
@@ -71,3 +73,13 @@ def nuclei_factory(model: str, device: str, *, slide=None) -> tuple[Callable[[],
         log.warning("nuclei: no trained weights found, using the %s", WEIGHTFREE_NOTE)
         return factory, WEIGHTFREE_NOTE
     return factory, f"StarDist2D (torch) from {folder.name}"
+
+
+def calibrated(factory: functools.partial, detector: Detector, sample_tiles) -> functools.partial:
+    """For the weight-free detector: one hematoxylin threshold for the whole slide, learned
+    from ``sample_tiles`` ``(B, H, W, 3)``, so that neighbouring tiles agree (no seams)."""
+    if not hasattr(detector, "calibrate") or len(sample_tiles) == 0:
+        return factory
+    threshold = detector.calibrate(sample_tiles).threshold
+    kind, folder, device, percentiles = factory.args[:4]
+    return functools.partial(build_nuclei_detector, kind, folder, device, percentiles, threshold)

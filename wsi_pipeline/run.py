@@ -31,6 +31,8 @@ from wsi_pipeline.detection import nuclei_factory
 
 log = logging.getLogger(__name__)
 
+CALIBRATION_TILES = 6  # tissue tiles sampled across the slide to fix one nuclei threshold
+
 
 @dataclass
 class SlideRun:
@@ -138,7 +140,8 @@ def run_slide(
 
 
 def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
-    from wsi_pipeline.tile_runner import run_dask, run_inprocess
+    from wsi_pipeline.detection import calibrated
+    from wsi_pipeline.tile_runner import read_tile, run_dask, run_inprocess
 
     factory, description = nuclei_factory(cfg.nuclei.model, cfg.device, slide=slide)
     run.notes.append(f"nuclei: {description}")
@@ -150,6 +153,10 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
         halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
         mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
     )
+    if tiles:
+        pick = np.linspace(0, len(tiles) - 1, num=min(CALIBRATION_TILES, len(tiles))).round().astype(int)
+        factory = calibrated(factory, detector, np.stack([read_tile(slide, tiles[i], spec.mpp) for i in pick]))
+        detector = factory()
     run.counts["nuclei_tiles"] = len(tiles)
     run.counts["nuclei_model"] = description
     if progress is not None:

@@ -1,7 +1,8 @@
-"""``wsi-pipeline demo --out DIR``: make the synthetic demo slide and tile it into OME-Zarr.
+"""``wsi-pipeline demo --out DIR``: the whole pipeline on a synthetic skin excision.
 
-For now the demo writes the slide, its ground truth and ``demo.ome.zarr``; later steps of
-the pipeline (tissue, nuclei, mitoses, margins) join it.
+Makes ``DIR/demo.svs`` (with ground truth in ``DIR/demo_truth/``), runs tissue -> nuclei ->
+mitoses -> overview into ``DIR/demo/`` (with ``slide.ome.zarr``), then the margin report,
+and prints where everything is.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 NAME = "demo"
-HELP = "Run the demo on a synthetic skin excision: make the slide, tile it to OME-Zarr, print where results are."
+HELP = "run the whole pipeline on a built-in synthetic skin excision (no data or network needed)"
 
 SIZES = {"small": (6144, 4096), "medium": (16384, 12288), "large": (61440, 40960)}
 
@@ -17,19 +18,14 @@ SIZES = {"small": (6144, 4096), "medium": (16384, 12288), "large": (61440, 40960
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     parser.add_argument("--size", choices=sorted(SIZES), default="small", help="slide size (default small)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def run_demo(out_dir: str | Path, *, size: str = "small", progress: bool = False) -> dict[str, Path]:
-    """Make ``out_dir/demo.svs`` (+ ``demo_truth/``) and ``out_dir/demo.ome.zarr``.
-
-    Returns the paths written: ``slide``, ``truth``, ``zarr``.
-    """
-    from tiling import open_slide
-    from tiling.omezarr import write_omezarr
+def make_demo_slide(out_dir: Path, *, size: str = "small", progress: bool = False):
+    """``out_dir/demo.svs`` + truth: a 1.5 mm x 1 mm excision (small) with a tumour 0.25 mm from blue ink."""
     from wsi_pipeline.synthetic import make_synthetic_slide
 
-    out_dir = Path(out_dir)
     width, height = SIZES[size]
     bar = None
     if progress:
@@ -37,46 +33,54 @@ def run_demo(out_dir: str | Path, *, size: str = "small", progress: bool = False
 
         bar = tqdm(total=-(-width // 256) * -(-height // 256), unit="tile", desc="demo.svs")
     try:
-        slide = make_synthetic_slide(
-            out_dir, width=width, height=height, mpp=0.25, seed=0, name="demo", progress=bar.update if bar else None
-        )
+        return make_synthetic_slide(out_dir, width=width, height=height, mpp=0.25, seed=0, name="demo",
+                                    tumor_ink_distance_um=250.0, ink_depth_um=30.0, progress=bar.update if bar else None)
     finally:
         if bar is not None:
             bar.close()
-    zarr_path = out_dir / "demo.ome.zarr"
-    with open_slide(slide.path) as opened:
-        write_omezarr(opened, zarr_path, overwrite=True, progress=_bar("demo.ome.zarr") if progress else None)
-    return {"slide": slide.path, "truth": slide.truth_dir, "zarr": zarr_path}
 
 
-def _bar(desc: str):
+def run_demo(out_dir: str | Path, *, size: str = "small", device: str = "auto", progress: bool = False):
+    """Make the demo slide, run the pipeline and the margin report; return the run result."""
     from tqdm import tqdm
 
-    state = {}
+    from wsi_pipeline.batch.manifest import SlideJob
+    from wsi_pipeline.cli import main as cli
+    from wsi_pipeline.config import load_config
+    from wsi_pipeline.run import run_slide
 
-    def update(done: int, total: int) -> None:
-        if "bar" not in state:
-            state["bar"] = tqdm(total=total, initial=done, unit="block", desc=desc)
-        state["bar"].update(done - state["bar"].n)
-        if done >= total:
-            state["bar"].close()
-
-    return update
+    out_dir = Path(out_dir)
+    slide = make_demo_slide(out_dir, size=size, progress=progress)
+    cfg = load_config("default").updated(**{"device": device, "cluster.kind": "inprocess", "output.ome_zarr": True})
+    job = SlideJob(path=slide.path, slide_id="demo", metadata={"specimen_id": "DEMO-0001", "body_site": "skin (synthetic)"})
+    with tqdm(total=0, unit="tile", leave=False, disable=not progress) as bar:
+        result = run_slide(job, out_dir, cfg, progress=bar)
+    rc = cli(["margins", str(slide.path), "--results", str(result.out_dir)])
+    if rc != 0:
+        raise RuntimeError(f"margins step failed with exit code {rc}")
+    return slide, result
 
 
 def run(args) -> int:
-    from tiling import open_slide
     from tiling.errors import InputError
-    from wsi_pipeline.commands.info import format_info
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
-    paths = run_demo(out, size=args.size, progress=not args.no_progress)
-    with open_slide(paths["slide"]) as slide:
-        print(format_info(slide.info.to_dict()))
+    slide, result = run_demo(out, size=args.size, device=args.device, progress=not args.no_progress)
+    c = result.counts
+    d = result.out_dir
     print()
-    print(f"slide         {paths['slide']}")
-    print(f"ground truth  {paths['truth']}  (tissue, tumour, ink, nuclei, mitoses GeoJSON; open in QuPath)")
-    print(f"OME-Zarr      {paths['zarr']}  (napari: napari --plugin napari-ome-zarr {paths['zarr']})")
+    print(f"Demo slide      {slide.path}  (ground truth in {slide.truth_dir})")
+    print(f"Tissue          {c.get('tissue_mm2', 0):.2f} mm² in {c.get('tissue_pieces', 0)} piece(s), "
+          f"{c.get('ink_regions', 0)} inked region(s)")
+    print(f"Nuclei          {c.get('nuclei', 0)}  ({c.get('nuclei_model', '')})")
+    rate = c.get("mitoses_per_mm2")
+    print(f"Mitoses         {c.get('mitoses', 0)}; hotspot {rate if rate is not None else 'n/a'} per mm²  ({c.get('mitosis_model', '')})")
+    print(f"Results         {d}/")
+    for name in ("overview.png", "tissue.geojson", "nuclei.geojson.gz", "nuclei.parquet", "mitoses.geojson",
+                 "summary.json", "slide.ome.zarr", "margin_report.pdf", "margin_report.html"):
+        if (d / name).exists():
+            print(f"  {name}")
+    print(f"Look at it      wsi-pipeline view {slide.path} --results {d}   (needs the [viewer] extra)")
     return 0
