@@ -30,7 +30,8 @@ DEFAULT_MODEL = REPO / "tests" / "fixtures" / "stardist" / "versatile_he"
 MONUSEG = REPO.parent / "shared" / "data" / "nuclei" / "monuseg-dev"
 
 
-def _tf_side(model: Path, image_path: Path, pct_path: Path, out: Path, block: int, overlap: int, context: int) -> None:
+def _tf_side(model: Path, image_path: Path, pct_path: Path, out: Path, block: int, overlap: int, context: int,
+             prob_thresh: float | None) -> None:
     """Runs inside the TensorFlow interpreter: predict_instances_big, timed."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,7 +45,7 @@ def _tf_side(model: Path, image_path: Path, pct_path: Path, out: Path, block: in
     sd.keras_model.predict(x[None, :256, :256], verbose=0)  # warm-up (graph building), not timed
     t0 = time.perf_counter()
     labels, details = sd.predict_instances_big(x, axes="YXC", block_size=block, min_overlap=overlap,
-                                               context=context, show_progress=False)
+                                               context=context, show_progress=False, prob_thresh=prob_thresh)
     seconds = time.perf_counter() - t0
     np.save(out, labels.astype(np.int32))
     print(json.dumps({"seconds": seconds, "n": int(len(details["points"]))}))
@@ -68,7 +69,8 @@ def make_image(size: int, seed: int = 0) -> tuple[np.ndarray, str]:
     return synthetic_nuclei((size, size), seed=seed)[0], "synthetic nuclei"
 
 
-def torch_side(model: Path, img: np.ndarray, lo: float, hi: float, *, tile: int, device: str) -> tuple[np.ndarray, float, int]:
+def torch_side(model: Path, img: np.ndarray, lo: float, hi: float, *, tile: int, device: str,
+               prob_thresh: float | None) -> tuple[np.ndarray, float, int]:
     import torch
 
     from detectors.stardist import load_stardist_net
@@ -76,6 +78,8 @@ def torch_side(model: Path, img: np.ndarray, lo: float, hi: float, *, tile: int,
     from detectors.stardist.predict import predict_instances
 
     net, thresholds, _ = load_stardist_net(model)
+    if prob_thresh is not None:
+        thresholds = type(thresholds)(prob_thresh, thresholds.nms)
     net = net.to(device)
     x = normalize_numpy(img, Percentiles((lo,), (hi,)))
     with torch.inference_mode():
@@ -94,19 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlap", type=int, default=128, help="stardist min_overlap")
     ap.add_argument("--context", type=int, default=128, help="stardist context")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--prob-thresh", type=float, default=None,
+                    help="override the model's prob threshold on both sides (random-weight fixtures need a high one)")
     default_tf = "/work/tfenv/bin/python" if Path("/work/tfenv/bin/python").exists() else ""
     ap.add_argument("--tf-python", default=os.environ.get("STARDIST_TF_PYTHON", default_tf))
     ap.add_argument("--tf-side", nargs=4, metavar=("MODEL", "IMAGE", "PCT", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.tf_side:
         m, i, p, o = map(Path, args.tf_side)
-        _tf_side(m, i, p, o, args.block, args.overlap, args.context)
+        _tf_side(m, i, p, o, args.block, args.overlap, args.context, args.prob_thresh)
         return 0
 
     img, what = make_image(args.size)
     lo, hi = (float(v) for v in np.percentile(img, (1, 99.8)))
     print(f"image {img.shape[1]}x{img.shape[0]} ({what}); model {args.model}; cpu threads {os.cpu_count()}")
-    labels_t, sec_t, n_t = torch_side(args.model, img, lo, hi, tile=args.tile, device=args.device)
+    labels_t, sec_t, n_t = torch_side(args.model, img, lo, hi, tile=args.tile, device=args.device,
+                                         prob_thresh=args.prob_thresh)
     print(f"torch StarDist (tiles {args.tile}, one global NMS): {sec_t:.1f} s, {n_t} nuclei")
     if not args.tf_python:
         print("stardist-TF: skipped (no --tf-python interpreter with tensorflow)")
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         np.save(ip, img)
         np.save(pp, np.array([lo, hi]))
         cmd = [args.tf_python, __file__, "--block", str(args.block), "--overlap", str(args.overlap),
-               "--context", str(args.context), "--tf-side", str(args.model), str(ip), str(pp), str(op)]
+               "--context", str(args.context)] + (["--prob-thresh", str(args.prob_thresh)] if args.prob_thresh else []) + [
+               "--tf-side", str(args.model), str(ip), str(pp), str(op)]
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode:
             print(f"stardist-TF failed:\n{run.stderr[-2000:]}")

@@ -115,3 +115,19 @@ def test_bad_inputs_are_one_line_errors(dataset, tmp_path, capsys):
     rc = cli(["train", "nuclei", "--images", str(tmp_path / "nope"), "--labels", str(empty), "--mpp", "0.5",
               "--out", str(tmp_path / "m")])
     assert rc == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_f1_scores_agree_with_stardist_matching():
+    from scipy import ndimage as ndi
+    from stardist.matching import matching
+
+    from wsi_pipeline.training.nuclei import f1_scores
+
+    _, gt = synthetic_nuclei((160, 160), seed=4)
+    pred = ndi.shift(gt, (2, 3), order=0)
+    pred[pred == 3] = 0
+    pred[:12, :12] = 999
+    tps, n_gt, n_pred = f1_scores(gt, pred, (0.3, 0.5, 0.7))
+    for t, tp in zip((0.3, 0.5, 0.7), tps):
+        m = matching(gt, pred, thresh=t)
+        assert (tp, n_gt, n_pred) == (m.tp, m.n_true, m.n_pred)
