@@ -1,0 +1,56 @@
+"""Issue 4, whole slide: the weight-free nuclei of a tiled run equal those of an untiled run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from detectors.base import Instances
+from detectors.nuclei.weightfree import WeightFreeNucleiDetector
+from tiling import ArraySlide
+from tiling.grid import tile_grid
+from wsi_pipeline.tile_runner import run_inprocess
+
+
+def _field(size: int) -> np.ndarray:
+    from wsi_pipeline.synthetic import build_scene, render_region
+
+    scene = build_scene(3 * size, 2 * size, mpp=0.25, seed=3, marker=False)
+    return render_region(scene, size, size // 2, size, size)  # dermis, tumour nest and epidermis
+
+
+def _run(slide, detector, tile_size: int) -> Instances:
+    spec = detector.spec
+    tiles = tile_grid(slide.dimensions, slide_mpp=0.25, working_mpp=spec.mpp, tile_size=tile_size,
+                      halo=spec.halo, max_object=spec.max_object_size)
+    return Instances.concatenate(list(run_inprocess(slide, detector, tiles, batch_size=2)))
+
+
+def _matched_fraction(a: Instances, b: Instances, iou: float = 0.9) -> tuple[float, int]:
+    """Fraction of ``b`` matched one-to-one in ``a`` at IoU >= iou, and duplicates in ``a``."""
+    tree = shapely.STRtree(a.geometry)
+    pairs = tree.query(b.geometry, predicate="intersects")
+    inter = shapely.area(shapely.intersection(b.geometry[pairs[0]], a.geometry[pairs[1]]))
+    union = shapely.area(shapely.union(b.geometry[pairs[0]], a.geometry[pairs[1]]))
+    good = inter / union >= iou
+    matched_b = np.unique(pairs[0][good])
+    used_a = pairs[1][good]
+    duplicates = len(used_a) - len(np.unique(used_a))
+    return len(matched_b) / max(1, len(b)), duplicates
+
+
+@pytest.mark.parametrize("size", [pytest.param(2048), pytest.param(4096, marks=pytest.mark.slow)])
+def test_tiled_run_equals_untiled_run(size):
+    img = _field(size)
+    slide = ArraySlide(img, mpp=0.25)
+    det = WeightFreeNucleiDetector(device="cpu")
+    det.calibrate(img[None, : size // 2, : size // 2])  # one threshold for the whole "slide"
+    whole = _run(slide, det, tile_size=size + 2 * det.spec.halo)
+    tiled = _run(slide, det, tile_size=512)
+    assert len(whole) > 200
+    frac, dup = _matched_fraction(tiled, whole)
+    frac_back, dup_back = _matched_fraction(whole, tiled)
+    assert dup == 0 and dup_back == 0
+    assert frac >= 0.995, f"only {frac:.4f} of untiled nuclei found by the tiled run"
+    assert frac_back >= 0.995, f"only {frac_back:.4f} of tiled nuclei found by the untiled run"
