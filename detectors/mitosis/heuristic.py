@@ -42,10 +42,10 @@ _WEIGHTS = {
 _BIAS = -3.0
 
 
-def _quantile(x: torch.Tensor, mask: torch.Tensor, q: float) -> torch.Tensor:
-    """(B,) q-quantile of x (B, N) over the entries where mask (B, N) is true."""
-    v = torch.where(mask, x, torch.full_like(x, float("nan")))
-    return torch.nanquantile(v, q, dim=1)
+def _kth(x: torch.Tensor, q: float) -> torch.Tensor:
+    """(B,) q-quantile (nearest rank) of x (B, N) along its last dimension."""
+    k = min(x.shape[1], max(1, int(round(q * (x.shape[1] - 1))) + 1))
+    return torch.kthvalue(x, k, dim=1).values
 
 
 def _masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -62,9 +62,10 @@ def crop_features(crops: np.ndarray | torch.Tensor, *, mpp: float = 0.25, core_u
     yy, xx = torch.meshgrid(torch.arange(s, device=x.device), torch.arange(s, device=x.device), indexing="ij")
     r = torch.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2) * mpp
     core = (r <= core_um)[None, None].expand_as(h)
-    flat, cflat = h.reshape(b, -1), core.reshape(b, -1)
-    peak = _quantile(flat, cflat, 0.95)
-    bg = torch.quantile(flat, 0.75, dim=1)
+    flat = h.reshape(b, -1)
+    inside = flat[:, core[0, 0].reshape(-1)]  # the core is the same disk in every crop
+    peak = _kth(inside, 0.95)
+    bg = _kth(flat, 0.75)
     relative = peak / bg.clamp(min=0.05)
     fig = core & (h >= (mask_fraction * peak).view(-1, 1, 1, 1)) & (h > 0.1)
     area = fig.float().sum((1, 2, 3))

@@ -120,9 +120,11 @@ def average_precision(y: np.ndarray, s: np.ndarray) -> float:
 
 
 def best_f1_threshold(y: np.ndarray, s: np.ndarray) -> float:
+    """Threshold on a 0.05 grid with the best F1 (the middle one when several tie)."""
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
-    f1 = [_prf(y, s, t)[2] for t in grid]
-    return float(grid[int(np.argmax(f1))])
+    f1 = np.array([_prf(y, s, t)[2] for t in grid])
+    best = np.flatnonzero(f1 >= f1.max() - 1e-9)
+    return float(grid[best[len(best) // 2]])  # the middle of the tied best range
 
 
 def _prf(y: np.ndarray, s: np.ndarray, t: float) -> tuple[float, float, float]:

@@ -151,7 +151,11 @@ def load_crop_folders(folder: str | Path, *, mpp: float, patch: int, nuclei=None
                 continue
             c = det.centroids()[select_candidates(det)]
             c = c[np.hypot(c[:, 0] - im.shape[1] / 2, c[:, 1] - im.shape[0] / 2) >= neighbour_radius_px]
-            neg, _ = patches_at(im, c, patch, inside_only=True)
+            # at most a quarter of the patch side may lie outside the crop (filled by reflection)
+            m = patch // 4
+            c = c[(c.min(1) >= patch // 2 - m) & (c[:, 0] <= im.shape[1] - patch // 2 + m)
+                  & (c[:, 1] <= im.shape[0] - patch // 2 + m)]
+            neg, _ = patches_at(im, c, patch, inside_only=False)
             if len(neg):
                 parts.append(SampleSet(neg, np.full(len(neg), IMPOSTER, object), np.full(len(neg), g, object),
                                        np.full(len(neg), "crop-neighbours", object)))
