@@ -70,7 +70,7 @@ def find_lesion(
             return lesion
     nuclei = results_dir / "nuclei.geojson.gz"
     if nuclei.is_file():
-        foci = propose_lesion(nuclei, mpp=mpp, config=proposal or ProposalConfig())
+        foci = propose_lesion(nuclei, mpp=mpp, config=proposal or ProposalConfig(), exclude=_ink(results_dir))
         if foci:
             return Lesion(tuple(foci), "proposal", PROPOSED)
     return Lesion((), "none", TUMOR)
@@ -84,8 +84,21 @@ def _lesion(geometries: list, mpp, *, source: str, label: str) -> Lesion:
     return Lesion(tuple(polygons_of(merged)), source, label)
 
 
-def propose_lesion(nuclei_path: str | Path, *, mpp: tuple[float, float], config: ProposalConfig) -> list[Polygon]:
+def _ink(results_dir: Path):
+    """Union of the ink regions in ``tissue.geojson`` (level-0 px), or ``None``."""
+    path = results_dir / "tissue.geojson"
+    if not path.is_file():
+        return None
+    inks = [f.geometry for f in read_features(path) if (f.classification or "").startswith("Ink") and f.geometry is not None]
+    return shapely.union_all(inks) if inks else None
+
+
+def propose_lesion(nuclei_path: str | Path, *, mpp: tuple[float, float], config: ProposalConfig,
+                   exclude=None) -> list[Polygon]:
     """Regions of high nuclear density and large mean nuclear area, in µm, largest first.
+
+    exclude : level-0 geometry (the ink regions) whose nuclei are ignored: ink on the
+        tissue edge is dark and blob-like and would otherwise look like a dense lesion.
 
     Nucleus centroids and areas are binned on a ``grid_um`` grid, smoothed, thresholded
     (density >= ``min_density_per_mm2`` and mean area >= ``min_mean_area_um2``, grown by
@@ -93,6 +106,9 @@ def propose_lesion(nuclei_path: str | Path, *, mpp: tuple[float, float], config:
     ``min_region_mm2`` are dropped.
     """
     geoms = [f.geometry for f in read_features(nuclei_path) if f.geometry is not None and not f.geometry.is_empty]
+    if geoms and exclude is not None and not exclude.is_empty:
+        arr = np.asarray(geoms, dtype=object)
+        geoms = list(arr[~shapely.contains_xy(exclude, shapely.get_coordinates(shapely.centroid(arr)))])
     if not geoms:
         return []
     geoms_um = to_um(np.asarray(geoms, dtype=object), mpp)
