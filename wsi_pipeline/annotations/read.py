@@ -23,6 +23,7 @@ import orjson
 
 from tiling.errors import InputError
 from wsi_pipeline.annotations import fastpath
+from wsi_pipeline.annotations._gc import paused_gc
 from wsi_pipeline.annotations.feature import Feature, feature_from_parts
 from wsi_pipeline.annotations.geometry import geometries_from_dicts
 from wsi_pipeline.annotations.repair import log_repaired, repair_geometries
@@ -215,8 +216,9 @@ def _chunks(path: Path, fh, block_size: int) -> Iterator[tuple[list[Feature], in
 
 def _block(path: Path, block: bytes) -> tuple[list[Feature], int]:
     try:
-        dicts, gitems, nitems = fastpath.parse_block(block)
-        return _assemble(dicts, gitems, nitems, fastpath.geometries_from_texts)
+        with paused_gc():
+            dicts, gitems, nitems = fastpath.parse_block(block)
+            return _assemble(dicts, gitems, nitems, fastpath.geometries_from_texts)
     except json.JSONDecodeError as e:  # orjson's is a subclass
         raise InputError(path, f"not valid JSON ({e})") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
@@ -258,11 +260,13 @@ def iter_chunks(path: str | os.PathLike, *, block_size: int = 8 << 20) -> tuple[
             data = first + fh.read()
         except _READ_ERRORS as e:
             raise InputError(path, f"cannot read (corrupt gzip?): {e}") from None
-    doc = _parse(path, data)
+    with paused_gc():
+        doc = _parse(path, data)
     del data
     dicts, props = _features_of(path, doc)
     try:
-        chunk = features_from_dicts(dicts)
+        with paused_gc():
+            chunk = features_from_dicts(dicts)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
         raise InputError(path, f"bad GeoJSON feature: {e}") from None
     return props, iter([chunk])

@@ -31,6 +31,7 @@ import orjson
 import shapely
 
 from tiling.errors import InputError
+from wsi_pipeline.annotations._gc import paused_gc
 from wsi_pipeline.annotations.feature import Feature
 from wsi_pipeline.annotations.repair import log_repaired, repair_geometries
 
@@ -206,6 +207,10 @@ class GeoJSONWriter:
     def _flush(self) -> None:
         if not self._buf:
             return
+        with paused_gc():
+            self._flush_chunk()
+
+    def _flush_chunk(self) -> None:
         feats, self._buf = self._buf, []
         geoms = np.empty(len(feats), dtype=object)
         geoms[:] = [f.geometry for f in feats]
