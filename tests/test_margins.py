@@ -207,3 +207,22 @@ def test_config_rejects_unknown_keys(tmp_path):
 def test_missing_tissue_is_an_input_error(tmp_path, config):
     with pytest.raises(InputError, match="tissue.geojson"):
         assess_margins(tmp_path, mpp=MPP, config=config)
+
+
+def test_proposal_ignores_nuclei_under_ink(tmp_path):
+    """Dark ink on the edge is blob-like; its 'nuclei' must not become a proposed lesion."""
+    import numpy as np
+    import shapely
+
+    from wsi_pipeline.annotations import Feature, write_geojson
+    from wsi_pipeline.margins.config import ProposalConfig
+    from wsi_pipeline.margins.lesion import propose_lesion
+
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0, 1200, size=(3000, 2))  # 300 µm square at 0.25 µm/px: dense
+    write_geojson(tmp_path / "nuclei.geojson.gz",
+                  [Feature(shapely.Point(x, y).buffer(18), "detection", "Nucleus") for x, y in centres])
+    ink = shapely.box(-10, -10, 1210, 1210)
+    mpp = (0.25, 0.25)
+    assert propose_lesion(tmp_path / "nuclei.geojson.gz", mpp=mpp, config=ProposalConfig())
+    assert propose_lesion(tmp_path / "nuclei.geojson.gz", mpp=mpp, config=ProposalConfig(), exclude=ink) == []
