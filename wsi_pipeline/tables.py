@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 import shapely
 
 from tiling.errors import InputError
+from wsi_pipeline.atomic import atomic_path
 from wsi_pipeline.annotations.convert import SCORE_MEASUREMENT
 from wsi_pipeline.annotations.feature import Feature, new_id
 
@@ -133,16 +133,8 @@ def write_table(
         table = features_table(table)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(metadata)})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=compression)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return table.num_rows
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from tiling.errors import InputError
+from wsi_pipeline.atomic import atomic_path
 from wsi_pipeline.evaluation.io import load_pair, pair_files, stem_of
 from wsi_pipeline.evaluation.metrics import ImageScores, score_labels
 
@@ -71,11 +70,5 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(path, "the folder for the JSON output does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))

@@ -3,14 +3,12 @@ reads QuPath 0.2-0.4 exports), plus atomic writes of the other outputs."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiling.errors import InputError
+from wsi_pipeline.atomic import atomic_path, write_text_atomic  # noqa: F401 (re-exported for margins)
 from wsi_pipeline.annotations import Feature, read_geojson, write_geojson
 
 
@@ -61,27 +59,3 @@ def write_features(path: str | Path, features: Iterable[GeoFeature], *, properti
         for f in features
     ]
     return write_geojson(path, feats, properties=properties)
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` (same suffix); rename it into place on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except OSError as exc:
-        tmp_path.unlink(missing_ok=True)
-        raise InputError(path, f"cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
