@@ -8,11 +8,23 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from tiling.errors import InputError
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def default_file_mode() -> int:
+    """``0o666`` less the process umask: the mode a plainly created file gets."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager

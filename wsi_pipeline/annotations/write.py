@@ -31,6 +31,7 @@ import orjson
 import shapely
 
 from tiling.errors import InputError
+from wsi_pipeline.atomic import default_file_mode
 from wsi_pipeline.annotations._gc import paused_gc
 from wsi_pipeline.annotations.feature import Feature
 from wsi_pipeline.annotations.repair import log_repaired, repair_geometries
@@ -139,6 +140,7 @@ class GeoJSONWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; outputs get the usual mode
         except OSError as e:
             raise InputError(self.path, f"cannot write here: {e.strerror or e}") from None
         self._tmp = Path(tmp)
