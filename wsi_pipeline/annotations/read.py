@@ -289,8 +289,9 @@ def read_geojson(path: str | os.PathLike) -> Annotations:
     props, chunks = iter_chunks(path)
     feats: list[Feature] = []
     repaired = 0
-    for part, n in chunks:
-        feats.extend(part)
-        repaired += n
+    with paused_gc():  # everything read is kept: nothing for the cyclic GC to find
+        for part, n in chunks:
+            feats.extend(part)
+            repaired += n
     log_repaired(repaired, where=str(path))
     return Annotations(features=feats, properties=props, repaired=repaired)
