@@ -44,6 +44,7 @@ def _read_gz(path: Path) -> dict:
     return json.loads(gzip.decompress(path.read_bytes()))
 
 
+@pytest.mark.slow
 def test_batch_isolates_the_bad_slide_and_reports(tiny_slides, tmp_path):
     out = tmp_path / "out"
     result = run_batch(tiny_slides, out, _cfg(), show_progress=False)
@@ -80,6 +81,7 @@ def test_batch_isolates_the_bad_slide_and_reports(tiny_slides, tmp_path):
     assert {r.status for r in changed.rows if r.slide_id != "zz_corrupt"} == {"done"}
 
 
+@pytest.mark.slow
 def test_kill_then_resume_gives_the_same_outputs(tiny_slides, tmp_path):
     ref = tmp_path / "ref"
     run_batch(tiny_slides, ref, _cfg(), show_progress=False)
@@ -147,3 +149,35 @@ def test_run_plain_image_with_mpp(tmp_path, capsys):
     assert all(f["properties"]["classification"]["name"] == "Nucleus" for f in feats)
     areas = [f["properties"]["measurements"].get("Area µm^2") for f in feats]
     assert all(a is not None and np.isfinite(a) and a > 20 for a in areas)
+
+
+def test_no_patient_data_in_any_output(tiny_slides, tmp_path):
+    """Label/macro pixels and PHI properties of the slide never reach the results folder."""
+    import numpy as np
+    from PIL import Image
+
+    from tiling import open_slide
+    from wsi_pipeline.synthetic import PHI_PROPERTIES, PHI_STRINGS
+
+    out = tmp_path / "out"
+    shutil.copy(tiny_slides / "case_a.svs", tmp_path / "DOE_JANE_1970-01-01.svs")
+    rc = main(["run", str(tmp_path / "DOE_JANE_1970-01-01.svs"), "--out", str(out), "--config", "cpu-fast",
+               "--deidentify"])
+    assert rc == 0
+    (slide_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    assert slide_dir.name.startswith("slide-") and "DOE" not in slide_dir.name
+    needles = [s.encode() for s in PHI_STRINGS] + [str(v).encode() for v in PHI_PROPERTIES.values() if len(str(v)) >= 6]
+    needles.append(b"DOE_JANE_1970")
+    with open_slide(tmp_path / "DOE_JANE_1970-01-01.svs") as slide:
+        label = slide.read_associated_image("label")
+    for path in slide_dir.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+        for needle in needles:
+            assert needle not in data, f"{needle!r} found in {path.name}"
+        if path.suffix == ".png":  # no picture is the label image
+            img = np.asarray(Image.open(path).convert("RGB"))
+            assert img.shape[:2] != label.shape[:2]

@@ -6,6 +6,7 @@ and redoes partial ones. The report is rewritten after every slide.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -102,8 +103,12 @@ def run_batch(
     scheduler: str | None = None,
     deidentify: bool = False,
     show_progress: bool = True,
+    client=None,
 ) -> BatchResult:
-    """Run every slide of a folder or manifest into ``out_dir``; write the reports."""
+    """Run every slide of a folder or manifest into ``out_dir``; write the reports.
+
+    client : an existing ``distributed.Client`` to use instead of the configured cluster.
+    """
     from wsi_pipeline.cluster import make_client
 
     out_dir = Path(out_dir)
@@ -114,7 +119,8 @@ def run_batch(
     rows: list[SlideRow] = []
     try:
         _clean_partials(out_dir)
-        with make_client(cfg.cluster, scheduler_address=scheduler) as client, \
+        cluster = contextlib.nullcontext(client) if client is not None else make_client(cfg.cluster, scheduler_address=scheduler)
+        with cluster as client, \
                 tqdm(total=len(jobs), unit="slide", desc="batch", disable=not show_progress, position=0) as overall, \
                 tqdm(total=0, unit="tile", leave=False, disable=not show_progress, position=1) as tiles:
             for job in jobs:
