@@ -147,7 +147,7 @@ class TestStarDistDetector(DetectorConformance):
     """Conformance with a model trained by ``wsi-pipeline train nuclei`` on synthetic nuclei
     (tests/fixtures/stardist/trained_synthetic, made by make_stardist_fixtures.py --trained)."""
 
-    @pytest.fixture
+    @pytest.fixture(scope="class")
     def detector(self):
         return load_stardist_model(TRAINED, device="cpu", tile_size=256, halo=32,
                                    max_object_size=64)
@@ -164,6 +164,19 @@ class TestStarDistDetector(DetectorConformance):
 
         pred = polygons_to_labels(list(res.geometry), labels.shape)
         assert matching(labels, pred, thresh=0.5).f1 > 0.8
+
+    def test_flat_tiles_are_widened_not_blown_up(self, detector, sample_tile):
+        from detectors.stardist.detector import widen_flat
+
+        pct = compute_percentiles(sample_tile)
+        assert widen_flat(pct) is pct  # a real tile keeps stardist's normalisation
+        flat = widen_flat(compute_percentiles(np.full_like(sample_tile, 200)))
+        assert flat.high == (200.0,) and flat.low == (192.0,)
+        # faint noise on glass (range just above the floor) is normalised as stardist does, and is empty
+        rng = np.random.default_rng(0)
+        glass = np.clip(250 + rng.normal(0, 2, sample_tile.shape), 0, 255).astype(np.uint8)
+        assert widen_flat(compute_percentiles(glass)) == compute_percentiles(glass)
+        assert len(detector.predict(glass)) == 0
 
     def test_fixed_percentiles_change_normalisation_only(self, detector, sample_tile):
         pct = compute_percentiles(sample_tile)

@@ -2,7 +2,10 @@
 
 Tiles are normalised with fixed per-slide percentiles when given
 (:meth:`StarDistDetector.with_percentiles`), else each tile with its own 1/99.8
-percentiles (stardist's behaviour). Polygons are returned in (x, y) tile pixels, clipped to
+percentiles (stardist's behaviour), except that a (nearly) flat tile's range is widened
+downwards to :data:`MIN_TILE_RANGE` grey levels: stardist maps a flat tile (blank glass)
+to all zeros, i.e. "as dark as the darkest nucleus", and a model then finds nuclei
+everywhere; widened, blank glass maps to 1 (background) as it does with slide percentiles. Polygons are returned in (x, y) tile pixels, clipped to
 the tile, class ``Nucleus``, score = StarDist object probability.
 """
 
@@ -25,6 +28,13 @@ from detectors.stardist.unet import StarDistNet
 from tiling.errors import InputError
 
 NUCLEUS = "Nucleus"
+MIN_TILE_RANGE = 8.0  # grey levels; H&E nuclei differ from their background by far more
+
+
+def widen_flat(pct: Percentiles, *, min_range: float = MIN_TILE_RANGE) -> Percentiles:
+    """Lower ``pct.low`` where ``high - low < min_range`` (a flat tile); others unchanged."""
+    low = tuple(min(lo, hi - min_range) for lo, hi in zip(pct.low, pct.high))
+    return pct if low == pct.low else Percentiles(low, pct.high)
 
 
 def coords_to_polygons(coord: np.ndarray, *, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +119,7 @@ class StarDistDetector(Detector):
     def _normalise(self, tiles: np.ndarray) -> np.ndarray:
         out = np.empty(tiles.shape, np.float32)
         for i, tile in enumerate(tiles):
-            pct = self.percentiles or compute_percentiles(tile)
+            pct = self.percentiles or widen_flat(compute_percentiles(tile))
             out[i] = normalize_numpy(tile, pct)
         return out
 
