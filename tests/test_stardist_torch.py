@@ -141,16 +141,20 @@ def test_normalisation_matches_csbdeep_and_per_slide_percentiles_are_shared():
 TRAINED = FIXTURES / "trained_synthetic"
 
 
+@pytest.fixture(scope="module")
+def trained_detector():
+    return load_stardist_model(TRAINED, device="cpu", tile_size=256, halo=32, max_object_size=64)
+
+
 @pytest.mark.skipif(not (TRAINED / "weights_best.h5").is_file(),
                     reason="trained_synthetic fixture absent: run scripts/make_stardist_fixtures.py --trained")
 class TestStarDistDetector(DetectorConformance):
     """Conformance with a model trained by ``wsi-pipeline train nuclei`` on synthetic nuclei
     (tests/fixtures/stardist/trained_synthetic, made by make_stardist_fixtures.py --trained)."""
 
-    @pytest.fixture(scope="class")
-    def detector(self):
-        return load_stardist_model(TRAINED, device="cpu", tile_size=256, halo=32,
-                                   max_object_size=64)
+    @pytest.fixture
+    def detector(self, trained_detector):
+        return trained_detector
 
     @pytest.fixture
     def sample_tile(self, detector):
