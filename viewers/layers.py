@@ -2,8 +2,8 @@
 
 Each ``*_layer`` function returns a napari *LayerData* tuple ``(data, kwargs, layer_type)``
 that ``viewer._add_layer_from_data`` or an npe2 reader can use directly. World coordinates
-are level-0 slide pixels; napari is ``(row, col)`` = ``(y, x)``: :func:`xy_to_rc` and
-:func:`rc_to_xy` are the one place that swaps.
+are level-0 slide pixels; napari is ``(row, col)`` = ``(y, x)``: :mod:`tiling.coords` is the
+one place that swaps.
 
 Geometry <-> napari shapes: a geometry becomes one or more *parts*
 ``(shape_type, (V, 2) row-col vertices)`` (polygon exteriors, paths); parts of one feature
@@ -17,6 +17,8 @@ import math
 import numpy as np
 import shapely
 
+from tiling.coords import rc_to_xy as _rc_to_xy
+from tiling.coords import xy_to_rc
 from viewers.store import FeatureStore
 
 RGBA = tuple[float, float, float, float]
@@ -36,15 +38,9 @@ DENSITY_COLORMAP = {
 MITOSIS_SYMBOLS = {"Mitosis": "ring", "Mitosis candidate (unvalidated)": "square", "Imposter": "x"}
 
 
-def xy_to_rc(xy: np.ndarray) -> np.ndarray:
-    """``(V, 2)`` ``(x, y)`` -> ``(V, 2)`` ``(row, col)``."""
-    return np.asarray(xy, np.float64)[:, ::-1]
-
-
 def rc_to_xy(rc: np.ndarray) -> np.ndarray:
-    """``(V, 2)`` ``(row, col)`` -> ``(V, 2)`` ``(x, y)`` (extra leading dims dropped)."""
-    rc = np.asarray(rc, np.float64)
-    return rc[:, -2:][:, ::-1]
+    """``(V, 2+)`` napari ``(..., row, col)`` -> ``(V, 2)`` ``(x, y)`` (extra leading dims dropped)."""
+    return _rc_to_xy(np.asarray(rc, np.float64)[:, -2:])
 
 
 def rgba(color: tuple[int, int, int] | None, alpha: float = 1.0) -> RGBA:

@@ -5,13 +5,13 @@
 >>> ann = read_geojson("out.geojson"); ann.features[0].classification
 'Tumor'
 
-Coordinates are ``(x, y)`` level-0 pixels; :mod:`wsi_pipeline.annotations.coords` is the one
+Coordinates are ``(x, y)`` level-0 pixels; :mod:`tiling.coords` is the one
 place that converts to numpy/napari ``(row, col)``.
 """
 
 from wsi_pipeline.annotations.colors import DEFAULT_CLASS_COLORS, INK_COLORS, class_color, pack_rgb, unpack_rgb
 from wsi_pipeline.annotations.convert import SCORE_MEASUREMENT, features_to_instances, instances_to_features
-from wsi_pipeline.annotations.coords import bounds_properties, geometry_to_rc, geometry_to_xy, rc_to_xy, xy_to_rc
+from tiling.coords import bounds_properties, geometry_to_rc, geometry_to_xy, rc_to_xy, xy_to_rc
 from wsi_pipeline.annotations.feature import OBJECT_TYPES, Feature, new_id
 from wsi_pipeline.annotations.read import Annotations, iter_geojson, read_geojson
 from wsi_pipeline.annotations.repair import repair_geometries
