@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-per-epoch", type=int, default=50)
     ap.add_argument("--preset", default="versatile_he")
     args = ap.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
 
     samples = sorted(load_samples(args), key=lambda s: s.name)
     if args.save_pack:

@@ -91,27 +91,30 @@ class StarDistNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
+        # NHWC: oneDNN (CPU) and cuDNN convolve it without reordering every layer; on CPU
+        # this alone makes the versatile_he net ~1.5x faster. Outputs are channels-last too.
+        x = x.contiguous(memory_format=torch.channels_last)
         convs = iter(self.stem)
         for pool in self.stem_pools:
             for _ in range(c.unet_n_conv_per_depth):
-                x = F.relu(next(convs)(x))
+                x = F.relu(next(convs)(x), inplace=True)
             x = F.max_pool2d(x, pool)
         layer = self.named
         skips = []
         for n in range(c.unet_n_depth):
             for i in range(c.unet_n_conv_per_depth):
-                x = F.relu(layer[self._key(f"down_level_{n}_no_{i}")](x))
+                x = F.relu(layer[self._key(f"down_level_{n}_no_{i}")](x), inplace=True)
             skips.append(x)
             x = F.max_pool2d(x, c.unet_pool)
         for i in range(c.unet_n_conv_per_depth - 1):
-            x = F.relu(layer[self._key(f"middle_{i}")](x))
-        x = F.relu(layer[self._key(f"middle_{c.unet_n_conv_per_depth}")](x))
+            x = F.relu(layer[self._key(f"middle_{i}")](x), inplace=True)
+        x = F.relu(layer[self._key(f"middle_{c.unet_n_conv_per_depth}")](x), inplace=True)
         for n in reversed(range(c.unet_n_depth)):
             x = F.interpolate(x, scale_factor=c.unet_pool, mode="nearest")
             x = torch.cat([x, skips[n]], dim=1)
             for i in range(c.unet_n_conv_per_depth - 1):
-                x = F.relu(layer[self._key(f"up_level_{n}_no_{i}")](x))
-            x = F.relu(layer[self._key(f"up_level_{n}_no_{c.unet_n_conv_per_depth}")](x))
+                x = F.relu(layer[self._key(f"up_level_{n}_no_{i}")](x), inplace=True)
+            x = F.relu(layer[self._key(f"up_level_{n}_no_{c.unet_n_conv_per_depth}")](x), inplace=True)
         if c.net_conv_after_unet > 0:
-            x = F.relu(layer["features"](x))
+            x = F.relu(layer["features"](x), inplace=True)
         return torch.sigmoid(layer["prob"](x)), layer["dist"](x)
