@@ -12,7 +12,7 @@ def test_inprocess_gives_no_client():
 
 def test_unreachable_scheduler_is_one_clear_error():
     with pytest.raises(InputError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
-        with make_client(ClusterConfig(), scheduler_address="tcp://127.0.0.1:9"):
+        with make_client(ClusterConfig(), scheduler_address="tcp://127.0.0.1:9", connect_timeout="2s"):
             pass
 
 

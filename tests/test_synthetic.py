@@ -208,13 +208,19 @@ def test_large_slide_memory_is_bounded(tmp_path):
     assert peak_mb < 700, f"peak RSS {peak_mb:.0f} MB"
 
 
-def test_demo_makes_slide_and_zarr(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(tmp_path, monkeypatch, capsys):
     from wsi_pipeline.commands import demo
 
-    monkeypatch.setitem(demo.SIZES, "small", (1024, 768))  # the real demo is 6144 x 4096
-    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    monkeypatch.setitem(demo.SIZES, "small", (2048, 1536))  # the real demo is 6144 x 4096
+    monkeypatch.setitem(demo.TUMOUR_DISTANCE_UM, "small", 60.0)
+    assert main(["demo", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "aperio" in out and "demo.ome.zarr" in out
+    assert "Nuclei" in out and "margin_report.pdf" in out
     assert (tmp_path / "demo.svs").is_file()
     assert (tmp_path / "demo_truth" / "nuclei.geojson").is_file()
-    assert (tmp_path / "demo.ome.zarr" / ".zattrs").is_file() or (tmp_path / "demo.ome.zarr" / "zarr.json").is_file()
+    results = tmp_path / "demo"
+    for name in ("overview.png", "tissue.geojson", "nuclei.geojson.gz", "mitoses.geojson", "summary.json",
+                 "margin_report.pdf", "margin_report.html", "margins.json"):
+        assert (results / name).is_file(), name
+    assert (results / "slide.ome.zarr" / ".zattrs").is_file()

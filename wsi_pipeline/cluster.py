@@ -46,7 +46,8 @@ def slurm_cluster_kwargs(cfg: SlurmConfig, *, memory_limit: str | None = None) -
 
 
 @contextlib.contextmanager
-def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None) -> Iterator[object | None]:
+def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None,
+                connect_timeout: str = "20s") -> Iterator[object | None]:
     """Yield a ``distributed.Client`` (or ``None`` for in-process runs) and close it after."""
     address = scheduler_address or cfg.scheduler_address
     kind = "scheduler" if address else cfg.kind
@@ -59,7 +60,7 @@ def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None) -> 
         if not address:
             raise InputError(None, "cluster kind 'scheduler' needs an address: --scheduler tcp://host:8786")
         try:
-            client = Client(address, timeout="20s")
+            client = Client(address, timeout=connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise InputError(None, f"cannot reach the Dask scheduler at {address} ({exc})") from None
         with client:

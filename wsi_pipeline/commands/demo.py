@@ -13,6 +13,7 @@ NAME = "demo"
 HELP = "run the whole pipeline on a built-in synthetic skin excision (no data or network needed)"
 
 SIZES = {"small": (6144, 4096), "medium": (16384, 12288), "large": (61440, 40960)}
+TUMOUR_DISTANCE_UM = {"small": 250.0, "medium": 1000.0, "large": 2000.0}  # tumour to the blue-inked edge
 
 
 def add_arguments(parser) -> None:
@@ -23,7 +24,8 @@ def add_arguments(parser) -> None:
 
 
 def make_demo_slide(out_dir: Path, *, size: str = "small", progress: bool = False):
-    """``out_dir/demo.svs`` + truth: a 1.5 mm x 1 mm excision (small) with a tumour 0.25 mm from blue ink."""
+    """``out_dir/demo.svs`` + truth: an excision (1.5 x 1 mm when small) with the tumour a known
+    distance (:data:`TUMOUR_DISTANCE_UM`) from the blue-inked edge."""
     from wsi_pipeline.synthetic import make_synthetic_slide
 
     width, height = SIZES[size]
@@ -34,7 +36,7 @@ def make_demo_slide(out_dir: Path, *, size: str = "small", progress: bool = Fals
         bar = tqdm(total=-(-width // 256) * -(-height // 256), unit="tile", desc="demo.svs")
     try:
         return make_synthetic_slide(out_dir, width=width, height=height, mpp=0.25, seed=0, name="demo",
-                                    tumor_ink_distance_um=250.0, ink_depth_um=30.0, progress=bar.update if bar else None)
+                                    tumor_ink_distance_um=TUMOUR_DISTANCE_UM[size], ink_depth_um=30.0, progress=bar.update if bar else None)
     finally:
         if bar is not None:
             bar.close()
