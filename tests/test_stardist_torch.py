@@ -220,3 +220,18 @@ def test_fetch_checks_the_hash_and_unpacks(tmp_path):
     det = load_stardist_model(folder, device="cpu")
     assert det.config.n_rays == 16 and det.spec.mpp == 0.25
     shutil.rmtree(cache)
+
+
+def test_nms_runs_stardist_openmp_serially():
+    from threadpoolctl import threadpool_info
+
+    from detectors.stardist.predict import serial_openmp
+
+    def stardist_omp():
+        return [i["num_threads"] for i in threadpool_info() if "stardist" in i["filepath"] and i["user_api"] == "openmp"]
+
+    before = stardist_omp()
+    assert before, "stardist's OpenMP runtime not found"
+    with serial_openmp():
+        assert stardist_omp() == [1] * len(before)
+    assert stardist_omp() == before

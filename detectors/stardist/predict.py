@@ -6,6 +6,11 @@ its end to a multiple of the network's ``div_by``, run the net, keep grid cells 
 candidates in the padding, then :func:`stardist.nms.non_maximum_suppression_sparse` and
 :func:`stardist.geometry.polygons_to_label`.
 
+stardist's NMS parallelises every candidate's neighbour loop with OpenMP (its own libgomp,
+next to torch's). On a loaded machine those many tiny parallel regions stall on their
+barriers: the same 50k-candidate NMS took 0.7 s or 37 s from one run to the next. It runs
+here with one OpenMP thread (always ~1 s for that input): :func:`serial_openmp`.
+
 For large images :func:`predict_prob_dist_tiled` runs the net on tiles with enough
 context that the stitched maps equal an untiled run (tile windows are aligned to
 ``div_by`` and never extend past the image, so the zero padding of every convolution
@@ -14,6 +19,9 @@ falls where it would without tiling).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import numpy as np
 import torch
 from stardist.geometry import dist_to_coord, polygons_to_label
@@ -21,6 +29,18 @@ from stardist.nms import non_maximum_suppression_sparse
 
 from detectors.stardist.config import Thresholds
 from detectors.stardist.unet import StarDistNet
+
+
+@functools.cache
+def _openmp_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def serial_openmp() -> contextlib.AbstractContextManager:
+    """Context in which OpenMP libraries (stardist's included) run one thread in this thread."""
+    return _openmp_controller().limit(limits=1, user_api="openmp")
 
 
 def pad_to_multiple(image: np.ndarray, div_by: tuple[int, int]) -> np.ndarray:
@@ -127,7 +147,8 @@ def instances_from_prob_dist(
     the same keys as stardist's ``predict_instances``.
     """
     probs, dists, points = candidates(prob, dist, grid=grid, shape=shape, prob_thresh=thresholds.prob)
-    points, probs, dists, _ = non_maximum_suppression_sparse(dists, probs, points, nms_thresh=thresholds.nms)
+    with serial_openmp():
+        points, probs, dists, _ = non_maximum_suppression_sparse(dists, probs, points, nms_thresh=thresholds.nms)
     labels = polygons_to_label(dists, points, prob=probs, shape=shape) if return_labels else None
     coord = dist_to_coord(dists, points)
     return labels, {"coord": coord, "points": points, "prob": probs}
