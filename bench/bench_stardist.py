@@ -10,8 +10,11 @@ seconds (process time, all threads), the torch split (network / NMS + labels), t
 and the instance agreement (F1 at IoU 0.5 and 0.9 between the two label images,
 stardist.matching).
 
-    .venv/bin/python bench/bench_stardist.py --size 2048 --repeats 2
-    .venv/bin/python bench/bench_stardist.py --size 4096 --model DIR --prob-thresh 0.5
+    .venv/bin/python bench/bench_stardist.py --size 2048 --repeats 2 --prob-thresh 0.19
+    .venv/bin/python bench/bench_stardist.py --size 4096 --model DIR
+
+``--tf-serial-nms`` gives the TF side the NMS threading fix ours has (OMP_NUM_THREADS=1;
+TensorFlow's own ops do not use OpenMP), to separate that fix from the network's speed.
 
 Random-weight fixtures (the default model) need ``--prob-thresh`` well above their stored
 threshold (which keeps 10 % of all grid cells), else both sides spend minutes in NMS on
@@ -139,13 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per side, interleaved")
-    ap.add_argument("--tile", type=int, default=1024, help="torch tile size (pixels)")
+    ap.add_argument("--tile", type=int, default=2048, help="torch tile size (pixels)")
     ap.add_argument("--block", type=int, default=2048, help="stardist predict_instances_big block_size")
     ap.add_argument("--overlap", type=int, default=128, help="stardist min_overlap")
     ap.add_argument("--context", type=int, default=128, help="stardist context")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prob-thresh", type=float, default=None,
                     help="override the model's prob threshold on both sides (random-weight fixtures need a high one)")
+    ap.add_argument("--tf-serial-nms", action="store_true",
+                    help="run the TF side with OMP_NUM_THREADS=1 (stardist's NMS single-threaded, as ours)")
     default_tf = "/work/tfenv/bin/python" if Path("/work/tfenv/bin/python").exists() else ""
     ap.add_argument("--tf-python", default=os.environ.get("STARDIST_TF_PYTHON", default_tf))
     ap.add_argument("--tf-server", nargs=4, metavar=("MODEL", "IMAGE", "PCT", "OUT"), help=argparse.SUPPRESS)
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [args.tf_python, __file__, "--block", str(args.block), "--overlap", str(args.overlap),
                    "--context", str(args.context)] + (["--prob-thresh", str(args.prob_thresh)] if args.prob_thresh else []) + [
                    "--tf-server", str(args.model), str(ip), str(pp), str(op)]
-            server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            env = dict(os.environ, **({"OMP_NUM_THREADS": "1"} if args.tf_serial_nms else {}))
+            server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
             if _reply(server) != "ready":
                 print("stardist-TF failed to start (see its stderr above)")
                 return 1
@@ -208,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     from stardist.matching import matching
 
     w_tf, c_tf = _median(tf_runs, "wall"), _median(tf_runs, "cpu")
-    print(f"stardist-TF predict_instances_big (block {args.block}, overlap {args.overlap}, context {args.context}): "
+    nms = ", NMS on 1 OpenMP thread" if args.tf_serial_nms else ""
+    print(f"stardist-TF predict_instances_big (block {args.block}, overlap {args.overlap}, context {args.context}{nms}): "
           f"median {w_tf:.1f} s wall, {c_tf:.1f} s CPU")
     f1_5 = matching(labels_tf, labels_t, thresh=0.5).f1
     f1_9 = matching(labels_tf, labels_t, thresh=0.9).f1
