@@ -134,22 +134,22 @@ def test_bad_config_is_one_line(tmp_path, capsys, tiny_slides):
 
 
 def test_run_plain_image_with_mpp(tmp_path, capsys):
+    """A 1000 x 1000 H&E field as a TIFF, given --mpp, runs like a one-level slide."""
     import numpy as np
-    from PIL import Image
+    import tifffile
 
-    from detectors.testing import blob_image
+    from wsi_pipeline.synthetic import build_scene, render_region
 
-    img, _ = blob_image(600, 500, n=40, radius=14, seed=5)
-    path = tmp_path / "field.png"
-    Image.fromarray(img).save(path)
+    scene = build_scene(3000, 2000, mpp=0.25, seed=7, marker=False)
+    path = tmp_path / "field.tif"
+    tifffile.imwrite(path, render_region(scene, 1000, 500, 1000, 1000))
     rc = main(["run", str(path), "--mpp", "0.25", "--out", str(tmp_path / "o"), "--config", "cpu-fast"])
     assert rc == 0, capsys.readouterr().err
     feats = _read_gz(tmp_path / "o" / "field" / "nuclei.geojson.gz")["features"]
-    assert len(feats) >= 10
+    assert len(feats) >= 20
     assert all(f["properties"]["classification"]["name"] == "Nucleus" for f in feats)
-    areas = [f["properties"]["measurements"].get("Area µm^2") for f in feats]
-    assert all(a is not None and np.isfinite(a) and a > 20 for a in areas)
-
+    areas = np.array([f["properties"]["measurements"]["Area µm^2"] for f in feats])
+    assert np.isfinite(areas).all() and 10 < np.median(areas) < 80  # synthetic nuclei: 5-10 µm across
 
 def test_no_patient_data_in_any_output(tiny_slides, tmp_path):
     """Label/macro pixels and PHI properties of the slide never reach the results folder."""
