@@ -181,3 +181,18 @@ def test_no_patient_data_in_any_output(tiny_slides, tmp_path):
         if path.suffix == ".png":  # no picture is the label image
             img = np.asarray(Image.open(path).convert("RGB"))
             assert img.shape[:2] != label.shape[:2]
+
+
+@pytest.mark.slow
+def test_batch_on_a_local_cluster_matches_in_process(tiny_slides, tmp_path):
+    """Two Dask worker processes, two slides in flight: same files as the in-process run."""
+    ref = run_batch(tiny_slides, tmp_path / "ref", _cfg(), show_progress=False)
+    cfg = _cfg(**{"cluster.kind": "local", "cluster.workers": 2, "cluster.memory_limit": "3GB"})
+    dist = run_batch(tiny_slides, tmp_path / "dist", cfg, show_progress=False)
+    assert [(r.slide_id, r.status) for r in dist.rows] == [(r.slide_id, r.status) for r in ref.rows]
+    for sid in ("case_a", "case_b"):
+        for name in ("nuclei.geojson.gz", "tissue.geojson", "mitoses.geojson"):
+            a, b = (tmp_path / "ref" / sid / name).read_bytes(), (tmp_path / "dist" / sid / name).read_bytes()
+            if name.endswith(".gz"):
+                a, b = gzip.decompress(a), gzip.decompress(b)
+            assert a == b, f"{sid}/{name} differs between in-process and cluster runs"

@@ -113,17 +113,19 @@ def run_inprocess(
 
 # -- Dask ---------------------------------------------------------------------------
 _WORKER_CACHE: dict = {}
+_WORKER_CACHE_SIZE = 2  # slides in flight per worker when a batch overlaps slides
 
 
 def _worker_state(slide_path: str, mpp: float | None, detector_factory: Callable[[], Detector], key: str):
     """Slide handle and detector, built once per worker process (and per thread's slide)."""
     from tiling import open_slide
 
-    state = _WORKER_CACHE.get(key)
+    state = _WORKER_CACHE.pop(key, None)
     if state is None:
         state = (open_slide(slide_path, mpp=mpp), detector_factory())
-        _WORKER_CACHE.clear()  # one slide at a time per worker keeps memory bounded
-        _WORKER_CACHE[key] = state
+        while len(_WORKER_CACHE) >= _WORKER_CACHE_SIZE:  # a few slides at a time keeps memory bounded
+            _WORKER_CACHE.pop(next(iter(_WORKER_CACHE)))  # dropped, not closed: another thread may read it
+    _WORKER_CACHE[key] = state  # most recently used last
     return state
 
 

@@ -10,8 +10,10 @@ import contextlib
 import json
 import logging
 import shutil
+import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,6 +97,14 @@ def _process(job: SlideJob, out_dir: Path, cfg: PipelineConfig, client, bar) -> 
         return SlideRow(job.slide_id, "failed", time.perf_counter() - t0, {}, error=msg)
 
 
+def _concurrent_slides(client, n_jobs: int) -> int:
+    """Slides in flight at once: one per Dask worker (at least 1, at most the number of slides)."""
+    if client is None:
+        return 1
+    workers = len(client.scheduler_info().get("workers", {}))
+    return max(1, min(workers, n_jobs))
+
+
 def run_batch(
     source: str | Path,
     out_dir: str | Path,
@@ -116,18 +126,32 @@ def run_batch(
     out_dir.mkdir(parents=True, exist_ok=True)
     handler = _file_logger(out_dir)
     started = datetime.now(timezone.utc).strftime("Started %Y-%m-%d %H:%M UTC.")
-    rows: list[SlideRow] = []
+    done: dict[int, SlideRow] = {}
+    lock = threading.Lock()
     try:
         _clean_partials(out_dir)
         cluster = contextlib.nullcontext(client) if client is not None else make_client(cfg.cluster, scheduler_address=scheduler)
         with cluster as client, \
                 tqdm(total=len(jobs), unit="slide", desc="batch", disable=not show_progress, position=0) as overall, \
                 tqdm(total=0, unit="tile", leave=False, disable=not show_progress, position=1) as tiles:
-            for job in jobs:
-                overall.set_postfix_str(job.slide_id)
-                rows.append(_process(job, out_dir, cfg, client, tiles))
-                overall.update(1)
-                write_reports(out_dir, rows, started=started)
+            concurrent = _concurrent_slides(client, len(jobs))
+
+            def one(i: int, job: SlideJob) -> None:
+                row = _process(job, out_dir, cfg, client, tiles if concurrent == 1 else None)
+                with lock:  # the report grows slide by slide, in manifest order
+                    done[i] = row
+                    overall.update(1)
+                    write_reports(out_dir, [done[k] for k in sorted(done)], started=started)
+
+            if concurrent == 1:
+                for i, job in enumerate(jobs):
+                    overall.set_postfix_str(job.slide_id)
+                    one(i, job)
+            else:  # slides across the cluster: while one slide's tiles run, the next is being prepared
+                with ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="slide") as pool:
+                    for f in [pool.submit(one, i, job) for i, job in enumerate(jobs)]:
+                        f.result()
+        rows = [done[k] for k in sorted(done)]
         write_reports(out_dir, rows, started=started)
     finally:
         logging.getLogger().removeHandler(handler)
