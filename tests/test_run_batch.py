@@ -196,3 +196,22 @@ def test_batch_on_a_local_cluster_matches_in_process(tiny_slides, tmp_path):
             if name.endswith(".gz"):
                 a, b = gzip.decompress(a), gzip.decompress(b)
             assert a == b, f"{sid}/{name} differs between in-process and cluster runs"
+
+
+def test_summary_names_models_and_their_hashes(tiny_slides, tmp_path):
+    """summary.json says which models ran, with the weights' sha256 for trained ones."""
+    import hashlib
+
+    model = Path(__file__).resolve().parents[1] / "models" / "mitosis-midog21-cnn"
+    if not model.is_dir():
+        pytest.skip("packaged mitosis model absent")
+    rc = main(["run", str(tiny_slides / "case_a.svs"), "--out", str(tmp_path), "--config", "cpu-fast",
+               "--mitosis-model", str(model)])
+    assert rc == 0
+    summary = json.loads((tmp_path / "case_a" / "summary.json").read_text())
+    models = summary["models"]
+    assert "weight-free" in models["nuclei"]["name"] and models["nuclei"]["weights_sha256"] is None
+    assert models["mitosis"]["validated"] is True
+    assert models["mitosis"]["weights_sha256"] == hashlib.sha256((model / "weights.pt").read_bytes()).hexdigest()
+    feats = json.loads((tmp_path / "case_a" / "mitoses.geojson").read_text())["features"]
+    assert {f["properties"]["classification"]["name"] for f in feats} <= {"Mitosis", "Mitotic hotspot"}

@@ -32,6 +32,7 @@ DENSITY_PIXEL_UM = 250.0
 class MitosisStageResult:
     counts: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    models: dict = field(default_factory=dict)
     points: Instances | None = None
     hotspot: shapely.Polygon | None = None
 
@@ -143,6 +144,9 @@ def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Pa
         with open(tmp, "wb") as fh:
             np.save(fh, dens)
     res.points, res.hotspot = points, None if hotspot is None else hotspot.polygon
+    weights = getattr(getattr(scorer, "config", None), "weights_sha256", None) or None
+    res.models = {"mitosis": {"name": scorer.description, "validated": bool(scorer.validated),
+                              "weights_sha256": weights}}
     res.counts.update({
         "mitosis_candidates": len(cand),
         "mitoses": len(points),

@@ -45,6 +45,7 @@ class SlideRun:
     notes: list[str] = field(default_factory=list)
     mitoses: list = field(default_factory=list)  # level-0 points, drawn on overview.png
     hotspot: object | None = None  # level-0 polygon of the mitotic hotspot
+    models: dict = field(default_factory=dict)  # stage -> name, weights hash
 
 
 def stable_ids(slide_key: str, kind: str, geometries: np.ndarray) -> Iterator[str]:
@@ -145,6 +146,10 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
 
     factory, description = nuclei_factory(cfg.nuclei.model, cfg.device, slide=slide)
     run.notes.append(f"nuclei: {description}")
+    folder = factory.args[1]
+    weights = Path(folder) / "weights_best.h5" if folder else None
+    run.models["nuclei"] = {"name": description,
+                            "weights_sha256": file_checksum(weights) if weights and weights.is_file() else None}
     detector = factory()
     spec = detector.spec
     tile_size = cfg.nuclei.tile_size or spec.tile_size

@@ -41,6 +41,7 @@ def detect_mitoses(slide, job: SlideJob, cfg: PipelineConfig, nuclei: Instances,
     result = run_mitosis_stage(slide, job=job, cfg=cfg, nuclei=nuclei, tissue=tissue, out_dir=out, properties=props)
     run.counts.update(result.counts)
     run.notes.extend(result.notes)
+    run.models.update(result.models)
     if result.points is not None:
         run.mitoses = list(result.points.geometry)
     run.hotspot = result.hotspot
@@ -113,6 +114,7 @@ def write_summary(job: SlideJob, slide, cfg: PipelineConfig, out: Path, run) -> 
         "counts": run.counts,
         "timings_s": run.timings,
         "notes": run.notes,
+        "models": run.models,
         "versions": _versions(),
         "config": cfg.to_dict(),
         "config_hash": cfg.hash(),
