@@ -12,13 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tiling.errors import SlideError
+from tiling.errors import SlideError, first_line
 from tiling.slide import Slide
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -95,7 +90,7 @@ class DicomSlide(Slide):
             try:
                 wsi = WsiDicom.open(self._files)
             except Exception as exc:  # wsidicom raises many types for unusable series
-                raise SlideError(self.path, f"no usable DICOM whole-slide image ({_short(exc)})") from None
+                raise SlideError(self.path, f"no usable DICOM whole-slide image ({first_line(exc)})") from None
             self._local.wsi = wsi
             with self._lock:
                 self._handles.append(wsi)
@@ -131,7 +126,7 @@ class DicomSlide(Slide):
         try:
             region = wsi.read_region((x, y), self._levels[level], (width, height))
         except Exception as exc:
-            raise SlideError(self.path, f"cannot decode level {level} at ({x}, {y}): {_short(exc)}") from None
+            raise SlideError(self.path, f"cannot decode level {level} at ({x}, {y}): {first_line(exc)}") from None
         return np.asarray(region.convert("RGB"))
 
     def close(self) -> None:

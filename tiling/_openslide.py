@@ -15,12 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tiling.errors import SlideError
+from tiling.errors import SlideError, first_line
 from tiling.slide import Slide
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def argb_to_planar(argb: np.ndarray) -> np.ndarray:
@@ -66,7 +62,7 @@ class OpenSlideSlide(Slide):
             try:
                 osr = openslide.OpenSlide(str(self.path))
             except (openslide.OpenSlideError, OSError, ValueError) as exc:
-                raise SlideError(self.path, f"openslide cannot read it ({_short(exc)})") from None
+                raise SlideError(self.path, f"openslide cannot read it ({first_line(exc)})") from None
             self._local.osr = osr
             with self._lock:
                 self._handles.append(osr)
@@ -156,7 +152,7 @@ class OpenSlideSlide(Slide):
                 return (a << 24) | (premul[..., 0] << 16) | (premul[..., 1] << 8) | premul[..., 2]
             raw(osr._osr, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), x0, y0, level, width, height)
         except openslide.OpenSlideError as exc:
-            raise SlideError(self.path, f"cannot decode level {level} at ({x}, {y}): {_short(exc)}") from None
+            raise SlideError(self.path, f"cannot decode level {level} at ({x}, {y}): {first_line(exc)}") from None
         return buf
 
     def _read_level(self, level, x, y, width, height):

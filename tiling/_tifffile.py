@@ -14,16 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tiling.errors import SlideError
+from tiling.errors import SlideError, first_line
 from tiling.slide import Slide
 
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "Å": 1e-4}
 _PLAUSIBLE_MPP = (0.01, 100.0)  # µm/px; 72 or 96 dpi screen resolutions fall outside
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _selector(axes: str, shape: tuple[int, ...]) -> tuple[list, list[str]]:
@@ -113,9 +108,9 @@ class TiffSlide(Slide):
                 self._index, self._kept = _selector(series.axes, series.shape)
                 dtype = series.dtype
         except ValueError as exc:
-            raise SlideError(self.path, _short(exc)) from None
+            raise SlideError(self.path, first_line(exc)) from None
         except Exception as exc:  # tifffile raises many types for damaged files
-            raise SlideError(self.path, f"tifffile cannot read it ({_short(exc)})") from None
+            raise SlideError(self.path, f"tifffile cannot read it ({first_line(exc)})") from None
         if dtype != np.uint8:
             tif.close()
             raise SlideError(self.path, f"unsupported pixel type {dtype} (8-bit RGB or grey expected)")
@@ -181,7 +176,7 @@ class TiffSlide(Slide):
         try:
             window = np.asarray(arr[index])
         except Exception as exc:
-            raise SlideError(self.path, f"cannot decode level {level} at ({x}, {y}): {_short(exc)}") from None
+            raise SlideError(self.path, f"cannot decode level {level} at ({x}, {y}): {first_line(exc)}") from None
         order = [self._kept.index(a) for a in ("Y", "X", "S") if a in self._kept]
         return window.transpose(order)
 

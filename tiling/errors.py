@@ -33,3 +33,9 @@ class MissingMppError(SlideError):
             path,
             "the file records no microns-per-pixel (mpp); give it with --mpp, e.g. --mpp 0.25",
         )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -180,9 +180,9 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
 def _write_nuclei(out: Path, job: SlideJob, nuclei: Instances, props: dict) -> None:
     from wsi_pipeline.tables import write_measurements_table
 
-    feats = _with_ids(instances_to_features(nuclei, classification="Nucleus"), stable_ids(job.slide_id, "nucleus", nuclei.geometry))
-    write_geojson(out / "nuclei.geojson.gz", feats, properties=props, decimals=2)  # 0.01 px: half the size
     ids = list(stable_ids(job.slide_id, "nucleus", nuclei.geometry))
+    feats = _with_ids(instances_to_features(nuclei, classification="Nucleus"), iter(ids))
+    write_geojson(out / "nuclei.geojson.gz", feats, properties=props, decimals=2)  # 0.01 px: half the size
     write_measurements_table(out / "nuclei.parquet", nuclei, ids=ids)
 
 
