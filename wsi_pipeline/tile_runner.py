@@ -133,14 +133,10 @@ def process_chunk(
     slide_path: str, mpp: float | None, detector_factory: Callable[[], Detector], key: str,
     tasks: list[Tile], batch_size: int,
 ) -> Instances:
-    """Worker side: read, detect, keep owned objects, return them in level-0 pixels."""
+    """Worker side: the in-process loop (reading ahead of inference) over one chunk of tiles;
+    the objects each tile owns, in level-0 pixels."""
     slide, detector = _worker_state(slide_path, mpp, detector_factory, key)
-    parts = []
-    for batch in _batches(tasks, batch_size):
-        pixels = np.stack([read_tile(slide, t, detector.spec.mpp) for t in batch])
-        results = predict_with_backoff(detector, pixels)
-        parts.extend(keep_owned(r, t) for r, t in zip(results, batch))
-    return Instances.concatenate(parts)
+    return Instances.concatenate(list(run_inprocess(slide, detector, tasks, batch_size=batch_size)))
 
 
 def run_dask(
