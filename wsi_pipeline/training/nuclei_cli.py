@@ -23,6 +23,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--time-limit", type=float, default=None, help="stop after this many minutes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-mpp", type=float, default=None,
+                        help="resample the images to this um/px before training (e.g. 0.5 for 0.25 um/px data: 4x cheaper);"
+                             " the model folder records it and the pipeline resamples slides to it")
+    parser.add_argument("--anneal", action="store_true",
+                        help="cosine learning-rate decay over the run (over --time-limit when given) instead of plateau decay")
     parser.add_argument("--workers", type=int, default=0, help="processes preparing training batches (0: none)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
@@ -36,6 +41,8 @@ def run(args) -> int:
 
     if args.mpp <= 0:
         raise InputError(None, f"--mpp must be positive, got {args.mpp}")
+    if args.train_mpp is not None and args.train_mpp <= 0:
+        raise InputError(None, f"--train-mpp must be positive, got {args.train_mpp}")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not (out / "config.json").exists():
         raise InputError(out, "exists and is not a model folder; refusing to overwrite it")
@@ -45,7 +52,8 @@ def run(args) -> int:
         preset=args.preset, init=args.init, patch_size=args.patch_size, batch_size=args.batch_size,
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
         val_fraction=args.val_fraction, val_names=tuple(v for v in (args.val or "").split(",") if v),
-        time_limit_min=args.time_limit, seed=args.seed, workers=args.workers,
+        time_limit_min=args.time_limit, seed=args.seed, workers=args.workers, train_mpp=args.train_mpp,
+        anneal=args.anneal,
     )
     res = train_nuclei(samples, out=out, mpp=args.mpp, options=options, device=device)
     print(f"wrote {res.folder} (thresholds prob {res.thresholds.prob:.3f}, nms {res.thresholds.nms:.2f}; "

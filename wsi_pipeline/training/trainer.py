@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ def fit(
     plateau_patience: int = 10,
     plateau_factor: float = 0.5,
     time_limit_s: float | None = None,
+    anneal: bool = False,
     seed: int = 0,
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> FitResult:
@@ -66,7 +68,9 @@ def fit(
 
     val_batches : fixed (inputs, targets) batches scored after every epoch (the mean loss
     decides the best epoch and drives the plateau decay). ``time_limit_s`` stops after the
-    epoch that crosses it.
+    epoch that crosses it. ``anneal``: instead of the plateau decay, the learning rate follows
+    a cosine from ``lr`` down to ``lr / 20`` over the run (over ``time_limit_s`` when given,
+    else over ``epochs * steps_per_epoch`` steps): short runs end at a small learning rate.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -75,10 +79,16 @@ def fit(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=plateau_factor, patience=plateau_patience)
     result, best, best_state = FitResult(), np.inf, None
     start = time.perf_counter()
+    total_steps, step = epochs * steps_per_epoch, 0
     for epoch in range(epochs):
         model.train()
         losses = []
         for _ in range(steps_per_epoch):
+            if anneal:
+                done = (time.perf_counter() - start) / time_limit_s if time_limit_s else step / total_steps
+                for group in opt.param_groups:
+                    group["lr"] = lr * cosine_factor(done)
+            step += 1
             inputs, targets = to_device(sample_train(rng), device)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model, inputs, targets)
@@ -86,7 +96,8 @@ def fit(
             opt.step()
             losses.append(float(loss.detach()))
         val = evaluate(model, loss_fn, val_batches, device)
-        sched.step(val)
+        if not anneal:
+            sched.step(val)
         result.train_loss.append(float(np.mean(losses)))
         result.val_loss.append(val)
         result.lr.append(opt.param_groups[0]["lr"])
@@ -102,6 +113,12 @@ def fit(
         model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def cosine_factor(fraction: float, *, floor: float = 0.05) -> float:
+    """Learning-rate multiplier at ``fraction`` (0..1, clipped) of a run: 1 -> ``floor``."""
+    f = min(max(fraction, 0.0), 1.0)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * f))
 
 
 def evaluate(model: torch.nn.Module, loss_fn: LossFn, batches: list[tuple], device: torch.device) -> float:
