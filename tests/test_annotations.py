@@ -363,3 +363,55 @@ def test_null_geometry_object_types_and_unwritable_folder(tmp_path):
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot write here"):
         write_geojson(blocker / "sub" / "a.geojson", feats)
+
+
+def _edit_line(path, i: int, old: bytes, new: bytes) -> None:
+    lines = path.read_bytes().split(b"\n")
+    assert old in lines[i]
+    lines[i] = lines[i].replace(old, new)
+    path.write_bytes(b"\n".join(lines))
+
+
+def test_line_layout_coordinates_that_are_not_plain_xy(tmp_path):
+    """The fast path cuts coordinates as text; whatever is not plain [x, y] numbers (3-D
+    positions, spaces, a member hiding a '}' in a string) is read the ordinary way."""
+    rings = [[(0, 0), (9, 0), (9, 9), (0, 9)], [(20, 20), (29, 20), (29, 29), (20, 29)], [(5, 5), (6, 5), (6, 6)]]
+    feats = [Feature(shapely.Polygon(r), object_type="detection", classification="Nucleus") for r in rings]
+    path = tmp_path / "f.geojson"
+    write_geojson(path, feats)
+    text = path.read_bytes()
+    assert text.count(b"\n") == len(feats) + 2 and b"[[[20.0,20.0]," in text
+
+    xyz = b"[[[20.0,20.0,7],[29.0,20.0,7],[29.0,29.0,7],[20.0,29.0,7],[20.0,20.0,7]]]"  # 3-D positions
+    _edit_line(path, 2, b"[[[20.0,20.0],[29.0,20.0],[29.0,29.0],[20.0,29.0],[20.0,20.0]]]", xyz)
+    ann = read_geojson(path)
+    back = ann.features
+    assert ann.repaired == 0 and shapely.has_z(back[1].geometry)
+    assert shapely.equals(shapely.force_2d(back[1].geometry), feats[1].geometry)
+    _assert_same_features([feats[0], feats[2]], [back[0], back[2]])
+
+    write_geojson(path, feats)
+    _edit_line(path, 2, b"[20.0,20.0],[29.0,20.0]", b"[20.0,20.0,3],[29.0]")  # a 3-value and a 1-value position
+    plain = tmp_path / "plain.geojson"  # the same document in another layout: read the ordinary way
+    plain.write_text(json.dumps(json.loads(path.read_bytes()), indent=1))
+    for p in (path, plain):  # an error, not numbers shifted into the wrong positions
+        with pytest.raises(InputError, match="fewer than 2 numbers"):
+            read_geojson(p)
+
+    write_geojson(path, feats)
+    _edit_line(path, 2, b"]]]},", b']]],"note":"a}b"},')  # a '}' inside a string in the geometry
+    _edit_line(path, 1, b"[0.0,0.0],", b"[0.0, 0.0],")  # spaces
+    _assert_same_features(feats, read_geojson(path).features)
+
+
+def test_classification_forms_read_the_same_in_bulk(tmp_path):
+    """Many features of the usual form (remembered per class) beside unusual ones."""
+    feats = [Feature(shapely.box(i, 0, i + 1, 1), classification=c, color=col)
+             for i, (c, col) in enumerate([("Tumor", (200, 0, 0)), ("Tumor", (200, 0, 0)), ("Tumor", (0, 0, 200)),
+                                           ("Stroma", None), ("Tumor", (200, 0, 0))])]
+    path = tmp_path / "c.geojson"
+    write_geojson(path, feats)
+    _edit_line(path, 4, b'"classification":{"name":"Stroma"}', b'"classification":{"names":["A","B"],"color":[1,2,3]}')
+    back = read_geojson(path).features
+    assert [(f.classification, f.color) for f in back] == [
+        ("Tumor", (200, 0, 0)), ("Tumor", (200, 0, 0)), ("Tumor", (0, 0, 200)), ("A: B", (1, 2, 3)), ("Tumor", (200, 0, 0))]

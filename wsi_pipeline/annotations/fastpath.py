@@ -9,10 +9,14 @@
 
 For such files the geometry texts of a block of lines are cut out by one regular
 expression (a geometry object written by GEOS holds no nested ``{``), the rest of the
-block (ids, properties) is parsed by one orjson call, and all Polygon/MultiPolygon coordinates of a chunk are parsed in one call of
-Arrow's CSV number parser, then built with :func:`shapely.from_ragged_array`. This avoids
-creating a Python object per coordinate (the cost of any ``json.loads``). Lines that do not
-match the expected shape are parsed the ordinary way, so correctness never depends on it.
+block (ids, properties) is parsed by one orjson call, and all Polygon/MultiPolygon
+coordinates of a chunk are parsed in one call of Arrow's CSV number parser, their
+ring/polygon structure is read from the runs of closing brackets with numpy (checking that
+every position is two numbers), and they are built with
+:func:`shapely.from_ragged_array`. This avoids creating a Python object per coordinate
+(the cost of any ``json.loads``) and any per-geometry Python work. Lines that do not match
+the expected shape, and blocks whose cut-out coordinates hold anything but numbers,
+brackets and commas, are parsed the ordinary way, so correctness never depends on it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ HEAD = b'{"type":"FeatureCollection"'
 FEATURES_OPEN = b'"features":['
 _CSV_READ = pacsv.ReadOptions(column_names=["v"], block_size=1 << 24)
 _CSV_CONVERT = pacsv.ConvertOptions(column_types={"v": pa.float64()})
+#: brackets and commas -> newlines: one number per CSV row (empty rows are skipped)
+_TO_ROWS = bytes.maketrans(b"[],", b"\n\n\n")
+_NUMBER_TEXT = b"0123456789.-+eE,[]"
 
 
 def is_line_layout(first_line: bytes) -> bool:
@@ -53,7 +60,11 @@ def header_properties(first_line: bytes) -> dict[str, Any]:
 # A line as the writer puts it: the id (a plain string), then the geometry, then maybe the
 # nucleus geometry, each a GEOS-written {"type":..,"coordinates":..} object. The leading
 # newline anchors it at a line start and gives the regex engine a literal prefix to search.
-_GEOM = rb'\{"type":"([A-Za-z]+)","coordinates":([-+0-9.eE,\[\]]*)\}'
+# The coordinates are cut as "anything up to the next }" (twice as fast as a class of number
+# characters in Python's regex engine); parse_block then checks, for the whole block in one
+# call, that what was cut holds only number characters, brackets and commas: then no string
+# or nested object can have hidden a "}", and the cut is exactly the coordinates value.
+_GEOM = rb'\{"type":"([A-Za-z]+)","coordinates":([^}]*)\}'
 _LINE_RE = re.compile(
     rb'(\n\{"type":"Feature","id":"[^"\\{}]*"),"geometry":' + _GEOM + rb'(?:,"nucleusGeometry":' + _GEOM + rb")?"
 )
@@ -88,11 +99,13 @@ def parse_block(block: bytes) -> tuple[list[dict], list[GeomText], list[GeomText
     """
     pieces = _LINE_RE.split(b"\n" + block)
     k = _NGROUPS + 1
+    cut = b"".join(pieces[3::k]) + b"".join(c for c in pieces[5::k] if c is not None)
+    if cut.translate(None, _NUMBER_TEXT):  # something else hides in a geometry: no cutting
+        return _parse_whole(block)
     between, prefix = pieces[0::k], pieces[1::k]
     parts = [b"["]
     parts.extend(itertools.chain.from_iterable(zip(between, prefix)))
-    tail = between[-1].rstrip()
-    parts.append(tail[:-1] if tail.endswith(b",") else tail)
+    parts.append(_without_last_comma(between[-1]))
     parts.append(b"]")
     dicts = loads_exact(b"".join(parts))
     found_g = list(zip(pieces[2::k], pieces[3::k]))
@@ -116,54 +129,83 @@ def parse_block(block: bytes) -> tuple[list[dict], list[GeomText], list[GeomText
     return dicts, geoms, nuclei
 
 
-def _parse_numbers(texts: list[bytes]) -> np.ndarray:
-    blob = b",".join(texts).translate(None, b"[]").replace(b",", b"\n")
-    table = pacsv.read_csv(io.BytesIO(blob), read_options=_CSV_READ, convert_options=_CSV_CONVERT)
-    return table.column(0).to_numpy()
+def _without_last_comma(line: bytes) -> bytes:
+    tail = line.rstrip()
+    return tail[:-1] if tail.endswith(b",") else tail
 
 
-def _polygon_rings(text: bytes, ring_lens: list[int]) -> int:
-    """Append the position counts of one Polygon's rings; return the ring count."""
-    if text.find(b"]],[[") < 0:
-        ring_lens.append(text.count(b"],[") + 1)
-        return 1
-    parts = text.split(b"]],[[")
-    ring_lens.extend(p.count(b"],[") + 1 for p in parts)
-    return len(parts)
+def _parse_whole(block: bytes) -> tuple[list[dict], list[GeomText], list[GeomText]]:
+    """A block parsed the ordinary way: one orjson call, geometries as dicts."""
+    lines = block.rstrip()
+    dicts = loads_exact(b"[" + _without_last_comma(lines) + b"]")
+    if not all(isinstance(d, dict) and "geometry" in d for d in dicts):
+        raise ValueError("a feature has no 'geometry' member")
+    return dicts, [d.pop("geometry") for d in dicts], [d.pop("nucleusGeometry", None) for d in dicts]
 
 
-def _offsets(lengths: list[int]) -> np.ndarray:
-    out = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out[1:])
+def _parse_numbers(blob: bytes) -> np.ndarray:
+    """Joined coordinate texts -> (V,) float64: every number, in order (Arrow's CSV reader)."""
+    table = pacsv.read_csv(io.BytesIO(blob.translate(_TO_ROWS)), read_options=_CSV_READ, convert_options=_CSV_CONVERT)
+    col = table.column(0)
+    if col.null_count:
+        raise ValueError("empty number")
+    parts = [_float64_view(c) for c in col.chunks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _float64_view(arr: pa.Array) -> np.ndarray:
+    """A null-free float64 Arrow array as numpy, read from its data buffer (pyarrow's own
+    ``to_numpy`` imports pandas on first use: more than a second)."""
+    if len(arr) == 0:
+        return np.empty(0, dtype=np.float64)
+    return np.frombuffer(arr.buffers()[1], dtype=np.float64, count=len(arr), offset=arr.offset * 8)
+
+
+def _structure(blob: bytes, depth: int) -> list[np.ndarray] | None:
+    """Offsets of the nested arrays in joined coordinate texts, read from the closing brackets.
+
+    Each run of ``]`` ends one position; a run of 2 also ends a ring, 3 a polygon, 4 a
+    multipolygon. Returns ``depth - 1`` offset arrays, innermost (positions per ring)
+    first, or ``None`` when the brackets do not have that shape or a position does not
+    hold exactly one comma of its own (not ``[x, y]``).
+    """
+    u = np.frombuffer(blob, dtype=np.uint8)
+    closes = np.flatnonzero(u == 0x5D)
+    if closes.size == 0 or blob.count(b"[") != closes.size:
+        return None
+    first = np.ones(closes.size, dtype=bool)
+    np.not_equal(closes[1:] - closes[:-1], 1, out=first[1:])
+    starts = np.flatnonzero(first)
+    run = np.diff(starts, append=closes.size)  # (P,) brackets closed after each position
+    if run.max() > depth:
+        return None
+    pos_end = closes[starts]  # (P,) the "]" ending each position
+    commas = np.flatnonzero(u == 0x2C)
+    own = commas[u[commas - 1] != 0x5D]  # commas not right after a "]": inside a position
+    if own.size != pos_end.size or (own > pos_end).any() or (own[1:] < pos_end[:-1]).any():
+        return None
+    ends = [np.flatnonzero(run >= level) for level in range(2, depth + 1)]  # rings, polys, ...
+    out = [np.concatenate(([0], ends[0] + 1))]
+    for inner, outer in zip(ends[:-1], ends[1:]):
+        out.append(np.concatenate(([0], np.searchsorted(inner, outer) + 1)))
     return out
 
 
 def _build_polygonal(kind: bytes, texts: list[bytes]) -> np.ndarray | None:
     """Polygon / MultiPolygon coordinate texts -> shapely array, or ``None`` if odd."""
-    ring_lens: list[int] = []
-    poly_rings: list[int] = []
-    multi_polys: list[int] = []
-    for t in texts:
-        if len(t) < 9 or b"[]" in t:
-            return None
-        if kind == b"Polygon":
-            poly_rings.append(_polygon_rings(t, ring_lens))
-        else:
-            polys = t.split(b"]]],[[[")
-            multi_polys.append(len(polys))
-            for p in polys:
-                poly_rings.append(_polygon_rings(p, ring_lens))
-    flat = _parse_numbers(texts)
-    ring_off = _offsets(ring_lens)
-    if flat.size != 2 * ring_off[-1] or min(ring_lens) < 4:
+    blob = b",".join(texts)
+    offs = _structure(blob, 3 if kind == b"Polygon" else 4)
+    if offs is None or offs[-1].size != len(texts) + 1:
+        return None
+    flat = _parse_numbers(blob)
+    ring_off = offs[0]
+    if flat.size != 2 * ring_off[-1]:
         return None
     xy = flat.reshape(-1, 2)
-    if not (xy[ring_off[:-1]] == xy[ring_off[1:] - 1]).all():
+    if (np.diff(ring_off) < 4).any() or not (xy[ring_off[:-1]] == xy[ring_off[1:] - 1]).all():
         return None
-    if kind == b"Polygon":
-        return shapely.from_ragged_array(GeometryType.POLYGON, xy, (ring_off, _offsets(poly_rings)))
-    offs = (ring_off, _offsets(poly_rings), _offsets(multi_polys))
-    return shapely.from_ragged_array(GeometryType.MULTIPOLYGON, xy, offs)
+    gtype = GeometryType.POLYGON if kind == b"Polygon" else GeometryType.MULTIPOLYGON
+    return shapely.from_ragged_array(gtype, xy, tuple(offs))
 
 
 def _as_dict(g: GeomText) -> dict | None:

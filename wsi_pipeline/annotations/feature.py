@@ -186,10 +186,53 @@ def _classification(raw: Any) -> tuple[str | None, RGB | None]:
     return name, rgb
 
 
+#: (name, r, g, b) -> parsed classification, for the usual {"name": .., "color": [r, g, b]}
+_CLASS_CACHE: dict[tuple, tuple[str | None, RGB | None]] = {}
+
+
+def _classification_cached(raw: Any) -> tuple[str | None, RGB | None]:
+    """:func:`_classification`, remembered for the usual form (a file has few classes)."""
+    if type(raw) is dict and len(raw) == 2:
+        name, c = raw.get("name"), raw.get("color")
+        if type(name) is str and type(c) is list and len(c) == 3:
+            key = (name, c[0], c[1], c[2])
+            try:
+                hit = _CLASS_CACHE.get(key)
+            except TypeError:  # an unhashable colour entry
+                return _classification(raw)
+            if hit is None:
+                if len(_CLASS_CACHE) > 4096:
+                    _CLASS_CACHE.clear()
+                hit = _CLASS_CACHE[key] = _classification(raw)
+            return hit
+    return _classification(raw)
+
+
 def feature_from_parts(obj: dict[str, Any], geometry: Any, nucleus_geometry: Any) -> Feature:
     """Build a :class:`Feature` from a parsed feature ``dict`` and its already-built geometries."""
-    props = obj.get("properties") or {}
+    props = obj.get("properties")
     raw_id = obj.get("id")
+    if (  # the usual modern feature (what we write): nothing to reinterpret, checked cheaply
+        type(raw_id) is str
+        and type(props) is dict
+        and props.keys() <= KNOWN_PROPERTIES
+        and obj.keys() <= KNOWN_MEMBERS
+        and raw_id not in LEGACY_OBJECT_TYPES
+    ):
+        object_type = props["objectType"] if "objectType" in props else props.get("object_type")
+        name, color = _classification_cached(props.get("classification"))
+        m = props.get("measurements")
+        if type(m) is not dict or not set(map(type, m.values())) <= _FLOAT:
+            m = _measurements(m)
+        return Feature(
+            geometry, object_type or "annotation", name, color, m, raw_id, props.get("name"),
+            nucleus_geometry, bool(props.get("isLocked", False)), {}, {}, False,
+        )
+    return _feature_from_any(obj, props or {}, raw_id, geometry, nucleus_geometry)
+
+
+def _feature_from_any(obj: dict, props: dict, raw_id: Any, geometry: Any, nucleus_geometry: Any) -> Feature:
+    """Every dialect: legacy class-name ids, ids in properties, unknown members."""
     object_type = props.get("objectType", props.get("object_type"))
     id_in_properties = False
     fid: str | None = None

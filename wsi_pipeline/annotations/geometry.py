@@ -51,10 +51,10 @@ def _build_group(kind: str, coords_list: list[Any]) -> np.ndarray:
         offsets.append(_offsets([len(x) for x in level]))
         level = list(_chain(level))
     offsets.append(_offsets([len(x) for x in level]))
-    n_pos = int(offsets[-1][-1])
-    flat = np.fromiter(_chain(_chain(level)), dtype=np.float64)
-    if flat.size != 2 * n_pos:
+    positions = list(_chain(level))
+    if set(map(len, positions)) != {2}:  # not a total count: [x, y, z] + [x] must not pass
         raise ValueError("positions are not all (x, y)")
+    flat = np.fromiter(_chain(positions), dtype=np.float64, count=2 * len(positions))
     xy = flat.reshape(-1, 2)
     if kind in ("Polygon", "MultiPolygon"):
         ring_len = np.diff(offsets[-1])
@@ -78,6 +78,8 @@ def _one(obj: dict) -> tuple[Any, bool]:
 
     def walk(c):
         if c and isinstance(c[0], (int, float)):
+            if len(c) < 2:
+                raise ValueError(f"a position with fewer than 2 numbers: {c}")
             pts.append((float(c[0]), float(c[1])))
         elif c:
             for x in c:

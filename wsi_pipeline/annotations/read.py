@@ -8,12 +8,14 @@ invalid ones repaired (counted in :attr:`Annotations.repaired` and logged), neve
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import queue
 import threading
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,8 +152,9 @@ def _features_of(path: Path, doc: Any) -> tuple[list[dict], dict]:
     raise InputError(path, f"expected a GeoJSON FeatureCollection or Feature, got type {kind!r}")
 
 
-def _assemble(dicts: list[dict], gitems: list, nitems: list, build) -> tuple[list[Feature], int]:
-    """Feature dicts + their geometries (in any form ``build`` takes) -> (features, n_repaired)."""
+def _geometries(gitems: list, nitems: list, build) -> tuple[np.ndarray, dict[int, Any], int]:
+    """Geometries and nucleus geometries (in any form ``build`` takes) -> (geometries,
+    {feature index: nucleus geometry}, n_repaired). Mostly GIL-free (Arrow, numpy, GEOS)."""
     geoms, repaired = build(gitems)
     geoms, n = repair_geometries(geoms)
     repaired += n
@@ -162,8 +165,13 @@ def _assemble(dicts: list[dict], gitems: list, nitems: list, build) -> tuple[lis
         ng, n2 = repair_geometries(ng)
         repaired += n1 + n2
         nuclei = dict(zip(nuc_idx, ng))
-    feats = [feature_from_parts(d, g, nuclei.get(i)) for i, (d, g) in enumerate(zip(dicts, geoms))]
-    return feats, repaired
+    return geoms, nuclei, repaired
+
+
+def _features(dicts: list[dict], geoms: np.ndarray, nuclei: dict[int, Any]) -> list[Feature]:
+    if nuclei:
+        return [feature_from_parts(d, g, nuclei.get(i)) for i, (d, g) in enumerate(zip(dicts, geoms))]
+    return list(map(feature_from_parts, dicts, geoms, itertools.repeat(None)))
 
 
 def features_from_dicts(dicts: list[dict]) -> tuple[list[Feature], int]:
@@ -173,7 +181,8 @@ def features_from_dicts(dicts: list[dict]) -> tuple[list[Feature], int]:
             raise ValueError(f"feature {i} is not a GeoJSON Feature (no 'geometry')")
     gitems = [d["geometry"] for d in dicts]
     nitems = [d.get("nucleusGeometry") for d in dicts]
-    return _assemble(dicts, gitems, nitems, geometries_from_dicts)
+    geoms, nuclei, repaired = _geometries(gitems, nitems, geometries_from_dicts)
+    return _features(dicts, geoms, nuclei), repaired
 
 
 def _strip_closing(block: bytes) -> tuple[bytes, bool]:
@@ -185,8 +194,8 @@ def _strip_closing(block: bytes) -> tuple[bytes, bool]:
     return block, False
 
 
-def _chunks(path: Path, fh, block_size: int) -> Iterator[tuple[list[Feature], int]]:
-    """Features of a file in the writer's line layout, one block of whole lines at a time."""
+def _blocks(path: Path, fh, block_size: int) -> Iterator[bytes]:
+    """Blocks of whole feature lines of a file in the writer's layout (closing line removed)."""
     carry = b""
     closed = False
     while True:
@@ -203,26 +212,55 @@ def _chunks(path: Path, fh, block_size: int) -> Iterator[tuple[list[Feature], in
             raise InputError(path, "data after the end of the FeatureCollection")
         block, closed = _strip_closing(block)
         if block.strip():
-            yield _block(path, block)
+            yield block
     if carry.strip():
         if closed:
             raise InputError(path, "data after the end of the FeatureCollection")
         block, closed = _strip_closing(carry)
         if block.strip():
-            yield _block(path, block)
+            yield block
     if not closed:
         raise InputError(path, "truncated file (no closing ']}')")
 
 
-def _block(path: Path, block: bytes) -> tuple[list[Feature], int]:
+_BAD_FEATURE = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+
+
+def _guarded(path: Path, fn, *args):
+    """``fn(*args)`` with JSON / feature errors turned into :class:`InputError` naming ``path``."""
     try:
-        with paused_gc():
-            dicts, gitems, nitems = fastpath.parse_block(block)
-            return _assemble(dicts, gitems, nitems, fastpath.geometries_from_texts)
+        return fn(*args)
     except json.JSONDecodeError as e:  # orjson's is a subclass
         raise InputError(path, f"not valid JSON ({e})") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+    except _BAD_FEATURE as e:
         raise InputError(path, f"bad GeoJSON feature: {e}") from None
+
+
+def _chunks(path: Path, fh, block_size: int) -> Iterator[tuple[list[Feature], int]]:
+    """Features of a file in the writer's line layout, one block of whole lines at a time.
+
+    Pipelined over two threads: while a worker builds, validates and repairs the
+    geometries of block k (Arrow, numpy and GEOS release the GIL), this thread reads and
+    parses block k+1 and then makes block k's :class:`Feature` objects.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geojson-geometry") as pool:
+        pending = None
+        for block in _blocks(path, fh, block_size):
+            with paused_gc():
+                dicts, gitems, nitems = _guarded(path, fastpath.parse_block, block)
+            del block
+            job = pool.submit(_guarded, path, _geometries, gitems, nitems, fastpath.geometries_from_texts)
+            if pending is not None:
+                yield _finish(*pending)
+            pending = (dicts, job)
+        if pending is not None:
+            yield _finish(*pending)
+
+
+def _finish(dicts: list[dict], job: Future) -> tuple[list[Feature], int]:
+    geoms, nuclei, repaired = job.result()
+    with paused_gc():
+        return _features(dicts, geoms, nuclei), repaired
 
 
 def iter_chunks(path: str | os.PathLike, *, block_size: int = 8 << 20) -> tuple[dict, Iterator[tuple[list[Feature], int]]]:
@@ -264,11 +302,8 @@ def iter_chunks(path: str | os.PathLike, *, block_size: int = 8 << 20) -> tuple[
         doc = _parse(path, data)
     del data
     dicts, props = _features_of(path, doc)
-    try:
-        with paused_gc():
-            chunk = features_from_dicts(dicts)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
-        raise InputError(path, f"bad GeoJSON feature: {e}") from None
+    with paused_gc():
+        chunk = _guarded(path, features_from_dicts, dicts)
     return props, iter([chunk])
 
 
