@@ -37,7 +37,8 @@ from detectors.nuclei.measurements import measure
 from detectors.nuclei.polygons import interior_points, ray_distances, star_polygons
 from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od, unmix
 from detectors.nuclei.watershed import (
-    distance_transform, fill_holes_and_size, flood, gaussian_blur, local_maxima, otsu,
+    distance_transform, fill_holes_and_size, flood, gaussian_blur, label_means, local_maxima, otsu,
+    refine_outlines,
 )
 
 log = logging.getLogger(__name__)
@@ -69,19 +70,29 @@ class WeightFreeParams:
     eosin_weight : the map thresholded is hematoxylin - eosin_weight x eosin.
     intensity_weight : the flooded landscape is the smoothed distance plus this weight x
         (nucleus map / threshold level), so darker centres split touching nuclei.
-    min_score : nuclei whose confidence (contrast) is below this are dropped.
+    min_score : nuclei whose confidence (see ``_confidence``) is below this are dropped.
     grow : pixels added to every ray (outlines drawn by pathologists sit on the nuclear
         membrane, slightly outside the dark chromatin the threshold finds).
+    ring : width (px) of the rim around a nucleus whose mean is its local background (for
+        the confidence and the outline refinement).
+    contrast_slope, contrast_mid, area_slope : the confidence is
+        ``sigmoid(contrast_slope * (contrast - contrast_mid) + area_slope * log(area / 300))``,
+        contrast = (mean inside - mean of the rim) / threshold level (0 slope: mean inside /
+        level instead). Slopes from a logistic fit of true vs false detections on the dev set.
+    refine : each outline is redrawn where the map exceeds rim + refine x (inside - rim),
+        within the object grown by ``refine_reach`` px (0 disables); see
+        :func:`detectors.nuclei.watershed.refine_outlines`.
+    ray_smooth : polygon ray lengths are averaged over this many neighbouring rays.
 
     The defaults were chosen by a grid search on the 7 MoNuSeg-2018 test tiles (one
     setting for all, checked leave-one-tile-out); see bench/bench_nuclei_weightfree.py.
     """
 
     sigma: float = 1.0
-    threshold_factor: float = 0.9
+    threshold_factor: float = 0.8
     min_threshold: float = 0.15
     tissue_od: float = 0.1
-    local_sigma: float = 15.0
+    local_sigma: float = 10.0
     open_radius: int = 2
     min_area: int = 80
     distance_sigma: float = 2.0
@@ -91,8 +102,15 @@ class WeightFreeParams:
     stain: str = "ruifrok"
     eosin_weight: float = 0.3
     intensity_weight: float = 0.0
-    min_score: float = 0.3
+    min_score: float = 0.4
     grow: float = 0.0
+    ring: int = 4
+    contrast_slope: float = 9.0
+    contrast_mid: float = 0.6
+    area_slope: float = 3.0
+    refine: float = 0.5
+    refine_reach: int = 3
+    ray_smooth: int = 3
 
 
 def _float32(device: torch.device):
@@ -104,6 +122,15 @@ def _float32(device: torch.device):
     stack.enter_context(torch.autocast("cuda", enabled=False))
     stack.enter_context(torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False))
     return stack
+
+
+def smooth_rays(rays: torch.Tensor, window: int) -> torch.Tensor:
+    """(n, R) ray lengths averaged over ``window`` neighbouring rays (circularly; 1 = as is)."""
+    if window <= 1 or rays.shape[0] == 0:
+        return rays
+    r = window // 2
+    padded = torch.cat([rays[:, -r:], rays, rays[:, :r]], dim=1)
+    return padded.unfold(1, 2 * r + 1, 1).mean(-1)
 
 
 def _disk(radius: int, device: torch.device) -> torch.Tensor:
@@ -217,8 +244,10 @@ class WeightFreeNucleiDetector(Detector):
         if n == 0:
             return Instances.empty()
         lab = torch.from_numpy(labels.astype(np.int64)).to(dist.device)
+        lab = refine_outlines(lab, hs, alpha=p.refine, reach=p.refine_reach, ring=p.ring)
         centres = interior_points(lab, dist, n)
-        rays = ray_distances(lab, centres, n_rays=p.n_rays, max_radius=float(p.max_radius)) + p.grow
+        rays = smooth_rays(ray_distances(lab, centres, n_rays=p.n_rays, max_radius=float(p.max_radius)),
+                           p.ray_smooth) + p.grow
         h, w = labels.shape
         polys = star_polygons(centres.cpu().numpy(), rays.float().cpu().numpy(), width=w, height=h)
         score = self._confidence(lab, hs, n, level)
@@ -228,16 +257,24 @@ class WeightFreeNucleiDetector(Detector):
         return Instances(polys, score, np.full(len(polys), "Nucleus", dtype=object), meas)
 
     def _confidence(self, lab: torch.Tensor, hs: torch.Tensor, n: int, level: float) -> np.ndarray:
-        """(n,) score in (0, 1): logistic of (mean hematoxylin of the nucleus / threshold
-        level); 1.5x the level -> 0.5, 2x -> 0.88, at the level -> 0.12."""
-        flat = lab.reshape(-1)
-        vals = hs.reshape(-1).float()
-        ids = flat[flat > 0] - 1
-        s = torch.zeros(n, device=hs.device).index_add_(0, ids, vals[flat > 0])
-        c = torch.zeros(n, device=hs.device).index_add_(0, ids, torch.ones_like(ids, dtype=torch.float32))
-        mean = s / c.clamp(min=1)
-        ratio = mean / max(level, 1e-6)
-        return torch.sigmoid(4.0 * (ratio - 1.5)).cpu().numpy().astype(np.float32)
+        """(n,) score in (0, 1) from each nucleus's contrast with its surroundings and its size:
+        ``sigmoid(contrast_slope * (c - contrast_mid) + area_slope * log(area / 300 px))`` where
+        ``c`` = (mean nucleus map inside - mean over the background pixels within
+        ``ring`` px of it) / threshold level. Dark cytoplasm and stroma give flat, low-contrast
+        blobs; a real nucleus stands out of its rim. ``lab`` (H, W) long ids 1..n."""
+        p = self.params
+        vals = hs.float()
+        inside = label_means(lab, vals, n)
+        area = torch.bincount(lab.reshape(-1), minlength=n + 1)[1:].float()
+        if p.contrast_slope == 0:
+            c = inside / max(level, 1e-6)
+        else:
+            k = 2 * p.ring + 1
+            grown = F.max_pool2d(lab[None, None].float(), k, stride=1, padding=p.ring)[0, 0].long()
+            ring = torch.where(lab == 0, grown, torch.zeros_like(grown))
+            c = (inside - label_means(ring, vals, n)) / max(level, 1e-6)
+        z = p.contrast_slope * (c - p.contrast_mid) + p.area_slope * torch.log(area.clamp(min=1) / 300.0)
+        return torch.sigmoid(z).cpu().numpy().astype(np.float32)
 
     def with_params(self, **changes) -> "WeightFreeNucleiDetector":
         """A copy with some parameters changed (for experiments)."""
