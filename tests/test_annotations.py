@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import shapely
 
+from wsi_pipeline.annotations.repair import star_simple_rings
 from wsi_pipeline.annotations import (
     DEFAULT_CLASS_COLORS,
     Feature,
@@ -415,3 +416,43 @@ def test_classification_forms_read_the_same_in_bulk(tmp_path):
     back = read_geojson(path).features
     assert [(f.classification, f.color) for f in back] == [
         ("Tumor", (200, 0, 0)), ("Tumor", (200, 0, 0)), ("Tumor", (0, 0, 200)), ("A: B", (1, 2, 3)), ("Tumor", (200, 0, 0))]
+
+
+def test_star_simple_rings_never_vouches_for_an_invalid_ring():
+    """The GEOS-free validity shortcut: everything it calls simple, GEOS calls valid."""
+    rng = np.random.default_rng(3)
+    rings, kinds = [], []
+    for i in range(3000):
+        k = i % 6
+        m = int(rng.integers(3, 33))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, m))
+        r = rng.uniform(1, 8, m)
+        if k == 0:  # a StarDist-like outline: evenly spaced rays
+            m = int(rng.integers(8, 33))
+            ang, r = np.linspace(0, 2 * np.pi, m, endpoint=False), rng.uniform(3, 8, m)
+        elif k == 1:  # random vertex order: mostly self-crossing
+            ang = rng.uniform(0, 2 * np.pi, m)
+        elif k == 2 and m > 3:  # two neighbours swapped: a local bow-tie
+            j = int(rng.integers(0, m - 1))
+            ang[[j, j + 1]] = ang[[j + 1, j]]
+        elif k == 3:  # winds twice around the centre: a pentagram-like star {m/2}
+            m = 2 * int(rng.integers(2, 12)) + 1
+            ang, r = np.linspace(0, 4 * np.pi, m, endpoint=False), rng.uniform(4, 8, m)
+        elif k == 4:  # a repeated vertex, or a spike out and back along one ray
+            j = int(rng.integers(0, m))
+            ang = np.insert(ang, j, ang[j])
+            r = np.insert(r, j, r[j] * rng.choice([1.0, 2.0]))
+        pts = np.stack([1000 + r * np.cos(ang), 2000 + r * np.sin(ang)], -1)
+        if k == 5:  # quantised to 0.5 px: collinear and repeated points happen
+            pts = np.round(pts * 2) / 2
+        rings.append(np.vstack([pts, pts[:1]]))
+        kinds.append(k)
+    kinds = np.array(kinds)
+    xy = np.concatenate(rings)
+    offs = np.concatenate([[0], np.cumsum([len(r) for r in rings])])
+    known = star_simple_rings(xy, offs)
+    valid = shapely.is_valid(shapely.polygons([shapely.linearrings(r) for r in rings]))
+    assert not (known & ~valid).any()
+    assert known[kinds == 0].all()  # nucleus-like outlines need no GEOS check
+    assert not known[kinds == 3].any() and not valid[kinds == 3].any()
+    assert (~valid[kinds == 1]).sum() > 300  # the mix does hold many invalid rings

@@ -35,6 +35,7 @@ import shapely
 from shapely import GeometryType
 
 from wsi_pipeline.annotations.geometry import geometries_from_dicts
+from wsi_pipeline.annotations.repair import star_simple_rings
 
 HEAD = b'{"type":"FeatureCollection"'
 FEATURES_OPEN = b'"features":['
@@ -191,8 +192,9 @@ def _structure(blob: bytes, depth: int) -> list[np.ndarray] | None:
     return out
 
 
-def _build_polygonal(kind: bytes, texts: list[bytes]) -> np.ndarray | None:
-    """Polygon / MultiPolygon coordinate texts -> shapely array, or ``None`` if odd."""
+def _build_polygonal(kind: bytes, texts: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Polygon / MultiPolygon coordinate texts -> (shapely array, (N,) bool known valid:
+    one-ring polygons whose ring is star-simple), or ``None`` if odd."""
     blob = b",".join(texts)
     offs = _structure(blob, 3 if kind == b"Polygon" else 4)
     if offs is None or offs[-1].size != len(texts) + 1:
@@ -204,8 +206,13 @@ def _build_polygonal(kind: bytes, texts: list[bytes]) -> np.ndarray | None:
     xy = flat.reshape(-1, 2)
     if (np.diff(ring_off) < 4).any() or not (xy[ring_off[:-1]] == xy[ring_off[1:] - 1]).all():
         return None
-    gtype = GeometryType.POLYGON if kind == b"Polygon" else GeometryType.MULTIPOLYGON
-    return shapely.from_ragged_array(gtype, xy, tuple(offs))
+    if kind == b"Polygon":
+        geoms = shapely.from_ragged_array(GeometryType.POLYGON, xy, tuple(offs))
+        one_ring = np.diff(offs[1]) == 1
+        known = np.zeros(len(geoms), dtype=bool)
+        known[one_ring] = star_simple_rings(xy, ring_off)[offs[1][:-1][one_ring]]
+        return geoms, known
+    return shapely.from_ragged_array(GeometryType.MULTIPOLYGON, xy, tuple(offs)), np.zeros(len(texts), dtype=bool)
 
 
 def _as_dict(g: GeomText) -> dict | None:
@@ -214,9 +221,11 @@ def _as_dict(g: GeomText) -> dict | None:
     return g
 
 
-def geometries_from_texts(items: list[GeomText]) -> tuple[np.ndarray, int]:
-    """Geometries as cut by :func:`parse_block` -> ((N,) shapely array, n_fixed)."""
+def geometries_from_texts(items: list[GeomText]) -> tuple[np.ndarray, int, np.ndarray]:
+    """Geometries as cut by :func:`parse_block` -> ((N,) shapely array, n_fixed, (N,) bool
+    known valid without asking GEOS)."""
     out = np.empty(len(items), dtype=object)
+    known = np.zeros(len(items), dtype=bool)
     groups: dict[bytes, tuple[list[int], list[bytes]]] = {}
     kinds = {g[0] if isinstance(g, tuple) else b"" for g in items}
     if len(kinds) == 1 and kinds <= {b"Polygon", b"MultiPolygon"}:  # the usual case
@@ -237,10 +246,10 @@ def geometries_from_texts(items: list[GeomText]) -> tuple[np.ndarray, int]:
                 built = _build_polygonal(kind, ct)
             except (ValueError, pa.ArrowInvalid, shapely.errors.GEOSException):
                 built = None
-        if built is not None and len(built) == len(idx):
-            out[idx] = built
+        if built is not None and len(built[0]) == len(idx):
+            out[idx], known[idx] = built
             continue
         geoms, f = geometries_from_dicts([_as_dict(items[i]) for i in idx])
         out[idx] = geoms
         fixed += f
-    return out, fixed
+    return out, fixed, known

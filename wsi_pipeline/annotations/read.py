@@ -155,17 +155,22 @@ def _features_of(path: Path, doc: Any) -> tuple[list[dict], dict]:
 def _geometries(gitems: list, nitems: list, build) -> tuple[np.ndarray, dict[int, Any], int]:
     """Geometries and nucleus geometries (in any form ``build`` takes) -> (geometries,
     {feature index: nucleus geometry}, n_repaired). Mostly GIL-free (Arrow, numpy, GEOS)."""
-    geoms, repaired = build(gitems)
-    geoms, n = repair_geometries(geoms)
+    geoms, repaired, known = build(gitems)
+    geoms, n = repair_geometries(geoms, known_valid=known)
     repaired += n
     nuc_idx = [i for i, t in enumerate(nitems) if t is not None]
     nuclei = {}
     if nuc_idx:
-        ng, n1 = build([nitems[i] for i in nuc_idx])
-        ng, n2 = repair_geometries(ng)
+        ng, n1, nknown = build([nitems[i] for i in nuc_idx])
+        ng, n2 = repair_geometries(ng, known_valid=nknown)
         repaired += n1 + n2
         nuclei = dict(zip(nuc_idx, ng))
     return geoms, nuclei, repaired
+
+
+def _unchecked(build):
+    """A geometry builder that knows nothing about validity: (geoms, n_fixed, None)."""
+    return lambda items: (*build(items), None)
 
 
 def _features(dicts: list[dict], geoms: np.ndarray, nuclei: dict[int, Any]) -> list[Feature]:
@@ -181,7 +186,7 @@ def features_from_dicts(dicts: list[dict]) -> tuple[list[Feature], int]:
             raise ValueError(f"feature {i} is not a GeoJSON Feature (no 'geometry')")
     gitems = [d["geometry"] for d in dicts]
     nitems = [d.get("nucleusGeometry") for d in dicts]
-    geoms, nuclei, repaired = _geometries(gitems, nitems, geometries_from_dicts)
+    geoms, nuclei, repaired = _geometries(gitems, nitems, _unchecked(geometries_from_dicts))
     return _features(dicts, geoms, nuclei), repaired
 
 
