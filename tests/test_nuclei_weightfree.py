@@ -12,7 +12,7 @@ from shapely import affinity
 from detectors.nuclei.measurements import measure
 from detectors.nuclei.polygons import interior_points, rasterise, ray_distances, star_polygons
 from detectors.nuclei.stain import RUIFROK_HE, hematoxylin_eosin_np, macenko_vectors, stain_matrix
-from detectors.nuclei.watershed import distance_transform, distance_transform_torch, otsu
+from detectors.nuclei.watershed import distance_transform, distance_transform_torch, h_maxima, otsu, refine_outlines
 from detectors.nuclei.weightfree import WeightFreeNucleiDetector
 from detectors.testing import DetectorConformance
 from wsi_pipeline.evaluation import score_labels
@@ -121,6 +121,34 @@ def test_torch_distance_transform_is_exact():
     np.testing.assert_allclose(distance_transform(t, max_distance=12)[0, 0].numpy(), ref, atol=1e-5)
 
 
+def test_h_maxima_matches_scikit_image_and_splits_touching_discs():
+    from skimage.morphology import h_maxima as sk_h_maxima
+
+    yy, xx = np.mgrid[:120, :160]
+    discs = ((yy - 60) ** 2 + (xx - 50) ** 2 < 25**2) | ((yy - 60) ** 2 + (xx - 95) ** 2 < 22**2)
+    small = (yy - 20) ** 2 + (xx - 140) ** 2 < 8**2
+    d = ndimage.gaussian_filter(ndimage.distance_transform_edt(discs | small), 1.5).astype(np.float32)
+    for h, expected in ((0.5, 3), (10.0, 2)):  # the small disc (depth ~8) is no 10-maximum
+        ours = h_maxima(torch.from_numpy(d)[None, None], h=h, min_value=1.0)[0, 0].numpy()
+        ref = sk_h_maxima(d.astype(np.float64), h).astype(bool) & (d >= 1.0)
+        assert ndimage.label(ours)[1] == expected
+        np.testing.assert_array_equal(ours, ref)
+
+
+def test_refine_outlines_moves_edges_to_half_contrast():
+    """A label drawn too small grows, one drawn too large shrinks, to where the map crosses
+    halfway between the object's mean and its rim's."""
+    yy, xx = np.mgrid[:80, :160]
+    nucleus = ((yy - 40) ** 2 + (xx - 40) ** 2 <= 12**2) | ((yy - 40) ** 2 + (xx - 120) ** 2 <= 12**2)
+    amap = torch.from_numpy(np.where(nucleus, 1.0, 0.2).astype(np.float32))
+    lab = np.zeros((80, 160), np.int64)
+    lab[(yy - 40) ** 2 + (xx - 40) ** 2 <= 10**2] = 1  # too small
+    lab[(yy - 40) ** 2 + (xx - 120) ** 2 <= 14**2] = 2  # too large
+    out = refine_outlines(torch.from_numpy(lab), amap, alpha=0.5, reach=3, ring=4).numpy()
+    truth = np.where(nucleus, np.where(xx < 80, 1, 2), 0)
+    np.testing.assert_array_equal(out, truth)
+
+
 def test_otsu_matches_scikit_image():
     from skimage.filters import threshold_otsu
 
@@ -204,8 +232,9 @@ def test_concave_shapes_have_solidity_below_one():
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_monuseg_dev_quality(shared_data):
-    """One setting for all 7 tiles (calibrated per image, as per slide). Reached: AJI 0.565,
-    F1@0.5 0.780, PQ 0.572 aggregated over tiles (the issue's target 0.60 / 0.80 is not met)."""
+    """One setting for all 7 tiles (calibrated per image, as per slide). Reached: AJI 0.597,
+    F1@0.5 0.823, PQ 0.609 aggregated over tiles (the issue's F1 target 0.80 is met, its AJI
+    target 0.60 not quite)."""
     from wsi_pipeline.evaluation import load_labels
 
     dev = shared_data / "nuclei" / "monuseg-dev"
@@ -220,9 +249,9 @@ def test_monuseg_dev_quality(shared_data):
         res = det.predict(rgb)
         s = score_labels(load_labels(xml, shape=rgb.shape[:2]), rasterise(res.geometry, rgb.shape[:2]))
         total = s if total is None else total + s
-    assert total.aji >= 0.56
-    assert total.at(0.5)["f1"] >= 0.77
-    assert total.at(0.5)["pq"] >= 0.565
+    assert total.aji >= 0.59
+    assert total.at(0.5)["f1"] >= 0.81
+    assert total.at(0.5)["pq"] >= 0.60
 
 
 def test_cuda_runs_in_float32_without_tf32():

@@ -10,10 +10,14 @@ Per tile (``(B, H, W, 3)`` uint8 at 0.25 µm/px):
 4. opening, hole filling and removal of specks smaller than ``min_area`` (opening in
    torch; hole filling and component sizes with scipy on the CPU);
 5. distance transform (torch on GPU, scipy's identical exact EDT on CPU), smoothed, and its
-   local maxima as markers, torch;
+   h-maxima as markers (torch), so touching nuclei keep one marker each;
 6. marker-controlled watershed (scikit-image, CPU);
-7. star-convex polygons: ``n_rays`` rays from each object's deepest pixel, torch;
-8. a confidence per nucleus from its hematoxylin contrast, and the measurements of
+7. each outline redrawn at its own half-contrast level between the nucleus and its rim
+   (torch; hole filling with scipy), so pale and dark nuclei get their full size;
+8. star-convex polygons: ``n_rays`` rays from each object's deepest pixel, lengths smoothed
+   over neighbouring rays, torch;
+9. a confidence per nucleus from its contrast with its rim and its size (low-contrast
+   blobs of dark cytoplasm or stroma are dropped), and the measurements of
    :mod:`detectors.nuclei.measurements`.
 
 For a whole slide call :meth:`calibrate` once with a sample of the slide's tissue at the
@@ -37,7 +41,7 @@ from detectors.nuclei.measurements import measure
 from detectors.nuclei.polygons import interior_points, ray_distances, star_polygons
 from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od, unmix
 from detectors.nuclei.watershed import (
-    distance_transform, fill_holes_and_size, flood, gaussian_blur, label_means, local_maxima, otsu,
+    distance_transform, fill_holes_and_size, flood, gaussian_blur, h_maxima, label_means, local_maxima, otsu,
     refine_outlines,
 )
 
@@ -61,7 +65,9 @@ class WeightFreeParams:
     open_radius : radius of the opening that cuts thin bridges (0 disables).
     min_area : smallest nucleus kept, pixels.
     distance_sigma : smoothing of the distance map before marker detection.
-    marker_radius : markers are maxima of the smoothed distance within this radius.
+    marker_h : markers are the h-maxima of the smoothed distance with this ``h`` (px);
+        0: the maxima within ``marker_radius`` instead.
+    marker_radius : with ``marker_h`` 0, markers are the smoothed distance's maxima within this radius.
     max_radius : largest nucleus radius the distance and the rays consider; polygons span
         at most ``2 * max_radius + 1`` px, within :data:`SPEC`'s max_object_size (80).
     n_rays : vertices of each star-convex polygon.
@@ -95,15 +101,15 @@ class WeightFreeParams:
     local_sigma: float = 10.0
     open_radius: int = 2
     min_area: int = 80
-    distance_sigma: float = 2.0
+    distance_sigma: float = 1.5
     marker_radius: int = 6
     max_radius: int = 39
     n_rays: int = 32
     stain: str = "ruifrok"
     eosin_weight: float = 0.3
     intensity_weight: float = 0.0
-    min_score: float = 0.4
-    grow: float = 0.0
+    min_score: float = 0.5
+    grow: float = 0.5
     ring: int = 4
     contrast_slope: float = 9.0
     contrast_mid: float = 0.6
@@ -111,6 +117,7 @@ class WeightFreeParams:
     refine: float = 0.5
     refine_reach: int = 3
     ray_smooth: int = 3
+    marker_h: float = 0.5
 
 
 def _float32(device: torch.device):
@@ -229,7 +236,10 @@ class WeightFreeNucleiDetector(Detector):
                 lv = torch.as_tensor(level, device=hs.device, dtype=hs.dtype).view(-1, 1, 1, 1)
                 land = land + p.intensity_weight * hs / lv
             land = land * mt
-            markers = local_maxima(land, radius=p.marker_radius, min_value=1.0).cpu().numpy()
+            if p.marker_h > 0:
+                markers = h_maxima(land, h=p.marker_h, min_value=1.0).cpu().numpy()
+            else:
+                markers = local_maxima(land, radius=p.marker_radius, min_value=1.0).cpu().numpy()
             land_np = land.cpu().numpy()
             out = []
             for i in range(len(tiles)):
