@@ -131,3 +131,87 @@ def test_f1_scores_agree_with_stardist_matching():
     for t, tp in zip((0.3, 0.5, 0.7), tps):
         m = matching(gt, pred, thresh=t)
         assert (tp, n_gt, n_pred) == (m.tp, m.n_true, m.n_pred)
+
+
+@pytest.mark.parametrize("rot", [0, 1, 2, 3])
+@pytest.mark.parametrize("flip", [False, True])
+def test_flips_and_rotations_permute_the_rays(rot, flip):
+    from wsi_pipeline.training.nuclei_data import full_targets, transform_patch
+
+    img, lbl = synthetic_nuclei((80, 80), seed=5)
+    t = full_targets(lbl, n_rays=16)
+    _, lbl2, prob2, dist2 = transform_patch(img, lbl, t.prob, t.dist, rot=rot, flip=flip)
+    direct = full_targets(np.ascontiguousarray(lbl2), n_rays=16)
+    np.testing.assert_allclose(dist2, direct.dist, atol=1e-4)
+    np.testing.assert_allclose(prob2, direct.prob, atol=1e-6)
+
+
+def test_rays_that_cannot_rotate_are_refused():
+    from wsi_pipeline.training.nuclei_data import fliplr_rays, rot90_rays
+
+    with pytest.raises(ValueError):
+        rot90_rays(18, 1)
+    with pytest.raises(ValueError):
+        fliplr_rays(7)
+    np.testing.assert_array_equal(rot90_rays(18, 0), np.arange(18))
+    np.testing.assert_array_equal(rot90_rays(16, 4), np.arange(16))
+    np.testing.assert_array_equal(rot90_rays(16, 1), (np.arange(16) + 4) % 16)
+
+
+def test_batch_targets_are_the_whole_images_targets():
+    """A whole-image patch without augmentation carries exactly stardist's targets; a patch
+    cut from it keeps the rays of nuclei that cross the patch border."""
+    from stardist.utils import edt_prob
+
+    img, lbl = synthetic_nuclei((64, 64), seed=3)
+    options = NucleiTrainingOptions(patch_size=64, batch_size=1)
+    _, (prob, dist) = make_batch([Sample("a", img, lbl)], np.random.default_rng(0), config=SMALL, options=options,
+                                 train=False)
+    np.testing.assert_allclose(dist[0].numpy().transpose(1, 2, 0), star_dist(lbl, 16, grid=(2, 2)), atol=1e-5)
+    np.testing.assert_allclose(prob[0, 0].numpy(), edt_prob(lbl)[::2, ::2], atol=1e-6)
+    options = NucleiTrainingOptions(patch_size=32, batch_size=6, foreground_prob=1.0)
+    s = Sample("a", img, lbl)
+    _, (prob, dist) = make_batch([s], np.random.default_rng(1), config=SMALL, options=options)
+    assert prob.shape == (6, 1, 16, 16) and dist.shape == (6, 16, 16, 16)
+    assert float(dist.max()) <= float(s.targets.dist.max()) + 1e-6 and float(prob.max()) > 0
+
+
+def test_resample_pair_halves_image_and_labels():
+    from wsi_pipeline.training.nuclei_data import resample_pair
+
+    img, lbl = synthetic_nuclei((96, 96), seed=6)
+    small_img, small_lbl = resample_pair(img, lbl, 0.5)
+    assert small_img.shape == (48, 48, 3) and small_img.dtype == np.uint8
+    assert small_lbl.shape == (48, 48) and small_lbl.dtype == lbl.dtype
+    assert set(np.unique(small_lbl)) <= set(np.unique(lbl)) and len(np.unique(small_lbl)) >= 0.9 * len(np.unique(lbl))
+    assert abs(float(small_img.mean()) - float(img.mean())) < 2.0
+    same_img, same_lbl = resample_pair(img, lbl, 1)
+    assert same_img is img and same_lbl is lbl
+
+
+def test_cosine_annealing_ends_low():
+    from wsi_pipeline.training.trainer import cosine_factor, fit
+
+    assert cosine_factor(0) == 1.0 and cosine_factor(1) == pytest.approx(0.05) and cosine_factor(2) == cosine_factor(1)
+    assert cosine_factor(0.25) > cosine_factor(0.5) > cosine_factor(0.75)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+
+    def loss_fn(m, a, b):
+        return ((m(a) - b) ** 2).mean()
+
+    res = fit(model, sample_train=lambda rng: (x, y), loss_fn=loss_fn, val_batches=[(x, y)], epochs=4,
+              steps_per_epoch=5, device=torch.device("cpu"), lr=0.1, anneal=True)
+    assert res.lr[0] < 0.1 and all(a > b for a, b in zip(res.lr, res.lr[1:])) and res.lr[-1] < 0.02
+
+
+def test_train_at_a_coarser_resolution(dataset, tmp_path):
+    out = tmp_path / "half"
+    rc = cli(["train", "nuclei", "--images", str(dataset / "images"), "--labels", str(dataset / "labels"),
+              "--mpp", "0.5", "--train-mpp", "1.0", "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1",
+              "--batch-size", "1", "--patch-size", "32", "--preset", "small", "--val", "img2", "--anneal",
+              "--device", "cpu"])
+    assert rc == 0
+    assert json.loads((out / "config.json").read_text())["wsi_pipeline"]["mpp"] == 1.0
+    assert load_stardist_model(out, device="cpu", tile_size=64, halo=16, max_object_size=32).spec.mpp == 1.0
