@@ -208,7 +208,7 @@ def test_atomic_write_leaves_nothing_when_iterator_raises(tmp_path):
 
 def test_unknown_properties_and_members_preserved(tmp_path):
     weird = {"nested": {"a": [1, 2.5, None, True, "s"], "b": {"c": "ü"}}, "big": 12345678901234, "huge": 2**70,
-             "float": 0.1 + 0.2, "empty": {}, "list": []}
+             "below_int64": -(2**63) - 1, "float": 0.1 + 0.2, "empty": {}, "list": []}
     doc = {"type": "FeatureCollection", "properties": {"software": "x", "openslide.bounds-x": 5}, "features": [
         {"type": "Feature", "id": "custom-id-1", "bbox": [0, 0, 1, 1],
          "geometry": {"type": "Point", "coordinates": [1, 2]},
@@ -237,6 +237,10 @@ def test_unknown_properties_and_members_preserved(tmp_path):
     again = read_geojson(out).features
     _assert_same_features(ann.features, again)
     assert type(again[0].extra["metadata"]["huge"]) is int  # not turned into a float
+    assert again[0].extra["metadata"]["below_int64"] == -(2**63) - 1
+    alone = tmp_path / "alone.geojson"  # 19 digits, just beyond int64, with no longer number beside it
+    write_geojson(alone, [Feature(shapely.Point(0, 0), extra={"n": -(2**63) - 1, "m": 2**63 - 1})])
+    assert read_geojson(alone).features[0].extra == {"n": -(2**63) - 1, "m": 2**63 - 1}
 
 
 def test_bad_input_raises_input_error(tmp_path):

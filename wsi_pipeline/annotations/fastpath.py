@@ -79,8 +79,9 @@ _DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
 
 
 def may_hold_big_int(data: bytes) -> bool:
-    """True when ``data`` has a run of 20+ digits: an integer orjson would turn into a float."""
-    return b"0" * 20 in data.translate(_DIGITS_TO_0)
+    """True when ``data`` has a run of 19+ digits: maybe an integer beyond int64/uint64, which
+    orjson would turn into a float (-(2**63) - 1 has 19 digits). Float reprs have <= 17."""
+    return b"0" * 19 in data.translate(_DIGITS_TO_0)
 
 
 def loads_exact(data: bytes):
@@ -100,7 +101,7 @@ def parse_block(block: bytes) -> tuple[list[dict], list[GeomText], list[GeomText
     """
     pieces = _LINE_RE.split(b"\n" + block)
     k = _NGROUPS + 1
-    cut = b"".join(pieces[3::k]) + b"".join(c for c in pieces[5::k] if c is not None)
+    cut = b"".join(pieces[3::k]) + b"".join(filter(None, pieces[5::k]))
     if cut.translate(None, _NUMBER_TEXT):  # something else hides in a geometry: no cutting
         return _parse_whole(block)
     between, prefix = pieces[0::k], pieces[1::k]
