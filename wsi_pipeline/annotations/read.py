@@ -3,6 +3,10 @@
 Accepted top levels: a FeatureCollection, a bare list of features (old QuPath), or a single
 Feature. ``.gz`` files are decompressed. Geometries are built in bulk, validated, and
 invalid ones repaired (counted in :attr:`Annotations.repaired` and logged), never dropped.
+
+Files in the writer's one-feature-per-line layout are streamed in blocks (see
+:mod:`~wsi_pipeline.annotations.fastpath`); a worker thread builds and validates one block's
+geometries while this thread parses the next block and makes the previous block's features.
 """
 
 from __future__ import annotations
