@@ -460,3 +460,23 @@ def test_star_simple_rings_never_vouches_for_an_invalid_ring():
     assert known[kinds == 0].all()  # nucleus-like outlines need no GEOS check
     assert not known[kinds == 3].any() and not valid[kinds == 3].any()
     assert (~valid[kinds == 1]).sum() > 300  # the mix does hold many invalid rings
+
+
+def test_read_leaves_no_young_generation_scan_and_keeps_frozen_objects(tmp_path):
+    """Features read are moved to the oldest GC generation (no scan of them all by the next
+    young collection); a program's own frozen objects stay frozen."""
+    import gc
+
+    path = tmp_path / "n.geojson"
+    write_geojson(path, [Feature(shapely.box(i, 0, i + 1, 1)) for i in range(3000)])
+    ann = read_geojson(path)
+    young = {id(o) for o in gc.get_objects(generation=0)} | {id(o) for o in gc.get_objects(generation=1)}
+    assert not any(id(f) in young or id(f.geometry) in young for f in ann.features)
+    assert gc.isenabled()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        read_geojson(path)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -29,7 +29,7 @@ import orjson
 
 from tiling.errors import InputError
 from wsi_pipeline.annotations import fastpath
-from wsi_pipeline.annotations._gc import paused_gc
+from wsi_pipeline.annotations._gc import paused_gc, promote_young_objects
 from wsi_pipeline.annotations.feature import Feature, feature_from_parts
 from wsi_pipeline.annotations.geometry import geometries_from_dicts
 from wsi_pipeline.annotations.repair import log_repaired, repair_geometries
@@ -337,5 +337,6 @@ def read_geojson(path: str | os.PathLike) -> Annotations:
         for part, n in chunks:
             feats.extend(part)
             repaired += n
+        promote_young_objects()
     log_repaired(repaired, where=str(path))
     return Annotations(features=feats, properties=props, repaired=repaired)
