@@ -129,10 +129,12 @@ def test_h_maxima_matches_scikit_image_and_splits_touching_discs():
     small = (yy - 20) ** 2 + (xx - 140) ** 2 < 8**2
     d = ndimage.gaussian_filter(ndimage.distance_transform_edt(discs | small), 1.5).astype(np.float32)
     for h, expected in ((0.5, 3), (10.0, 2)):  # the small disc (depth ~8) is no 10-maximum
-        ours = h_maxima(torch.from_numpy(d)[None, None], h=h, min_value=1.0)[0, 0].numpy()
-        ref = sk_h_maxima(d.astype(np.float64), h).astype(bool) & (d >= 1.0)
+        ours = h_maxima(torch.from_numpy(d)[None, None], h=h, min_value=max(h, 1.0))[0, 0].numpy()
+        ref = sk_h_maxima(d.astype(np.float64), h).astype(bool) & (d >= max(h, 1.0))
         assert ndimage.label(ours)[1] == expected
         np.testing.assert_array_equal(ours, ref)
+    with pytest.raises(ValueError, match="min_value >= h"):
+        h_maxima(torch.from_numpy(d)[None, None], h=2.0, min_value=1.0)
 
 
 def test_refine_outlines_moves_edges_to_half_contrast():

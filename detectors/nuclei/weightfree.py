@@ -41,8 +41,8 @@ from detectors.nuclei.measurements import measure
 from detectors.nuclei.polygons import interior_points, ray_distances, star_polygons
 from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od, unmix
 from detectors.nuclei.watershed import (
-    distance_transform, fill_holes_and_size, flood, gaussian_blur, h_maxima, label_means, local_maxima, otsu,
-    refine_outlines,
+    distance_transform, fill_holes_and_size, flood, gaussian_blur, grow_labels, h_maxima, label_means,
+    local_maxima, otsu, refine_outlines,
 )
 
 log = logging.getLogger(__name__)
@@ -279,8 +279,7 @@ class WeightFreeNucleiDetector(Detector):
         if p.contrast_slope == 0:
             c = inside / max(level, 1e-6)
         else:
-            k = 2 * p.ring + 1
-            grown = F.max_pool2d(lab[None, None].float(), k, stride=1, padding=p.ring)[0, 0].long()
+            grown = grow_labels(lab, p.ring)
             ring = torch.where(lab == 0, grown, torch.zeros_like(grown))
             c = (inside - label_means(ring, vals, n)) / max(level, 1e-6)
         z = p.contrast_slope * (c - p.contrast_mid) + p.area_slope * torch.log(area.clamp(min=1) / 300.0)
