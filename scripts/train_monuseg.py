@@ -110,6 +110,7 @@ def parse_args(argv):
     ap.add_argument("--steps-per-epoch", type=int, default=50)
     ap.add_argument("--learning-rate", type=float, default=1e-3)
     ap.add_argument("--preset", default="compact")
+    ap.add_argument("--init", type=Path, default=None, help="model folder to continue from (its architecture wins)")
     ap.add_argument("--train-mpp", type=float, default=0.5, help="train at this resolution (data: 0.25 um/px)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plateau", action="store_true", help="plateau learning-rate decay instead of cosine annealing")
@@ -146,7 +147,8 @@ def main(argv=None) -> int:
                                     batch_size=args.batch_size, patch_size=args.patch_size,
                                     learning_rate=args.learning_rate, val_names=(val[0].name,),
                                     val_patches_per_image=16, time_limit_min=args.minutes, workers=args.workers,
-                                    train_mpp=args.train_mpp, seed=args.seed, anneal=not args.plateau)
+                                    train_mpp=args.train_mpp, seed=args.seed, anneal=not args.plateau,
+                                    init=str(args.init) if args.init else None)
     t0, c0 = time.perf_counter(), cpu_seconds()
     res = train_nuclei(train + val, out=args.out, mpp=DATA_MPP, options=options, device=device)
     train_s, train_cpu = time.perf_counter() - t0, cpu_seconds() - c0
@@ -162,7 +164,7 @@ def main(argv=None) -> int:
             per_image[s.name] = summary(sc)
     steps = len(res.fit.train_loss) * args.steps_per_epoch
     out = {"device": str(device), "torch_threads": torch.get_num_threads(), "preset": args.preset,
-           "learning_rate": args.learning_rate, "anneal": not args.plateau,
+           "learning_rate": args.learning_rate, "anneal": not args.plateau, "init": str(args.init) if args.init else None,
            "model_mpp": model_mpp, "patch_size": args.patch_size, "batch_size": args.batch_size,
            "train_seconds": train_s, "train_cpu_seconds": train_cpu, "fit_seconds": res.fit.seconds,
            "epochs": len(res.fit.train_loss), "steps": steps, "seconds_per_step": res.fit.seconds / max(steps, 1),
