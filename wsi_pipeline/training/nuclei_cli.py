@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--preset", default="versatile_he", help="architecture: versatile_he (default) or small")
+    parser.add_argument("--preset", default="versatile_he", help="architecture: versatile_he (default), compact (depth 3, 16 filters: for CPU) or small")
     parser.add_argument("--init", default=None, help="model folder to fine-tune from (e.g. a fetched stardist-he)")
     parser.add_argument("--val", default=None, help="comma-separated image stems kept for validation")
     parser.add_argument("--val-fraction", type=float, default=0.15)
