@@ -35,7 +35,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,15 +42,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from bench_stardist import _clock, _since  # noqa: E402  (wall and CPU seconds, one clock for both)
 MONUSEG = REPO.parent / "shared" / "data" / "nuclei" / "monuseg-dev"
-
-
-def _clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
-
-
-def _since(t: tuple[float, float]) -> tuple[float, float]:
-    return time.perf_counter() - t[0], time.process_time() - t[1]
 
 
 def star_polygons(n: int, *, spacing: float, seed: int = 0) -> tuple[np.ndarray, float]:

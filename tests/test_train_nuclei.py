@@ -12,7 +12,8 @@ from stardist.geometry import star_dist
 
 from detectors.stardist import StarDistConfig, StarDistNet, load_stardist_model
 from wsi_pipeline.cli import main as cli
-from wsi_pipeline.training.nuclei import NucleiTrainingOptions, Sample, make_batch, stardist_loss, targets
+from wsi_pipeline.training.nuclei import NucleiTrainingOptions, Sample, make_batch, stardist_loss
+from wsi_pipeline.training.nuclei_data import full_targets
 from wsi_pipeline.training.synthetic import synthetic_nuclei
 
 SMALL = StarDistConfig(n_rays=16, grid=(2, 2), n_channel_in=3, unet_n_depth=2, unet_n_filter_base=8,
@@ -33,7 +34,8 @@ def dataset(tmp_path_factory):
 
 def test_targets_are_stardist_targets():
     _, lbl = synthetic_nuclei((64, 64), seed=1)
-    prob, dist = targets(lbl, n_rays=16, grid=(2, 2))
+    t = full_targets(lbl, n_rays=16)
+    prob, dist = t.prob[::2, ::2], t.dist[::2, ::2]
     assert prob.shape == (32, 32) and dist.shape == (32, 32, 16)
     sub = lbl[::2, ::2]
     assert np.all(prob[sub == 0] == 0) and np.all(prob[sub > 0] > 0) and prob.max() <= 1

@@ -222,17 +222,6 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, *, jitter: float) ->
     return np.ascontiguousarray(img)
 
 
-def targets(lbl: np.ndarray, *, n_rays: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(h, w) labels -> prob (h/gy, w/gx) float32 and dist (h/gy, w/gx, n_rays) float32."""
-    from stardist.geometry import star_dist
-    from stardist.utils import edt_prob
-
-    lbl = np.ascontiguousarray(lbl)
-    prob = edt_prob(lbl[::grid[0], ::grid[1]]).astype(np.float32)
-    dist = star_dist(lbl, n_rays, mode="cpp", grid=grid).astype(np.float32)
-    return prob, dist
-
-
 def sample_targets(s: Sample, n_rays: int) -> FullTargets:
     """The whole image's targets, computed on first use and kept on the sample."""
     if s.targets is None or s.targets.dist.shape[-1] != n_rays:

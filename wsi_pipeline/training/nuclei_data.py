@@ -11,7 +11,7 @@ for rotations; otherwise rotations are skipped and only the flips that keep rays
 Cropping the whole image's targets, not recomputing them on the crop, also keeps the true
 extent of nuclei cut by the patch border (the rays do not stop at the crop edge).
 
-Images can be resampled before training (``resample_sample``): training at 0.5 µm/px on
+Images can be resampled before training (``resample_pair``): training at 0.5 µm/px on
 0.25 µm/px data sees four times the tissue per step.
 """
 
