@@ -16,6 +16,7 @@ Dialects read (QuPath >= 0.4 is what we write):
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -186,8 +187,9 @@ def _classification(raw: Any) -> tuple[str | None, RGB | None]:
     return name, rgb
 
 
-#: (name, r, g, b) -> parsed classification, for the usual {"name": .., "color": [r, g, b]}
-_CLASS_CACHE: dict[tuple, tuple[str | None, RGB | None]] = {}
+@functools.lru_cache(maxsize=4096)
+def _usual_classification(name: str, r: Any, g: Any, b: Any) -> tuple[str | None, RGB | None]:
+    return _classification({"name": name, "color": [r, g, b]})
 
 
 def _classification_cached(raw: Any) -> tuple[str | None, RGB | None]:
@@ -195,16 +197,11 @@ def _classification_cached(raw: Any) -> tuple[str | None, RGB | None]:
     if type(raw) is dict and len(raw) == 2:
         name, c = raw.get("name"), raw.get("color")
         if type(name) is str and type(c) is list and len(c) == 3:
-            key = (name, c[0], c[1], c[2])
             try:
-                hit = _CLASS_CACHE.get(key)
+                hash((c[0], c[1], c[2]))
             except TypeError:  # an unhashable colour entry
                 return _classification(raw)
-            if hit is None:
-                if len(_CLASS_CACHE) > 4096:
-                    _CLASS_CACHE.clear()
-                hit = _CLASS_CACHE[key] = _classification(raw)
-            return hit
+            return _usual_classification(name, c[0], c[1], c[2])
     return _classification(raw)
 
 
