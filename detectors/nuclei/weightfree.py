@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from detectors.base import Detector, DetectorSpec, Instances
 from detectors.device import inference_context
 from detectors.nuclei.measurements import measure
-from detectors.nuclei.polygons import interior_points, ray_distances, star_polygons
-from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od, unmix
+from detectors.nuclei.outlines import nucleus_map, outline_polygons
+from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od
 from detectors.nuclei.watershed import (
     distance_transform, fill_holes_and_size, flood, gaussian_blur, grow_labels, h_maxima, label_means,
-    local_maxima, otsu, refine_outlines,
+    local_maxima, otsu,
 )
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class WeightFreeParams:
         contrast = (mean inside - mean of the rim) / threshold level (0 slope: mean inside /
         level instead). Slopes from a logistic fit of true vs false detections on the dev set.
     refine : each outline is redrawn where the map exceeds rim + refine x (inside - rim),
-        within the object grown by ``refine_reach`` px (0 disables); see
+        within the object grown by ``refine_reach`` px (``refine`` 0 disables); see
         :func:`detectors.nuclei.watershed.refine_outlines`.
     ray_smooth : polygon ray lengths are averaged over this many neighbouring rays.
 
@@ -131,15 +131,6 @@ def _float32(device: torch.device):
     return stack
 
 
-def smooth_rays(rays: torch.Tensor, window: int) -> torch.Tensor:
-    """(n, R) ray lengths averaged over ``window`` neighbouring rays (circularly; 1 = as is)."""
-    if window <= 1 or rays.shape[0] == 0:
-        return rays
-    r = window // 2
-    padded = torch.cat([rays[:, -r:], rays, rays[:, :r]], dim=1)
-    return padded.unfold(1, 2 * r + 1, 1).mean(-1)
-
-
 def _disk(radius: int, device: torch.device) -> torch.Tensor:
     t = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
     return ((t[:, None] ** 2 + t[None, :] ** 2) <= radius * radius + 0.5).float()
@@ -179,9 +170,8 @@ class WeightFreeNucleiDetector(Detector):
     def hematoxylin(self, tiles: torch.Tensor, vectors: np.ndarray | None = None) -> torch.Tensor:
         """(B, H, W, 3) uint8 tensor -> (B, 1, H, W) smoothed nucleus map (hematoxylin OD,
         minus ``eosin_weight`` x eosin OD), unmixed with ``vectors`` (default: the detector's)."""
-        he = unmix(rgb_to_od(tiles), self.stain_vectors if vectors is None else vectors)
-        h = he[:, :1] - self.params.eosin_weight * he[:, 1:2] if self.params.eosin_weight else he[:, :1]
-        return gaussian_blur(h.float(), self.params.sigma)
+        return nucleus_map(tiles, vectors=self.stain_vectors if vectors is None else vectors,
+                           eosin_weight=self.params.eosin_weight, sigma=self.params.sigma)
 
     def _nucleus_map(self, tiles: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, H, W) nucleus map and (B, 1, H, W) bool tissue mask (not glass)."""
@@ -254,12 +244,9 @@ class WeightFreeNucleiDetector(Detector):
         if n == 0:
             return Instances.empty()
         lab = torch.from_numpy(labels.astype(np.int64)).to(dist.device)
-        lab = refine_outlines(lab, hs, alpha=p.refine, reach=p.refine_reach, ring=p.ring)
-        centres = interior_points(lab, dist, n)
-        rays = smooth_rays(ray_distances(lab, centres, n_rays=p.n_rays, max_radius=float(p.max_radius)),
-                           p.ray_smooth) + p.grow
-        h, w = labels.shape
-        polys = star_polygons(centres.cpu().numpy(), rays.float().cpu().numpy(), width=w, height=h)
+        polys, lab = outline_polygons(lab, hs, alpha=p.refine, reach=p.refine_reach,
+                                      ring=p.ring, n_rays=p.n_rays, ray_smooth=p.ray_smooth, grow=p.grow,
+                                      max_radius=p.max_radius, depth=dist)
         score = self._confidence(lab, hs, n, level)
         keep = score >= p.min_score
         polys, score = polys[keep], score[keep]
