@@ -1,8 +1,9 @@
 """Train the torch StarDist on the MoNuSeg dev tiles with leave-tiles-out validation; report AJI.
 
-Split (by sorted file name, fixed): the first 4 tiles train, the 5th validates (best epoch
-and thresholds), the last 2 are held out for testing: they are never seen in training or
-threshold choice. The weight-free detector is scored on the same 2 test tiles in the same
+Split (by sorted file name, fixed): the first 4 tiles train, the 5th validates (best epoch,
+thresholds by AJI, and whether outlines are redrawn on the hematoxylin map), the last 2 are
+held out for testing: they are never seen in training or in those choices. Test scores are
+printed for the choice validation made and, for information, for the other one. The weight-free detector is scored on the same 2 test tiles in the same
 run (which commit of it is recorded). Prints and writes ``results.json`` (AJI, F1@0.5, PQ
 per test tile and pooled; steps, seconds per step, CPU seconds) into the model folder.
 
@@ -13,6 +14,7 @@ as the whole-slide pipeline does.
 
     .venv/bin/python scripts/train_monuseg.py --data ../shared/data/nuclei/monuseg-dev \\
         --out /tmp/monuseg-model --minutes 55
+    # --init MODEL --epochs 0: no training, only the validation choices again and the test scores
     # --pack FILE.npz instead of --data: images/labels/names saved by --save-pack (for a
     # machine without the data folder)
 
@@ -56,24 +58,29 @@ def summary(sc) -> dict:
     return {"aji": sc.aji, "f1@0.5": at["f1"], "pq@0.5": at["pq"], "n_gt": sc.n_gt, "n_pred": sc.n_pred}
 
 
-def predict_labels(net, thresholds, image: np.ndarray, *, scale: float, device) -> np.ndarray:
-    """(H, W, 3) uint8 tile -> (H, W) labels: the net runs on the tile resampled by ``scale``
-    (model pixels per tile pixel); polygons are drawn at the tile's resolution."""
-    from stardist.geometry import polygons_to_label
-    from stardist.nms import non_maximum_suppression_sparse
+def predict_labels(detector, image: np.ndarray, *, scale: float) -> np.ndarray:
+    """(H, W, 3) uint8 tile -> (H, W) labels, as the whole-slide pipeline makes them: the
+    detector runs on the tile resampled by ``scale`` (model pixels per tile pixel) and its
+    polygons are drawn back at the tile's resolution."""
+    from shapely import affinity
 
-    from detectors.stardist.normalize import compute_percentiles, normalize_numpy
-    from detectors.stardist.predict import candidates, predict_prob_dist, serial_openmp
+    from detectors.nuclei.polygons import rasterise
     from wsi_pipeline.training.nuclei_data import resample_pair
 
     small, _ = resample_pair(image, np.zeros(image.shape[:2], np.int32), scale)
-    prob, dist = predict_prob_dist(net, normalize_numpy(small, compute_percentiles(small)), device=device)
-    probs, dists, points = candidates(prob, dist, grid=net.config.grid, shape=small.shape[:2],
-                                      prob_thresh=thresholds.prob)
-    with serial_openmp():
-        points, probs, dists, _ = non_maximum_suppression_sparse(dists, probs, points, nms_thresh=thresholds.nms)
-    # pixel centres: model pixel i covers tile pixels [i / scale, (i + 1) / scale)
-    return polygons_to_label(dists / scale, (points + 0.5) / scale - 0.5, shape=image.shape[:2], prob=probs)
+    polys = [affinity.scale(g, 1 / scale, 1 / scale, origin=(0, 0)) for g in detector.predict(small).geometry]
+    return rasterise(np.asarray(polys + [None], object)[:-1], image.shape[:2])
+
+
+def test_scores(detector, test, *, scale: float) -> tuple[dict, dict]:
+    """(per-tile summaries, pooled summary) of ``detector`` on the test samples."""
+    from wsi_pipeline.evaluation import score_labels
+
+    per, total = {}, None
+    for s in test:
+        sc = score_labels(s.labels, predict_labels(detector, s.image, scale=scale))
+        per[s.name], total = summary(sc), sc if total is None else total + sc
+    return per, summary(total)
 
 
 def weightfree_scores(test) -> dict:
@@ -103,6 +110,8 @@ def parse_args(argv):
     ap.add_argument("--save-pack", type=Path)
     ap.add_argument("--out", type=Path, default=Path("/tmp/monuseg-model"))
     ap.add_argument("--minutes", type=float, default=55)
+    ap.add_argument("--epochs", type=int, default=100_000,
+                    help="0 with --init: train nothing, only choose thresholds and outline redrawing on the val tile")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=4)
@@ -135,15 +144,15 @@ def main(argv=None) -> int:
     import torch
 
     from detectors.device import select_device
-    from detectors.stardist import load_stardist_net
-    from wsi_pipeline.evaluation import score_labels
+    from detectors.nuclei.outlines import OutlineRefinement
+    from detectors.stardist import load_stardist_model
     from wsi_pipeline.training.nuclei import NucleiTrainingOptions, train_nuclei
 
     device = select_device(args.device)
     train, val, test = samples[:4], samples[4:5], samples[5:]
     print(f"train {[s.name for s in train]}\nval {[s.name for s in val]}\ntest {[s.name for s in test]}", flush=True)
     weightfree = None if args.no_weightfree else weightfree_scores(test)
-    options = NucleiTrainingOptions(preset=args.preset, epochs=100_000, steps_per_epoch=args.steps_per_epoch,
+    options = NucleiTrainingOptions(preset=args.preset, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                                     batch_size=args.batch_size, patch_size=args.patch_size,
                                     learning_rate=args.learning_rate, val_names=(val[0].name,),
                                     val_patches_per_image=16, time_limit_min=args.minutes, workers=args.workers,
@@ -152,34 +161,32 @@ def main(argv=None) -> int:
     t0, c0 = time.perf_counter(), cpu_seconds()
     res = train_nuclei(train + val, out=args.out, mpp=DATA_MPP, options=options, device=device)
     train_s, train_cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    net, thresholds, config = load_stardist_net(args.out)
-    net = net.to(device).eval()
-    model_mpp = float(config.get("wsi_pipeline", {}).get("mpp", DATA_MPP))
-    per_image, total = {}, None
-    with torch.inference_mode():
-        for s in test:
-            sc = score_labels(s.labels, predict_labels(net, thresholds, s.image, scale=DATA_MPP / model_mpp,
-                                                       device=device))
-            total = sc if total is None else total + sc
-            per_image[s.name] = summary(sc)
+    detector = load_stardist_model(args.out, device=device)
+    scale = DATA_MPP / detector.spec.mpp
+    per_image, pooled = test_scores(detector, test, scale=scale)
+    # the other choice of outline redrawing, for information only (validation chose the above)
+    other = detector.with_refinement(None if detector.refinement else OutlineRefinement())
+    _, other_pooled = test_scores(other, test, scale=scale)
     steps = len(res.fit.train_loss) * args.steps_per_epoch
     out = {"device": str(device), "torch_threads": torch.get_num_threads(), "preset": args.preset,
            "learning_rate": args.learning_rate, "anneal": not args.plateau, "init": str(args.init) if args.init else None,
-           "model_mpp": model_mpp, "patch_size": args.patch_size, "batch_size": args.batch_size,
+           "model_mpp": detector.spec.mpp, "outlines_redrawn": detector.refinement is not None,
+           "patch_size": args.patch_size, "batch_size": args.batch_size,
            "train_seconds": train_s, "train_cpu_seconds": train_cpu, "fit_seconds": res.fit.seconds,
            "epochs": len(res.fit.train_loss), "steps": steps, "seconds_per_step": res.fit.seconds / max(steps, 1),
-           "best_epoch": res.fit.best_epoch + 1, "thresholds": thresholds.to_dict(),
-           "val_mean_f1": res.val_f1["mean_f1"], "test": per_image, "test_pooled": summary(total),
-           "weightfree": weightfree}
+           "best_epoch": res.fit.best_epoch + 1, "thresholds": detector.thresholds.to_dict(),
+           "validation": res.val_scores, "test": per_image, "test_pooled": pooled,
+           "test_pooled_other_outlines": other_pooled, "weightfree": weightfree}
     (args.out / "results.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
     print(f"\nheld-out test tiles ({', '.join(s.name for s in test)}), pooled:")
-    print(f"  {'':<22}{'AJI':>7}{'F1@0.5':>8}{'PQ':>7}")
-    rows = [("trained StarDist", out["test_pooled"])]
+    print(f"  {'':<34}{'AJI':>7}{'F1@0.5':>8}{'PQ':>7}")
+    chosen = "outlines redrawn" if detector.refinement else "outlines as predicted"
+    rows = [(f"StarDist, {chosen}", pooled), ("  (not chosen: the other)", other_pooled)]
     if weightfree:
         rows.append((f"weight-free {weightfree['commit'].split()[0]}", weightfree["test_pooled"]))
     for name, r in rows:
-        print(f"  {name:<22}{r['aji']:>7.3f}{r['f1@0.5']:>8.3f}{r['pq@0.5']:>7.3f}")
+        print(f"  {name:<34}{r['aji']:>7.3f}{r['f1@0.5']:>8.3f}{r['pq@0.5']:>7.3f}")
     print(f"  {steps} steps in {res.fit.seconds:.0f} s ({out['seconds_per_step']:.2f} s/step incl. validation)")
     return 0
 

@@ -169,6 +169,34 @@ class TestStarDistDetector(DetectorConformance):
         pred = polygons_to_labels(list(res.geometry), labels.shape)
         assert matching(labels, pred, thresh=0.5).f1 > 0.8
 
+    def test_polygons_cover_the_pixels_stardist_labels(self, detector, sample_tile):
+        """Pixel (r, c) is inside a polygon exactly when stardist's own label image has it
+        (stardist's vertex (r, c) is a pixel centre; ours are pixel-edge coordinates)."""
+        from detectors.nuclei.polygons import rasterise
+
+        labels, _ = predict_instances(detector.net, normalize_numpy(sample_tile, compute_percentiles(sample_tile)),
+                                      thresholds=detector.thresholds)
+        ours = rasterise(np.asarray(detector.predict(sample_tile).geometry), labels.shape)
+        assert labels.max() > 10
+        assert np.array_equal(ours > 0, labels > 0)
+
+    def test_outline_refinement_keeps_the_nuclei_and_redraws_them(self, detector, sample_tile):
+        from detectors.nuclei.outlines import OutlineRefinement
+        from wsi_pipeline.evaluation.io import polygons_to_labels
+
+        _, truth = synthetic_nuclei((256, 256), seed=101)
+        plain = detector.predict(sample_tile)
+        refined_det = detector.with_refinement(OutlineRefinement())
+        assert detector.refinement is None and "redrawn" in refined_det.description
+        refined = refined_det.predict(sample_tile)
+        assert abs(len(refined) - len(plain)) <= 0.05 * len(plain)
+        assert set(np.round(refined.score, 6)) <= set(np.round(plain.score, 6))
+        assert all(g.is_valid and g.area > 0 for g in refined.geometry)
+        pred = polygons_to_labels(list(refined.geometry), truth.shape)
+        assert matching(truth, pred, thresh=0.5).f1 > 0.8
+        moved = [a.symmetric_difference(b).area for a, b in zip(plain.geometry, refined.geometry)]
+        assert np.median(moved) > 1.0  # the outlines really are redrawn
+
     def test_flat_tiles_are_widened_not_blown_up(self, detector, sample_tile):
         from detectors.stardist.detector import widen_flat
 

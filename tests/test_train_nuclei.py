@@ -71,6 +71,7 @@ def test_train_nuclei_end_to_end(dataset, tmp_path, capsys):
     assert {p.name for p in out.iterdir()} == {"config.json", "thresholds.json", "weights_best.h5", "training.json"}
     report = json.loads((out / "training.json").read_text())
     assert len(report["history"]["val_loss"]) == 2
+    assert report["validation"]["metric"] == "aji" and {"plain", "refined"} <= set(report["validation"])
     assert json.loads((out / "config.json").read_text())["wsi_pipeline"]["val_images"] == ["img2"]
     det = load_stardist_model(out, device="cpu", tile_size=96, halo=16, max_object_size=48)
     assert det.spec.mpp == 0.5
@@ -217,3 +218,26 @@ def test_train_at_a_coarser_resolution(dataset, tmp_path):
     assert rc == 0
     assert json.loads((out / "config.json").read_text())["wsi_pipeline"]["mpp"] == 1.0
     assert load_stardist_model(out, device="cpu", tile_size=64, halo=16, max_object_size=32).spec.mpp == 1.0
+
+
+def test_outline_refinement_is_recorded_and_init_with_no_epochs_only_rechooses(dataset, tmp_path):
+    """``--outline-refinement on`` puts the setting in config.json (the loader switches it on);
+    ``--init M --epochs 0`` keeps M's weights and chooses thresholds again."""
+    base = ["train", "nuclei", "--images", str(dataset / "images"), "--labels", str(dataset / "labels"),
+            "--mpp", "0.5", "--steps-per-epoch", "1", "--batch-size", "1", "--patch-size", "64", "--preset", "small",
+            "--val", "img2", "--device", "cpu"]
+    first, second = tmp_path / "on", tmp_path / "off"
+    assert cli(base + ["--out", str(first), "--epochs", "1", "--outline-refinement", "on"]) == 0
+    meta = json.loads((first / "config.json").read_text())["wsi_pipeline"]
+    assert meta["outline_refinement"]["alpha"] == 0.5
+    assert load_stardist_model(first, device="cpu", tile_size=96, halo=16, max_object_size=48).refinement is not None
+    assert cli(base + ["--out", str(second), "--epochs", "0", "--init", str(first), "--outline-refinement", "off",
+                       "--threshold-metric", "f1"]) == 0
+    assert "outline_refinement" not in json.loads((second / "config.json").read_text())["wsi_pipeline"]
+    report = json.loads((second / "training.json").read_text())
+    assert report["validation"]["metric"] == "f1" and set(report["validation"]) == {"metric", "plain"}
+    a = load_stardist_model(first, device="cpu", tile_size=96, halo=16, max_object_size=48)
+    b = load_stardist_model(second, device="cpu", tile_size=96, halo=16, max_object_size=48)
+    assert b.refinement is None
+    for (ka, va), (kb, vb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)

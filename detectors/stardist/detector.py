@@ -7,6 +7,12 @@ downwards to :data:`MIN_TILE_RANGE` grey levels: stardist maps a flat tile (blan
 to all zeros, i.e. "as dark as the darkest nucleus", and a model then finds nuclei
 everywhere; widened, blank glass maps to 1 (background) as it does with slide percentiles. Polygons are returned in (x, y) tile pixels, clipped to
 the tile, class ``Nucleus``, score = StarDist object probability.
+
+With an :class:`~detectors.nuclei.outlines.OutlineRefinement` (a trained model folder
+names one when it helped on its validation images) the predicted polygons are drawn into
+a label image at the tile's pixels and each outline is redrawn on the hematoxylin map,
+then made a star polygon again (:func:`detectors.nuclei.outlines.refine_instances`):
+the network's 32 rays on a 2-px grid are coarse next to the membrane a pathologist traces.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 
 from detectors.base import Detector, DetectorSpec, Instances
 from detectors.device import inference_context
+from detectors.nuclei.outlines import OutlineRefinement, refine_instances
 from detectors.stardist.config import StarDistConfig, Thresholds, read_model_folder
 from detectors.stardist.keras_h5 import load_keras_h5
 from detectors.stardist.normalize import Percentiles, compute_percentiles, normalize_numpy
@@ -40,11 +47,14 @@ def widen_flat(pct: Percentiles, *, min_range: float = MIN_TILE_RANGE) -> Percen
 def coords_to_polygons(coord: np.ndarray, *, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """stardist ``coord`` (N, 2, R) as (y, x) -> (shapely polygons (x, y) clipped to the tile, kept index).
 
-    Objects whose clipped polygon is empty are dropped (their index is not in the result).
+    stardist puts the centre of pixel (r, c) at (r, c); polygons here use the pixel-edge
+    convention of GeoJSON/QuPath (pixel (r, c) covers [c, c + 1] x [r, r + 1]), so every
+    vertex moves by half a pixel. Objects whose clipped polygon is empty are dropped (their
+    index is not in the result).
     """
     if len(coord) == 0:
         return np.empty(0, object), np.empty(0, int)
-    rings = np.stack([coord[:, 1], coord[:, 0]], axis=-1)  # (N, R, 2) as (x, y)
+    rings = np.stack([coord[:, 1], coord[:, 0]], axis=-1) + 0.5  # (N, R, 2) as (x, y)
     polys = shapely.polygons(rings)
     polys = shapely.make_valid(polys)
     polys = shapely.intersection(polys, shapely.box(0, 0, width, height))
@@ -67,6 +77,7 @@ class StarDistDetector(Detector):
     mpp : resolution the model expects (µm/px); tile_size must be a multiple of
         ``net.config.div_by`` (else tiles are reflect-padded like stardist does).
     percentiles : fixed normalisation (per slide); None = per tile.
+    refinement : redraw outlines on the image (see the module docstring); None = as predicted.
     """
 
     def __init__(
@@ -79,6 +90,7 @@ class StarDistDetector(Detector):
         halo: int = 80,
         max_object_size: int = 80,
         percentiles: Percentiles | None = None,
+        refinement: OutlineRefinement | None = None,
         name: str = "stardist",
         source: str = "",
         device: str | torch.device | None = "auto",
@@ -87,6 +99,7 @@ class StarDistDetector(Detector):
         self.net = net.to(self.device).eval()
         self.thresholds = thresholds
         self.percentiles = percentiles
+        self.refinement = refinement
         self.source = source
         self.spec = DetectorSpec(name=name, mpp=float(mpp), tile_size=int(tile_size), halo=int(halo),
                                  max_object_size=int(max_object_size), classes=(NUCLEUS,))
@@ -99,14 +112,22 @@ class StarDistDetector(Detector):
     def description(self) -> str:
         norm = "per-slide percentiles" if self.percentiles else "per-tile percentiles"
         src = f" from {self.source}" if self.source else ""
+        ref = ", outlines redrawn on hematoxylin" if self.refinement else ""
         return (f"StarDist2D (torch){src}: {self.config.n_rays} rays, grid {self.config.grid}, "
-                f"prob>{self.thresholds.prob:.3f}, nms {self.thresholds.nms:.2f}, {norm}, {self.spec.mpp} µm/px")
+                f"prob>{self.thresholds.prob:.3f}, nms {self.thresholds.nms:.2f}, {norm}{ref}, {self.spec.mpp} µm/px")
 
     def with_percentiles(self, percentiles: Percentiles | None) -> "StarDistDetector":
         """Same detector (shared network) normalising every tile with ``percentiles``."""
         other = object.__new__(StarDistDetector)
         other.__dict__.update(self.__dict__)
         other.percentiles = percentiles
+        return other
+
+    def with_refinement(self, refinement: OutlineRefinement | None) -> "StarDistDetector":
+        """Same detector (shared network) with outline redrawing switched on (or off: None)."""
+        other = object.__new__(StarDistDetector)
+        other.__dict__.update(self.__dict__)
+        other.refinement = refinement
         return other
 
     def with_spec(self, **changes) -> "StarDistDetector":
@@ -131,12 +152,30 @@ class StarDistDetector(Detector):
         prob = prob[:, 0].float().cpu().numpy()
         dist = dist.float().permute(0, 2, 3, 1).cpu().numpy()
         results = []
-        for p, d in zip(prob, dist):
+        for tile, p, d in zip(tiles, prob, dist):
             _, det = instances_from_prob_dist(p, d, grid=self.config.grid, shape=(h, w),
                                               thresholds=self.thresholds, return_labels=False)
-            polys, keep = coords_to_polygons(det["coord"], width=w, height=h)
+            if self.refinement is None:
+                polys, keep = coords_to_polygons(det["coord"], width=w, height=h)
+            else:
+                polys, keep = self._refined(tile, det)
             results.append(Instances(polys, det["prob"][keep], np.full(len(keep), NUCLEUS, object)))
         return results
+
+    def _refined(self, tile: np.ndarray, det: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(polygons, index into ``det``) after redrawing the outlines on ``tile`` (H, W, 3).
+
+        The polygons are drawn as stardist's ``polygons_to_label`` does (more probable
+        objects on top); object ``i`` of ``det`` is label ``i + 1``.
+        """
+        from stardist.geometry import polygons_to_label_coord
+
+        order = np.argsort(det["prob"], kind="stable")
+        labels = polygons_to_label_coord(det["coord"][order], shape=tile.shape[:2], labels=order)
+        polys, ids = refine_instances(labels, tile, mpp=self.spec.mpp, refinement=self.refinement,
+                                      max_radius=self.spec.max_object_size / 2, device=self.device)
+        ok = np.asarray([g.area > 0 for g in polys], bool)
+        return polys[ok], ids[ok] - 1
 
 
 def load_stardist_net(path: str | Path) -> tuple[StarDistNet, Thresholds, dict]:
@@ -161,10 +200,14 @@ def load_stardist_model(path: str | Path, *, device: str | torch.device | None =
     legacy HDF5, as in stardist's published zips and as ``wsi-pipeline train nuclei``
     writes). ``mpp`` defaults to the folder's ``config.json`` key ``"wsi_pipeline"."mpp"``
     when present, else 0.25 µm/px (40x, the resolution 2D_versatile_he was trained at).
+    The key ``"wsi_pipeline"."outline_refinement"`` (an :class:`OutlineRefinement` as a dict),
+    when present, switches on the outline redrawing.
     Other keyword arguments (tile_size, halo, max_object_size, percentiles) go to the detector.
     """
     net, thresholds, extra = load_stardist_net(path)
     meta = extra.get("wsi_pipeline", {}) if isinstance(extra.get("wsi_pipeline"), dict) else {}
     mpp = float(mpp if mpp is not None else meta.get("mpp", 0.25))
+    refinement = meta.get("outline_refinement")
+    refinement = OutlineRefinement.from_dict(refinement) if isinstance(refinement, dict) else None
     return StarDistDetector(net, thresholds, mpp=mpp, name=meta.get("name", "stardist"), source=str(path),
-                            device=device, **spec)
+                            refinement=refinement, device=device, **spec)

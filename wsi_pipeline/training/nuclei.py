@@ -10,8 +10,13 @@ Recipe (stardist's, re-done in torch):
 * loss: binary cross-entropy on prob + ``loss_weights[1]`` x (MAE on dist weighted by the
   prob target and normalised by its mean, + ``background_reg`` x |dist| on background);
 * the best epoch on validation patches is kept; thresholds (prob, nms) are chosen on the
-  validation images by maximising the mean F1 at IoU 0.3 / 0.5 / 0.7 (stardist's
-  ``optimize_thresholds`` criterion), using ``stardist.matching``.
+  validation images by maximising their pooled AJI (or, ``threshold_metric="f1"``, the mean
+  F1 at IoU 0.3 / 0.5 / 0.7: stardist's ``optimize_thresholds`` criterion);
+* outline redrawing on the hematoxylin map (:mod:`detectors.nuclei.outlines`) is kept when
+  it scores better on the validation images (``outline_refinement="auto"``).
+
+``epochs=0`` with ``init`` trains nothing: it re-chooses thresholds and outline redrawing
+for an existing model on the given validation images.
 
 Output folder: ``config.json`` (stardist keys + ``"wsi_pipeline": {"mpp", ...}``),
 ``thresholds.json``, ``weights_best.h5`` (Keras legacy layout: stardist can open it too),
@@ -32,6 +37,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from detectors.nuclei.outlines import OutlineRefinement
 from detectors.stardist.config import VERSATILE_HE, StarDistConfig, Thresholds, write_model_folder
 from detectors.stardist.keras_h5 import save_keras_h5
 from detectors.stardist.normalize import Percentiles, compute_percentiles, normalize_numpy
@@ -92,14 +98,17 @@ class NucleiTrainingOptions:
     workers: int = 0  # processes preparing batches (0: in the training process)
     nms_threshs: tuple[float, ...] = (0.3, 0.4, 0.5)
     iou_threshs: tuple[float, ...] = (0.3, 0.5, 0.7)
+    threshold_metric: str = "aji"  # or "f1" (stardist's criterion); see optimize_thresholds
+    outline_refinement: str = "auto"  # "on" / "off", or "auto": whichever is better on validation
 
 
 @dataclass
 class TrainResult:
     folder: Path
     thresholds: Thresholds
-    val_f1: dict = field(default_factory=dict)
+    val_scores: dict = field(default_factory=dict)  # {"metric", "plain" and/or "refined"}
     fit: FitResult | None = None
+    refinement: OutlineRefinement | None = None
 
 
 # ----------------------------------------------------------------------------- data
@@ -342,16 +351,37 @@ def f1_scores(gt: np.ndarray, pred: np.ndarray, iou_threshs=(0.3, 0.5, 0.7)) -> 
     return np.asarray(tps), int((g > 0).sum()), int((p > 0).sum())
 
 
-def optimize_thresholds(net: StarDistNet, val: list[Sample], *, device: torch.device, nms_threshs=(0.3, 0.4, 0.5),
-                        iou_threshs=(0.3, 0.5, 0.7), max_candidates_per_object: int = 100) -> tuple[Thresholds, float]:
-    """prob / nms thresholds maximising the mean F1 over ``iou_threshs`` on the validation images.
+def _val_labels(prob, dist, s: Sample, *, grid, thresholds: Thresholds, refinement: OutlineRefinement | None,
+                mpp: float) -> np.ndarray:
+    """(H, W) labels predicted on validation image ``s`` from its network maps, outlines
+    redrawn when ``refinement`` is given (as :class:`StarDistDetector` does)."""
+    labels, det = instances_from_prob_dist(prob, dist, grid=grid, shape=s.labels.shape, thresholds=thresholds)
+    if refinement is None or not labels.any():
+        return labels
+    from detectors.nuclei.outlines import refine_instances
+    from detectors.nuclei.polygons import rasterise
 
+    polys, ids = refine_instances(labels, s.image, mpp=mpp, refinement=refinement, max_radius=40.0)
+    return rasterise(np.asarray([g for g in polys if g.area > 0] + [None], object)[:-1], s.labels.shape)
+
+
+def optimize_thresholds(net: StarDistNet, val: list[Sample], *, device: torch.device, nms_threshs=(0.3, 0.4, 0.5),
+                        iou_threshs=(0.3, 0.5, 0.7), metric: str = "aji", refinement: OutlineRefinement | None = None,
+                        mpp: float = 0.25, max_candidates_per_object: int = 100) -> tuple[Thresholds, float]:
+    """prob / nms thresholds maximising ``metric`` on the validation images.
+
+    metric : "aji" (pooled aggregated Jaccard index: outlines and splits count, as in
+    MoNuSeg) or "f1" (mean F1 over ``iou_threshs``, stardist's ``optimize_thresholds``
+    criterion). ``refinement``: score the outlines redrawn as the detector will draw them.
     A coarse prob grid for every nms threshold, then a fine one around the best. A setting
     that yields more than ``max_candidates_per_object`` candidates per true object scores 0
     without running NMS (it cannot be the best, and NMS on it is slow).
     """
     from detectors.stardist.predict import candidates
+    from wsi_pipeline.evaluation import score_labels
 
+    if metric not in ("aji", "f1"):
+        raise InputError(None, f"unknown threshold metric {metric!r}; use aji or f1")
     net.eval()
     maps = [predict_prob_dist(net, normalize_numpy(s.image, s.percentiles), device=device) for s in val]
     n_true = sum(int(s.labels.max() > 0) and len(np.unique(s.labels)) - 1 for s in val)
@@ -366,14 +396,17 @@ def optimize_thresholds(net: StarDistNet, val: list[Sample], *, device: torch.de
         if n_cand > max_candidates_per_object * max(n_true, 1):
             cache[key] = 0.0
             return 0.0
-        tp, n_gt, n_pred = np.zeros(len(iou_threshs)), 0, 0
+        tp, n_gt, n_pred, total = np.zeros(len(iou_threshs)), 0, 0, None
         for (p, d), s in zip(maps, val):
-            labels, _ = instances_from_prob_dist(p, d, grid=net.config.grid, shape=s.labels.shape,
-                                                 thresholds=Thresholds(prob_t, nms_t))
-            t, g, q = f1_scores(s.labels, labels, iou_threshs)
-            tp, n_gt, n_pred = tp + t, n_gt + g, n_pred + q
-        f1 = 2 * tp / np.maximum(n_gt + n_pred, 1)
-        cache[key] = float(f1.mean())
+            labels = _val_labels(p, d, s, grid=net.config.grid, thresholds=Thresholds(prob_t, nms_t),
+                                 refinement=refinement, mpp=mpp)
+            if metric == "aji":
+                sc = score_labels(s.labels, labels)
+                total = sc if total is None else total + sc
+            else:
+                t, g, q = f1_scores(s.labels, labels, iou_threshs)
+                tp, n_gt, n_pred = tp + t, n_gt + g, n_pred + q
+        cache[key] = float(total.aji) if metric == "aji" else float((2 * tp / np.maximum(n_gt + n_pred, 1)).mean())
         return cache[key]
 
     coarse = np.arange(0.1, 0.91, 0.1)
@@ -382,6 +415,30 @@ def optimize_thresholds(net: StarDistNet, val: list[Sample], *, device: torch.de
         fine = np.arange(max(0.02, best_p - 0.08), min(0.98, best_p + 0.081), 0.02)
         best_p = max(fine, key=lambda p: score(p, best_nms))
     return Thresholds(float(round(best_p, 4)), float(best_nms)), score(best_p, best_nms)
+
+
+def choose_postprocessing(net: StarDistNet, val: list[Sample], *, device: torch.device, mpp: float,
+                          options: NucleiTrainingOptions) -> tuple[Thresholds, OutlineRefinement | None, dict]:
+    """Thresholds, and whether to redraw outlines (``options.outline_refinement`` "auto":
+    whichever scores better on the validation images; "on" / "off" force it).
+
+    Returns (thresholds, refinement or None, {"plain": score, "refined": score} of what was tried).
+    """
+    choice = options.outline_refinement
+    if choice not in ("auto", "on", "off"):
+        raise InputError(None, f"outline_refinement must be auto, on or off, got {choice!r}")
+    tried = {"plain": None, "refined": None} if choice == "auto" else {"plain" if choice == "off" else "refined": None}
+    results = {}
+    for name in tried:
+        refinement = OutlineRefinement() if name == "refined" else None
+        results[name] = (*optimize_thresholds(net, val, device=device, nms_threshs=options.nms_threshs,
+                                              iou_threshs=options.iou_threshs, metric=options.threshold_metric,
+                                              refinement=refinement, mpp=mpp), refinement)
+        log.info("validation %s %s: %.4f (prob %.3f, nms %.2f)", options.threshold_metric, name,
+                 results[name][1], results[name][0].prob, results[name][0].nms)
+    best = max(results, key=lambda k: results[k][1])
+    thresholds, _, refinement = results[best]
+    return thresholds, refinement, {k: v[1] for k, v in results.items()}
 
 
 # ------------------------------------------------------------------------- training
@@ -438,21 +495,24 @@ def train_nuclei(samples: list[Sample], *, out: str | Path, mpp: float, options:
     finally:
         if stream is not None:
             stream.close()
-    thresholds, f1 = optimize_thresholds(net, val, device=device, nms_threshs=options.nms_threshs,
-                                         iou_threshs=options.iou_threshs)
-    log.info("thresholds prob %.3f nms %.2f (validation mean F1 %.3f)", thresholds.prob, thresholds.nms, f1)
+    thresholds, refinement, val_scores = choose_postprocessing(net, val, device=device, mpp=mpp, options=options)
+    log.info("thresholds prob %.3f nms %.2f, outlines %s (validation %s %s)", thresholds.prob, thresholds.nms,
+             "redrawn" if refinement else "as predicted", options.threshold_metric, val_scores)
     meta = {"mpp": float(mpp), "name": out.name, "trained_by": "wsi-pipeline train nuclei",
             "train_images": [s.name for s in train], "val_images": [s.name for s in val]}
+    if refinement is not None:
+        meta["outline_refinement"] = refinement.to_dict()
     config = StarDistConfig.from_dict({**config.to_dict(), "wsi_pipeline": meta})
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     write_model_folder(tmp, config, thresholds)
     save_keras_h5(net.cpu(), tmp / "weights_best.h5")
-    report = {"options": asdict(options), "history": result.to_dict(), "val_mean_f1": f1,
+    val_scores = {"metric": options.threshold_metric, **val_scores}
+    report = {"options": asdict(options), "history": result.to_dict(), "validation": val_scores,
               "thresholds": thresholds.to_dict(), "seconds": time.perf_counter() - t0}
     (tmp / "training.json").write_text(json.dumps(report, indent=2, default=str))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    return TrainResult(out, thresholds, {"mean_f1": f1}, result)
+    return TrainResult(out, thresholds, val_scores, result, refinement)

@@ -12,7 +12,8 @@ def add_arguments(parser) -> None:
     src.add_argument("--geojson", help="folder of polygons with the same file stems: GeoJSON (QuPath) or MoNuSeg XML")
     parser.add_argument("--mpp", type=float, required=True, help="microns per pixel of the training images")
     parser.add_argument("--out", required=True, help="model folder to write (config.json, thresholds.json, weights_best.h5)")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=100,
+                        help="0 with --init: train nothing, only choose thresholds and outline redrawing again")
     parser.add_argument("--steps-per-epoch", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, default=256)
@@ -28,6 +29,10 @@ def add_arguments(parser) -> None:
                              " the model folder records it and the pipeline resamples slides to it")
     parser.add_argument("--anneal", action="store_true",
                         help="cosine learning-rate decay over the run (over --time-limit when given) instead of plateau decay")
+    parser.add_argument("--threshold-metric", choices=("aji", "f1"), default="aji",
+                        help="validation score the prob/nms thresholds maximise: aji (default) or f1 (stardist's mean F1)")
+    parser.add_argument("--outline-refinement", choices=("auto", "on", "off"), default="auto",
+                        help="redraw outlines on the hematoxylin map: auto (default: if better on validation), on, off")
     parser.add_argument("--workers", type=int, default=0, help="processes preparing training batches (0: none)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
@@ -53,10 +58,11 @@ def run(args) -> int:
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
         val_fraction=args.val_fraction, val_names=tuple(v for v in (args.val or "").split(",") if v),
         time_limit_min=args.time_limit, seed=args.seed, workers=args.workers, train_mpp=args.train_mpp,
-        anneal=args.anneal,
+        anneal=args.anneal, threshold_metric=args.threshold_metric, outline_refinement=args.outline_refinement,
     )
     res = train_nuclei(samples, out=out, mpp=args.mpp, options=options, device=device)
-    print(f"wrote {res.folder} (thresholds prob {res.thresholds.prob:.3f}, nms {res.thresholds.nms:.2f}; "
-          f"validation mean F1 {res.val_f1['mean_f1']:.3f}; best epoch {res.fit.best_epoch + 1}, "
-          f"{res.fit.seconds:.0f} s)")
+    best = max(v for k, v in res.val_scores.items() if k != "metric")
+    print(f"wrote {res.folder} (thresholds prob {res.thresholds.prob:.3f}, nms {res.thresholds.nms:.2f}; outlines "
+          f"{'redrawn' if res.refinement else 'as predicted'}; validation {res.val_scores['metric']} {best:.3f}; "
+          f"best epoch {res.fit.best_epoch + 1}, {res.fit.seconds:.0f} s)")
     return 0
