@@ -74,3 +74,18 @@ def test_empty_labels_give_no_polygons(mpp):
     polys, ids = refine_instances(np.zeros((32, 32), np.int32), np.full((32, 32, 3), 200, np.uint8), mpp=mpp,
                                   refinement=OutlineRefinement(), max_radius=20)
     assert len(polys) == 0 and len(ids) == 0
+
+
+def test_only_holes_of_a_single_object_are_filled():
+    from detectors.nuclei.watershed import fill_own_holes
+
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:9, 2:9] = 1
+    labels[4:7, 4:7] = 0  # a hole inside object 1
+    labels[10:19, 2:20] = 2  # objects 2 and 3 enclose a gap together
+    labels[10:19, 20:28] = 3
+    labels[13:16, 17:23] = 0
+    out = fill_own_holes(labels)
+    assert (out[4:7, 4:7] == 1).all()
+    assert (out[13:16, 17:23] == 0).all()
+    assert np.array_equal(out[labels > 0], labels[labels > 0])

@@ -54,3 +54,31 @@ def test_tiled_run_equals_untiled_run(size):
     assert dup == 0 and dup_back == 0
     assert frac >= 0.995, f"only {frac:.4f} of untiled nuclei found by the tiled run"
     assert frac_back >= 0.995, f"only {frac_back:.4f} of tiled nuclei found by the untiled run"
+
+
+def test_stardist_with_redrawn_outlines_is_seamless():
+    """Redrawing looks ``ring + reach`` px around each object: the halo covers it, so 256-px
+    tiles give the nuclei of one untiled run."""
+    from pathlib import Path
+
+    from detectors.nuclei.outlines import OutlineRefinement
+    from detectors.stardist import load_stardist_model
+
+    folder = Path(__file__).parent / "fixtures" / "stardist" / "trained_synthetic"
+    if not (folder / "weights_best.h5").is_file():
+        pytest.skip("trained_synthetic fixture absent")
+    det = load_stardist_model(folder, device="cpu", tile_size=256, halo=48, max_object_size=48)
+    det = det.with_refinement(OutlineRefinement())
+    size = 1024
+    img = _field(size)
+    slide = ArraySlide(img, mpp=0.25)
+    from detectors.stardist import compute_percentiles
+
+    det = det.with_percentiles(compute_percentiles(img))  # one normalisation for the whole "slide"
+    whole = _run(slide, det, tile_size=size + 2 * det.spec.halo)
+    tiled = _run(slide, det, tile_size=256)
+    assert len(whole) > 100
+    frac, dup = _matched_fraction(tiled, whole)
+    frac_back, dup_back = _matched_fraction(whole, tiled)
+    assert dup == 0 and dup_back == 0
+    assert frac >= 0.995 and frac_back >= 0.995, (frac, frac_back)

@@ -188,9 +188,9 @@ def refine_outlines(labels: torch.Tensor, nucleus_map: torch.Tensor, *, alpha: f
 
     For object ``i`` with mean nucleus map ``m_i`` inside and ``r_i`` over the background
     pixels within ``ring`` px, its pixels are those of its zone (the object grown by
-    ``reach`` px) whose map exceeds ``r_i + alpha * (m_i - r_i)``; holes enclosed by an
-    object are filled (CPU). A pale nucleus keeps its full size and a dark one does not
-    swallow its rim, whatever the slide-wide threshold that found them.
+    ``reach`` px) whose map exceeds ``r_i + alpha * (m_i - r_i)``; holes enclosed by one
+    object are filled (CPU, :func:`fill_own_holes`). A pale nucleus keeps its full size and
+    a dark one does not swallow its rim, whatever the slide-wide threshold that found them.
     """
     n = int(labels.max())
     if n == 0 or alpha <= 0:
@@ -203,6 +203,26 @@ def refine_outlines(labels: torch.Tensor, nucleus_map: torch.Tensor, *, alpha: f
     zone = grow_labels(labels, reach)
     lut = torch.cat([torch.full((1,), float("inf"), device=level.device), level])
     out = torch.where(nucleus_map > lut[zone], zone, torch.zeros_like(zone))
-    fg = out.cpu().numpy() > 0
-    holes = torch.from_numpy(ndimage.binary_fill_holes(fg) & ~fg).to(out.device)
-    return torch.where(holes, zone, out)
+    return torch.from_numpy(fill_own_holes(out.cpu().numpy())).to(out.device)
+
+
+def fill_own_holes(labels: np.ndarray) -> np.ndarray:
+    """(H, W) int labels with every background hole that touches a single object given to it.
+
+    Holes between several objects stay background: whether such a gap is enclosed can depend
+    on objects far away (a sheet of touching nuclei), so filling it would make a tile's
+    result depend on where the tile ends. A hole of one object lies within that object.
+    """
+    fg = labels > 0
+    holes, n = ndimage.label(ndimage.binary_fill_holes(fg) & ~fg)
+    if n == 0:
+        return labels
+    rim = ndimage.grey_dilation(holes, size=(3, 3)) * fg  # hole id seen from each object pixel next to it
+    ids, owner = rim[rim > 0], labels[rim > 0]
+    lo = np.full(n + 1, np.iinfo(np.int64).max)
+    hi = np.zeros(n + 1, np.int64)
+    np.minimum.at(lo, ids, owner)
+    np.maximum.at(hi, ids, owner)
+    single = np.where(lo == hi, hi, 0)
+    single[0] = 0
+    return np.where(holes > 0, single[holes], labels).astype(labels.dtype)
