@@ -62,14 +62,14 @@ def predict_labels(detector, image: np.ndarray, *, scale: float) -> np.ndarray:
     """(H, W, 3) uint8 tile -> (H, W) labels, as the whole-slide pipeline makes them: the
     detector runs on the tile resampled by ``scale`` (model pixels per tile pixel) and its
     polygons are drawn back at the tile's resolution."""
-    from shapely import affinity
+    import shapely
 
     from detectors.nuclei.polygons import rasterise
     from wsi_pipeline.training.nuclei_data import resample_pair
 
     small, _ = resample_pair(image, np.zeros(image.shape[:2], np.int32), scale)
-    polys = [affinity.scale(g, 1 / scale, 1 / scale, origin=(0, 0)) for g in detector.predict(small).geometry]
-    return rasterise(np.asarray(polys + [None], object)[:-1], image.shape[:2])
+    polys = shapely.transform(detector.predict(small).geometry, lambda xy: xy / scale)
+    return rasterise(polys, image.shape[:2])
 
 
 def test_scores(detector, test, *, scale: float) -> tuple[dict, dict]:

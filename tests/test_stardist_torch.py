@@ -20,7 +20,6 @@ from detectors.registry import ModelEntry, cached_model, fetch_model, load_regis
 from detectors.stardist import (
     StarDistConfig,
     StarDistNet,
-    Thresholds,
     compute_percentiles,
     load_stardist_model,
     load_stardist_net,

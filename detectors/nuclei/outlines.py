@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+import shapely
 import torch
 
 from detectors.nuclei.polygons import interior_points, ray_distances, star_polygons
@@ -122,5 +123,5 @@ def refine_instances(labels: np.ndarray, rgb: np.ndarray, *, mpp: float, refinem
                                   n_rays=refinement.n_rays, ray_smooth=refinement.ray_smooth, grow=px["grow"],
                                   max_radius=max_radius)
     present = torch.bincount(lab.reshape(-1), minlength=n + 1)[1:].cpu().numpy() > 0
-    ids = np.nonzero(present)[0] + 1
+    ids = np.nonzero(present & (shapely.area(polys) > 0))[0] + 1
     return polys[ids - 1], ids

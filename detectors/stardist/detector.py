@@ -174,8 +174,7 @@ class StarDistDetector(Detector):
         labels = polygons_to_label_coord(det["coord"][order], shape=tile.shape[:2], labels=order)
         polys, ids = refine_instances(labels, tile, mpp=self.spec.mpp, refinement=self.refinement,
                                       max_radius=self.spec.max_object_size / 2, device=self.device)
-        ok = np.asarray([g.area > 0 for g in polys], bool)
-        return polys[ok], ids[ok] - 1
+        return polys, ids - 1
 
 
 def load_stardist_net(path: str | Path) -> tuple[StarDistNet, Thresholds, dict]:

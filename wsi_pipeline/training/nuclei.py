@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from detectors.nuclei.outlines import OutlineRefinement
+from detectors.nuclei.outlines import OutlineRefinement, refine_instances
+from detectors.nuclei.polygons import rasterise
 from detectors.stardist.config import VERSATILE_HE, StarDistConfig, Thresholds, write_model_folder
 from detectors.stardist.keras_h5 import save_keras_h5
 from detectors.stardist.normalize import Percentiles, compute_percentiles, normalize_numpy
@@ -354,15 +355,13 @@ def f1_scores(gt: np.ndarray, pred: np.ndarray, iou_threshs=(0.3, 0.5, 0.7)) -> 
 def _val_labels(prob, dist, s: Sample, *, grid, thresholds: Thresholds, refinement: OutlineRefinement | None,
                 mpp: float) -> np.ndarray:
     """(H, W) labels predicted on validation image ``s`` from its network maps, outlines
-    redrawn when ``refinement`` is given (as :class:`StarDistDetector` does)."""
-    labels, det = instances_from_prob_dist(prob, dist, grid=grid, shape=s.labels.shape, thresholds=thresholds)
+    redrawn when ``refinement`` is given (as :class:`StarDistDetector` does with its default
+    80-px largest object)."""
+    labels, _ = instances_from_prob_dist(prob, dist, grid=grid, shape=s.labels.shape, thresholds=thresholds)
     if refinement is None or not labels.any():
         return labels
-    from detectors.nuclei.outlines import refine_instances
-    from detectors.nuclei.polygons import rasterise
-
-    polys, ids = refine_instances(labels, s.image, mpp=mpp, refinement=refinement, max_radius=40.0)
-    return rasterise(np.asarray([g for g in polys if g.area > 0] + [None], object)[:-1], s.labels.shape)
+    polys, _ = refine_instances(labels, s.image, mpp=mpp, refinement=refinement, max_radius=40.0)
+    return rasterise(polys, s.labels.shape)
 
 
 def optimize_thresholds(net: StarDistNet, val: list[Sample], *, device: torch.device, nms_threshs=(0.3, 0.4, 0.5),
@@ -427,9 +426,8 @@ def choose_postprocessing(net: StarDistNet, val: list[Sample], *, device: torch.
     choice = options.outline_refinement
     if choice not in ("auto", "on", "off"):
         raise InputError(None, f"outline_refinement must be auto, on or off, got {choice!r}")
-    tried = {"plain": None, "refined": None} if choice == "auto" else {"plain" if choice == "off" else "refined": None}
     results = {}
-    for name in tried:
+    for name in {"auto": ("plain", "refined"), "off": ("plain",), "on": ("refined",)}[choice]:
         refinement = OutlineRefinement() if name == "refined" else None
         results[name] = (*optimize_thresholds(net, val, device=device, nms_threshs=options.nms_threshs,
                                               iou_threshs=options.iou_threshs, metric=options.threshold_metric,
