@@ -22,7 +22,7 @@ import argparse
 import itertools
 import json
 import time
-from multiprocessing import Pool
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,16 @@ def load(data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 _TILES: dict = {}
 
 
+def _init_worker(tiles: dict) -> None:
+    _TILES.update(tiles)
+
+
+def _pool(workers: int, tiles: dict):
+    """Worker processes started fresh (spawn), each given the tiles: a fork after torch's
+    threads have started can deadlock the children (it did here, in the grid of ours)."""
+    return multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(tiles,))
+
+
 def _baseline_job(job):
     cfg, stem = job
     rgb, gt = _TILES[stem]
@@ -91,7 +101,7 @@ def run_baseline(tiles, grid: dict, workers: int):
     jobs = [(c, s) for c in cfgs for s in tiles]
     _TILES.update(tiles)
     if workers > 1:
-        with Pool(workers) as pool:
+        with _pool(workers, tiles) as pool:
             results = pool.map(_baseline_job, jobs)
     else:
         results = [_baseline_job(j) for j in jobs]
@@ -128,7 +138,7 @@ def run_ours_grid(tiles, device: str, workers: int) -> dict[str, dict[str, Image
     _TILES.update(tiles)
     jobs = [(c, device) for c in cfgs]
     if workers > 1:
-        with Pool(workers) as pool:
+        with _pool(workers, tiles) as pool:
             results = pool.map(_ours_job, jobs)
     else:
         results = [_ours_job(j) for j in jobs]
