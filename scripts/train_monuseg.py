@@ -3,8 +3,9 @@
 Split (by sorted file name, fixed): the first 4 tiles train, the 5th validates (best epoch,
 thresholds by AJI, and whether outlines are redrawn on the hematoxylin map), the last 2 are
 held out for testing: they are never seen in training or in those choices. Test scores are
-printed for the choice validation made and, for information, for the other one. The weight-free detector is scored on the same 2 test tiles in the same
-run (which commit of it is recorded). Prints and writes ``results.json`` (AJI, F1@0.5, PQ
+printed for the choice validation made and, for information, for the other one. The
+weight-free detector is scored on the same 2 test tiles in the same run (which commit of
+it is recorded). Prints and writes ``results.json`` (AJI, F1@0.5, PQ
 per test tile and pooled; steps, seconds per step, CPU seconds) into the model folder.
 
 Training may run at a coarser resolution than the data (``--train-mpp 0.5`` on the 0.25

@@ -182,6 +182,14 @@ def grow_labels(labels: torch.Tensor, steps: int) -> torch.Tensor:
     return out
 
 
+def rim_means(labels: torch.Tensor, values: torch.Tensor, n: int, *, ring: int) -> torch.Tensor:
+    """(n,) mean of ``values`` (H, W) over the background pixels within ``ring`` px of each
+    object 1..n of ``labels`` (H, W) long: the object's local background (where two rims
+    meet, the pixel counts for the larger id, as in :func:`grow_labels`)."""
+    grown = grow_labels(labels, ring)
+    return label_means(torch.where(labels == 0, grown, torch.zeros_like(grown)), values, n)
+
+
 def refine_outlines(labels: torch.Tensor, nucleus_map: torch.Tensor, *, alpha: float, reach: int,
                     ring: int) -> torch.Tensor:
     """Redraw each object's outline at its own half-contrast level; (H, W) long -> (H, W) long.
@@ -196,9 +204,7 @@ def refine_outlines(labels: torch.Tensor, nucleus_map: torch.Tensor, *, alpha: f
     if n == 0 or alpha <= 0:
         return labels
     inside = label_means(labels, nucleus_map, n)
-    rim = grow_labels(labels, ring)
-    rim = torch.where(labels == 0, rim, torch.zeros_like(rim))
-    level = label_means(rim, nucleus_map, n)
+    level = rim_means(labels, nucleus_map, n, ring=ring)
     level = level + alpha * (inside - level)
     zone = grow_labels(labels, reach)
     lut = torch.cat([torch.full((1,), float("inf"), device=level.device), level])

@@ -41,8 +41,8 @@ from detectors.nuclei.measurements import measure
 from detectors.nuclei.outlines import nucleus_map, outline_polygons
 from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od
 from detectors.nuclei.watershed import (
-    distance_transform, fill_holes_and_size, flood, gaussian_blur, grow_labels, h_maxima, label_means,
-    local_maxima, otsu,
+    distance_transform, fill_holes_and_size, flood, gaussian_blur, h_maxima, label_means, local_maxima, otsu,
+    rim_means,
 )
 
 log = logging.getLogger(__name__)
@@ -266,9 +266,7 @@ class WeightFreeNucleiDetector(Detector):
         if p.contrast_slope == 0:
             c = inside / max(level, 1e-6)
         else:
-            grown = grow_labels(lab, p.ring)
-            ring = torch.where(lab == 0, grown, torch.zeros_like(grown))
-            c = (inside - label_means(ring, vals, n)) / max(level, 1e-6)
+            c = (inside - rim_means(lab, vals, n, ring=p.ring)) / max(level, 1e-6)
         z = p.contrast_slope * (c - p.contrast_mid) + p.area_slope * torch.log(area.clamp(min=1) / 300.0)
         return torch.sigmoid(z).cpu().numpy().astype(np.float32)
 

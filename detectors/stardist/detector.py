@@ -153,28 +153,18 @@ class StarDistDetector(Detector):
         dist = dist.float().permute(0, 2, 3, 1).cpu().numpy()
         results = []
         for tile, p, d in zip(tiles, prob, dist):
-            _, det = instances_from_prob_dist(p, d, grid=self.config.grid, shape=(h, w),
-                                              thresholds=self.thresholds, return_labels=False)
+            # with redrawing, start from stardist's own label image (object i of det is label i + 1)
+            labels, det = instances_from_prob_dist(p, d, grid=self.config.grid, shape=(h, w),
+                                                   thresholds=self.thresholds,
+                                                   return_labels=self.refinement is not None)
             if self.refinement is None:
                 polys, keep = coords_to_polygons(det["coord"], width=w, height=h)
             else:
-                polys, keep = self._refined(tile, det)
+                polys, ids = refine_instances(labels, tile, mpp=self.spec.mpp, refinement=self.refinement,
+                                              max_radius=self.spec.max_object_size / 2, device=self.device)
+                keep = ids - 1
             results.append(Instances(polys, det["prob"][keep], np.full(len(keep), NUCLEUS, object)))
         return results
-
-    def _refined(self, tile: np.ndarray, det: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(polygons, index into ``det``) after redrawing the outlines on ``tile`` (H, W, 3).
-
-        The polygons are drawn as stardist's ``polygons_to_label`` does (more probable
-        objects on top); object ``i`` of ``det`` is label ``i + 1``.
-        """
-        from stardist.geometry import polygons_to_label_coord
-
-        order = np.argsort(det["prob"], kind="stable")
-        labels = polygons_to_label_coord(det["coord"][order], shape=tile.shape[:2], labels=order)
-        polys, ids = refine_instances(labels, tile, mpp=self.spec.mpp, refinement=self.refinement,
-                                      max_radius=self.spec.max_object_size / 2, device=self.device)
-        return polys, ids - 1
 
 
 def load_stardist_net(path: str | Path) -> tuple[StarDistNet, Thresholds, dict]:
