@@ -60,6 +60,36 @@ def test_out_of_memory_halves_the_batch(scene, caplog):
     assert max(n for n in det.calls if n <= 2) == 2
 
 
+def test_out_of_memory_retry_runs_after_the_failed_batch_is_released(scene):
+    """Retrying inside the ``except`` block would keep the failed call's frames (its device
+    tensors on a GPU) alive through the traceback while the halves run."""
+    import sys
+    import weakref
+
+    slide, _ = scene
+
+    class Held:  # stands for a device tensor the failed call had allocated
+        pass
+
+    class Recording(BlobDetector):
+        def _predict_batch(self, tiles):
+            self.handling.append(sys.exc_info()[0])
+            self.alive.append(sum(r() is not None for r in self.refs))
+            if len(tiles) > self.oom_above:
+                held = Held()
+                self.refs.append(weakref.ref(held))
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super()._predict_batch(tiles)
+
+    det = Recording(tile_size=128, halo=16, mpp=MPP, oom_above=1)
+    det.handling, det.alive, det.refs = [], [], []
+    tasks = simple_tasks(*slide.dimensions, det.spec, slide_mpp=MPP)
+    _all(run_inprocess(slide, det, tasks[:4], batch_size=4))
+    assert det.refs, "no out-of-memory was raised"
+    assert det.handling == [None] * len(det.handling)
+    assert det.alive == [0] * len(det.alive)
+
+
 def test_reader_errors_reach_the_caller(scene):
     slide, _ = scene
     det = BlobDetector()

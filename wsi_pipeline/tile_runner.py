@@ -47,19 +47,24 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def predict_with_backoff(detector: Detector, tiles: np.ndarray) -> list[Instances]:
-    """``predict_batch``; on out-of-memory halve the batch (down to 1) and retry."""
+    """``predict_batch``; on out-of-memory halve the batch (down to 1) and retry.
+
+    The retry runs after the ``except`` block has ended: inside it, the exception's
+    traceback still holds the failed call's frames and with them its device tensors, so
+    the halves would run with the whole batch's memory still taken (seen on an H200).
+    """
     try:
         return detector.predict_batch(tiles)
     except (RuntimeError, MemoryError) as exc:
         if not _is_oom(exc) or len(tiles) == 1:
             raise
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        half = len(tiles) // 2
-        log.warning("out of memory with a batch of %d tiles; retrying as %d + %d", len(tiles), half, len(tiles) - half)
-        return predict_with_backoff(detector, tiles[:half]) + predict_with_backoff(detector, tiles[half:])
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = len(tiles) // 2
+    log.warning("out of memory with a batch of %d tiles; retrying as %d + %d", len(tiles), half, len(tiles) - half)
+    return predict_with_backoff(detector, tiles[:half]) + predict_with_backoff(detector, tiles[half:])
 
 
 def _batches(tasks: Sequence[Tile], size: int) -> Iterator[list[Tile]]:
