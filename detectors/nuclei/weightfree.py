@@ -6,19 +6,24 @@ Per tile (``(B, H, W, 3)`` uint8 at 0.25 µm/px):
 2. Gaussian smoothing, torch;
 3. threshold: hematoxylin above a global level (``threshold_factor`` x the Otsu level of
    the slide's tissue pixels, see :meth:`WeightFreeNucleiDetector.calibrate`, or of the
-   tile's when not calibrated) *and* above the local mean (a wide Gaussian), torch;
+   tile's when not calibrated) *and* above the local mean (a wide Gaussian), torch. This
+   is done at each of several ``levels`` (multiples of the global level), so that every
+   nucleus can be taken at its own threshold (step 7);
 4. opening, hole filling and removal of specks smaller than ``min_area`` (opening in
    torch; hole filling and component sizes with scipy on the CPU);
 5. distance transform (torch on GPU, scipy's identical exact EDT on CPU), smoothed, and its
    h-maxima as markers (torch), so touching nuclei keep one marker each;
 6. marker-controlled watershed (scikit-image, CPU);
-7. each outline redrawn at its own half-contrast level between the nucleus and its rim
+7. across levels, the objects form a tree (an object's parent is the object one level
+   lower that holds it); the set of objects, none inside another, with the best total
+   score (size, solidity, rim contrast, stability) is kept: :mod:`detectors.nuclei.tree`;
+8. each outline redrawn at its own half-contrast level between the nucleus and its rim
    (torch; hole filling with scipy), so pale and dark nuclei get their full size;
-8. star-convex polygons: ``n_rays`` rays from each object's deepest pixel, lengths smoothed
+9. star-convex polygons: ``n_rays`` rays from each object's deepest pixel, lengths smoothed
    over neighbouring rays, torch;
-9. a confidence per nucleus from its contrast with its rim and its size (low-contrast
-   blobs of dark cytoplasm or stroma are dropped), and the measurements of
-   :mod:`detectors.nuclei.measurements`.
+10. a confidence per nucleus from its contrast with its rim and its size (low-contrast
+    blobs of dark cytoplasm or stroma are dropped), and the measurements of
+    :mod:`detectors.nuclei.measurements`.
 
 For a whole slide call :meth:`calibrate` once with a sample of the slide's tissue at the
 detector's resolution, so every tile uses the same threshold (seamless tiling); without
@@ -40,6 +45,7 @@ from detectors.device import inference_context
 from detectors.nuclei.measurements import measure
 from detectors.nuclei.outlines import nucleus_map, outline_polygons
 from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od
+from detectors.nuclei.tree import NodeScore, choose
 from detectors.nuclei.watershed import (
     distance_transform, fill_holes_and_size, flood, gaussian_blur, h_maxima, label_means, local_maxima, otsu,
     rim_means,
@@ -89,6 +95,11 @@ class WeightFreeParams:
         within the object grown by ``refine_reach`` px (``refine`` 0 disables); see
         :func:`detectors.nuclei.watershed.refine_outlines`.
     ray_smooth : polygon ray lengths are averaged over this many neighbouring rays.
+    levels : threshold levels, as multiples of the global level, segmented and chosen
+        from per object (:mod:`detectors.nuclei.tree`); empty: one level, the global one
+        (the detector before the tree, with ``min_score`` 0.5).
+    level_min_area : smallest object (px) at each of the ``levels``.
+    node_score : the score that chooses between levels.
 
     The defaults were chosen by a grid search on the 7 MoNuSeg-2018 test tiles (one
     setting for all, checked leave-one-tile-out); see bench/bench_nuclei_weightfree.py.
@@ -108,7 +119,7 @@ class WeightFreeParams:
     stain: str = "ruifrok"
     eosin_weight: float = 0.3
     intensity_weight: float = 0.0
-    min_score: float = 0.5
+    min_score: float = 0.3
     grow: float = 0.5
     ring: int = 4
     contrast_slope: float = 9.0
@@ -118,6 +129,9 @@ class WeightFreeParams:
     refine_reach: int = 3
     ray_smooth: int = 3
     marker_h: float = 0.5
+    levels: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0)
+    level_min_area: int = 60
+    node_score: NodeScore = NodeScore()
 
 
 def _float32(device: torch.device):
@@ -200,41 +214,78 @@ class WeightFreeNucleiDetector(Detector):
         return self
 
     # -- prediction ------------------------------------------------------------------
-    def _foreground(self, hs: torch.Tensor, tissue: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1, H, W) bool foreground and the (B,) global level used per tile."""
+    def _level(self, hs: torch.Tensor, tissue: torch.Tensor) -> torch.Tensor:
+        """(B,) global threshold level per tile: the slide's, or each tile's own Otsu level."""
         p = self.params
         if self.threshold is not None:
-            level = torch.full((hs.shape[0],), self.threshold, device=hs.device)
-        else:
-            level = (otsu(hs, mask=tissue) * p.threshold_factor).clamp(min=p.min_threshold)
+            return torch.full((hs.shape[0],), self.threshold, device=hs.device)
+        return (otsu(hs, mask=tissue) * p.threshold_factor).clamp(min=p.min_threshold)
+
+    def _local_mean(self, hs: torch.Tensor) -> torch.Tensor | None:
+        return gaussian_blur(hs, self.params.local_sigma) if self.params.local_sigma > 0 else None
+
+    def _foreground(self, hs: torch.Tensor, level: torch.Tensor, local: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 1, H, W) bool: above ``level`` (N,), above the local mean (``local``, or
+        computed here), opened."""
         fg = hs > level.view(-1, 1, 1, 1)
-        if p.local_sigma > 0:
-            fg &= hs > gaussian_blur(hs, p.local_sigma)
-        return binary_open(fg, p.open_radius), level
+        if local is None and self.params.local_sigma > 0:
+            local = self._local_mean(hs)
+        if local is not None:
+            fg = fg & (hs > local)
+        return binary_open(fg, self.params.open_radius)
+
+    def _segment(self, hs: torch.Tensor, fg: torch.Tensor, level: torch.Tensor, *, min_area: int) -> list[np.ndarray]:
+        """(N, 1, H, W) nucleus maps, bool foregrounds and (N,) their levels -> N (H, W) int32
+        label images: hole filling, distance, h-maxima markers, watershed."""
+        p = self.params
+        fg = fg.cpu().numpy()
+        masks = np.stack([fill_holes_and_size(fg[i, 0], min_area=min_area) for i in range(len(fg))])
+        mt = torch.from_numpy(masks)[:, None].to(self.device)
+        land = gaussian_blur(distance_transform(mt, max_distance=p.max_radius), p.distance_sigma)
+        if p.intensity_weight:
+            land = land + p.intensity_weight * hs / level.view(-1, 1, 1, 1)
+        land = land * mt
+        if p.marker_h > 0:
+            markers = h_maxima(land, h=p.marker_h, min_value=1.0).cpu().numpy()
+        else:
+            markers = local_maxima(land, radius=p.marker_radius, min_value=1.0).cpu().numpy()
+        land_np = land.cpu().numpy()
+        return [flood(land_np[i, 0], markers[i, 0], masks[i], min_area=min_area) for i in range(len(fg))]
+
+    def _level_labels(self, hs: torch.Tensor, level: torch.Tensor) -> list[np.ndarray]:
+        """One tile's (1, 1, H, W) nucleus map segmented at each of ``params.levels`` x its
+        global ``level``: (H, W) int32 label images, lowest threshold first."""
+        p = self.params
+        levels = level * torch.tensor(p.levels, device=hs.device, dtype=hs.dtype)
+        hs_k = hs.expand(len(levels), -1, -1, -1)
+        local = self._local_mean(hs)
+        fg = self._foreground(hs_k, levels, local=None if local is None else local.expand_as(hs_k))
+        return self._segment(hs_k, fg, levels, min_area=p.level_min_area)
+
+    def level_labels(self, tile: np.ndarray) -> tuple[list[np.ndarray], torch.Tensor, float]:
+        """For fitting the level choice: one (H, W, 3) uint8 tile's label image at each
+        level, its nucleus map (H, W) and its global level."""
+        with inference_context(self.device), _float32(self.device):
+            hs, tissue = self._nucleus_map(tile[None])
+            level = self._level(hs, tissue)
+            return self._level_labels(hs, level[0]), hs[0, 0], float(level[0])
 
     def _predict_batch(self, tiles: np.ndarray) -> list[Instances]:
         p = self.params
         with inference_context(self.device), _float32(self.device):
             hs, tissue = self._nucleus_map(tiles)
-            fg, level = self._foreground(hs, tissue)
-            fg, level = fg.cpu().numpy(), level.cpu().numpy().astype(np.float32)
-            masks = np.stack([fill_holes_and_size(fg[i, 0], min_area=p.min_area) for i in range(len(tiles))])
-            mt = torch.from_numpy(masks)[:, None].to(self.device)
-            dist = distance_transform(mt, max_distance=p.max_radius)
-            land = gaussian_blur(dist, p.distance_sigma)
-            if p.intensity_weight:
-                lv = torch.as_tensor(level, device=hs.device, dtype=hs.dtype).view(-1, 1, 1, 1)
-                land = land + p.intensity_weight * hs / lv
-            land = land * mt
-            if p.marker_h > 0:
-                markers = h_maxima(land, h=p.marker_h, min_value=1.0).cpu().numpy()
-            else:
-                markers = local_maxima(land, radius=p.marker_radius, min_value=1.0).cpu().numpy()
-            land_np = land.cpu().numpy()
+            level = self._level(hs, tissue)
+            if not p.levels:
+                fg = self._foreground(hs, level)
+                labels = self._segment(hs, fg, level, min_area=p.min_area)
+            else:  # one tile at a time, its levels as the batch (bounded memory)
+                labels = [choose(self._level_labels(hs[i:i + 1], level[i]), hs[i, 0], float(level[i]), p.node_score,
+                                 ring=p.ring) for i in range(len(tiles))]
             out = []
-            for i in range(len(tiles)):
-                labels = flood(land_np[i, 0], markers[i, 0], masks[i], min_area=p.min_area)
-                out.append(self._instances(labels, dist[i, 0], hs[i, 0], tiles[i], float(level[i])))
+            for i, lab in enumerate(labels):
+                mt = torch.from_numpy(lab > 0)[None, None].to(self.device)
+                dist = distance_transform(mt, max_distance=p.max_radius)[0, 0]
+                out.append(self._instances(lab, dist, hs[i, 0], tiles[i], float(level[i])))
         return out
 
     def _instances(self, labels: np.ndarray, dist: torch.Tensor, hs: torch.Tensor, rgb: np.ndarray,

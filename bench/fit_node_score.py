@@ -1,0 +1,100 @@
+"""Fit the weight-free detector's level choice (:class:`detectors.nuclei.tree.NodeScore`).
+
+Every tile of the dev set is segmented at each threshold level; each object is labelled
+"true" when its IoU with a ground-truth nucleus is >= 0.5 and described by its log area
+(and its square), solidity, rim contrast and stability. A logistic regression (Newton's
+method, a little L2) gives the coefficients. ``--loo`` also fits them leave-one-tile-out
+and scores the detector on each held-out tile with the coefficients fitted without it.
+
+    python bench/fit_node_score.py [--data ../shared/data/nuclei/monuseg-dev] [--loo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_nuclei_weightfree import DEFAULT_DATA, load, summary  # noqa: E402
+
+from detectors.nuclei.polygons import rasterise  # noqa: E402
+from detectors.nuclei.tree import NodeScore, tree_features  # noqa: E402
+from detectors.nuclei.weightfree import WeightFreeNucleiDetector, WeightFreeParams  # noqa: E402
+from wsi_pipeline.evaluation.metrics import ImageScores, overlaps, score_labels  # noqa: E402
+
+
+def design(feats: np.ndarray) -> np.ndarray:
+    a, s, c, t = feats.T
+    return np.stack([a, a * a, s, c, t], 1)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
+    """Intercept and weights (in the units of ``x``) of a logistic regression."""
+    mu, sd = x.mean(0), x.std(0) + 1e-9
+    z = np.c_[np.ones(len(x)), (x - mu) / sd]
+    w = np.zeros(z.shape[1])
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-z @ w))
+        grad = z.T @ (p - y) + l2 * w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + l2 * np.eye(len(w))
+        w -= np.linalg.solve(hess, grad)
+    weights = w[1:] / sd
+    return np.r_[w[0] - (weights * mu).sum(), weights]
+
+
+def objects(tiles: dict, params: WeightFreeParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{tile: (features (n, 5), IoU with the best ground-truth nucleus (n,))} over all levels."""
+    out = {}
+    for stem, (rgb, gt) in tiles.items():
+        det = WeightFreeNucleiDetector(device="cpu", params=params).calibrate(rgb)
+        levels, nmap, level = det.level_labels(rgb)
+        _, feats = tree_features(levels, nmap, level, ring=params.ring)
+        ious = [overlaps(gt, lab).iou.max(0) if lab.max() else np.zeros(0) for lab in levels]
+        out[stem] = (design(np.concatenate(feats)), np.concatenate(ious))
+    return out
+
+
+def node_score(coef: np.ndarray, bias: float) -> NodeScore:
+    keys = ("intercept", "log_area", "log_area2", "solidity", "contrast", "stability")
+    return NodeScore(**{k: round(float(v), 4) for k, v in zip(keys, coef)}, bias=bias)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--loo", action="store_true", help="also fit leave-one-tile-out and score held-out tiles")
+    ap.add_argument("--bias", type=float, default=WeightFreeParams().node_score.bias)
+    args = ap.parse_args()
+    tiles = load(args.data)
+    params = WeightFreeParams()
+    t0 = time.perf_counter()
+    data = objects(tiles, params)
+    x = np.concatenate([d[0] for d in data.values()])
+    y = np.concatenate([d[1] for d in data.values()]) >= 0.5
+    coef = fit_logistic(x, y.astype(float))
+    print(f"{len(x)} objects over {len(params.levels)} levels, {y.mean():.1%} true ({time.perf_counter() - t0:.0f} s)")
+    print(f"all tiles: {node_score(coef, args.bias)}")
+    if not args.loo:
+        return
+    total, per = ImageScores(), []
+    for held, (rgb, gt) in tiles.items():
+        xs = np.concatenate([d[0] for s, d in data.items() if s != held])
+        ys = np.concatenate([d[1] for s, d in data.items() if s != held]) >= 0.5
+        p = replace(params, node_score=node_score(fit_logistic(xs, ys.astype(float)), args.bias))
+        det = WeightFreeNucleiDetector(device="cpu", params=p).calibrate(rgb)
+        s = score_labels(gt, rasterise(det.predict(rgb).geometry, gt.shape))
+        total = total + s
+        per.append(f"{held[:12]} {s.aji:.3f}")
+    aji, f1, pq = summary(total)
+    print(f"leave-one-tile-out: AJI {aji:.4f} F1@0.5 {f1:.4f} PQ {pq:.4f} | " + ", ".join(per))
+
+
+if __name__ == "__main__":
+    main()
