@@ -55,9 +55,10 @@ def objects(tiles: dict, params: WeightFreeParams) -> dict[str, tuple[np.ndarray
     for stem, (rgb, gt) in tiles.items():
         det = WeightFreeNucleiDetector(device="cpu", params=params).calibrate(rgb)
         levels, nmap, level = det.level_labels(rgb)
-        _, feats = tree_features(levels, nmap, level, ring=params.ring)
+        _, feats, usable = tree_features(levels, nmap, level, ring=params.ring)
         ious = [overlaps(gt, lab).iou.max(0) if lab.max() else np.zeros(0) for lab in levels]
-        out[stem] = (design(np.concatenate(feats)), np.concatenate(ious))
+        ok = np.concatenate(usable)  # healed splits are never chosen
+        out[stem] = (design(np.concatenate(feats))[ok], np.concatenate(ious)[ok])
     return out
 
 
@@ -71,9 +72,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--loo", action="store_true", help="also fit leave-one-tile-out and score held-out tiles")
     ap.add_argument("--bias", type=float, default=WeightFreeParams().node_score.bias)
+    ap.add_argument("--levels", help="threshold levels, comma-separated multiples of the global level")
     args = ap.parse_args()
     tiles = load(args.data)
     params = WeightFreeParams()
+    if args.levels:
+        params = replace(params, levels=tuple(float(v) for v in args.levels.split(",")))
     t0 = time.perf_counter()
     data = objects(tiles, params)
     x = np.concatenate([d[0] for d in data.values()])

@@ -42,12 +42,12 @@ class NodeScore:
     the rim) / threshold level, ``t = log(parent area / area)`` (``log 3`` for a root);
     objects are worth ``score - bias``."""
 
-    intercept: float = -13.2977
-    log_area: float = 1.8717
-    log_area2: float = -0.8799
-    solidity: float = 12.3034
-    contrast: float = 4.1505
-    stability: float = -0.307
+    intercept: float = -13.3684
+    log_area: float = 1.8529
+    log_area2: float = -0.871
+    solidity: float = 12.2211
+    contrast: float = 4.3634
+    stability: float = -0.2478
     bias: float = 0.45
 
     def __call__(self, feats: np.ndarray) -> np.ndarray:
@@ -59,21 +59,25 @@ class NodeScore:
 
 
 ROOT_STABILITY = float(np.log(3.0))
+NESTED = 0.8
 
 
-def parents(lower: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    """(n,) index (0-based) of the object of ``lower`` holding most of each object of
-    ``labels`` (both (H, W) int, ids 1..), -1 where it lies on ``lower``'s background."""
+def parents(lower: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each object of ``labels`` (H, W) int ids 1..n: the index (0-based) of the object
+    of ``lower`` holding most of it (-1 where it lies on ``lower``'s background), and a bool
+    mask over ``lower``'s objects: those that one object of ``labels`` straddles together
+    (each holding >= ``1 - NESTED`` of it)."""
     m = int(lower.max())
-    if n == 0:
-        return np.zeros(0, np.int64)
-    if m == 0:
-        return np.full(n, -1, np.int64)
+    if n == 0 or m == 0:
+        return np.full(n, -1, np.int64), np.zeros(m, bool)
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     sel = labels > 0
     pairs = np.bincount((labels[sel].astype(np.int64) - 1) * (m + 1) + lower[sel],
                         minlength=n * (m + 1)).reshape(n, m + 1)
     best = pairs.argmax(1)
-    return np.where(pairs[np.arange(n), best] > 0, best - 1, -1)
+    big = pairs[:, 1:] >= (1 - NESTED) * np.maximum(area, 1)[:, None]
+    straddled = (big & (big.sum(1) >= 2)[:, None]).any(0)
+    return np.where(pairs[np.arange(n), best] > 0, best - 1, -1), straddled
 
 
 def convex_areas(labels: np.ndarray, n: int, *, n_dirs: int = 16) -> np.ndarray:
@@ -117,21 +121,29 @@ def node_features(labels: np.ndarray, nmap: torch.Tensor, level: float, *, ring:
 
 
 def tree_features(levels: list[np.ndarray], nmap: torch.Tensor, level: float, *,
-                  ring: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                  ring: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Per level (lowest threshold first): each object's parent index one level lower (-1:
-    none) and its (n, 4) features: log area, solidity, rim contrast, stability."""
-    par, feats = [], []
+    none), its (n, 4) features (log area, solidity, rim contrast, stability), and whether
+    it may be chosen. A split that heals one level higher (two objects that one object of
+    the next level straddles, each holding >= 20 % of it) is an artefact of the watershed on
+    an elongated nucleus, not two nuclei: a higher threshold only shrinks nuclei apart, so
+    those two objects may not be chosen."""
+    par, feats, usable = [], [], []
     area_prev = np.zeros(0)
     for k, lab in enumerate(levels):
         n = int(lab.max())
-        p = parents(levels[k - 1], lab, n) if k else np.full(n, -1, np.int64)
+        p = np.full(n, -1, np.int64)
+        if k:
+            p, straddled = parents(levels[k - 1], lab, n)
+            usable[k - 1] &= ~straddled
         f, area = node_features(lab, nmap, level, ring=ring) if n else (np.zeros((0, 3)), np.zeros(0))
         parent_area = area_prev[np.maximum(p, 0)] if len(area_prev) else np.zeros(n)
         stability = np.where(p >= 0, np.log(np.maximum(parent_area, 1) / np.maximum(area, 1)), ROOT_STABILITY)
         par.append(p)
         feats.append(np.c_[f, stability])
+        usable.append(np.ones(n, bool))
         area_prev = area
-    return par, feats
+    return par, feats, usable
 
 
 def select(levels: list[np.ndarray], par: list[np.ndarray], value: list[np.ndarray]) -> np.ndarray:
@@ -172,8 +184,9 @@ def select(levels: list[np.ndarray], par: list[np.ndarray], value: list[np.ndarr
 
 def choose(levels: list[np.ndarray], nmap: torch.Tensor, level: float, score: NodeScore, *, ring: int) -> np.ndarray:
     """The tree's choice (module docstring): per-level label images -> one label image."""
-    par, feats = tree_features(levels, nmap, level, ring=ring)
-    return select(levels, par, [score(f) - score.bias for f in feats])
+    par, feats, usable = tree_features(levels, nmap, level, ring=ring)
+    value = [np.where(ok, score(f) - score.bias, -np.inf) for f, ok in zip(feats, usable)]
+    return select(levels, par, value)
 
 
 def _consecutive(labels: np.ndarray) -> np.ndarray:

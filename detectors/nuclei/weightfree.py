@@ -129,7 +129,7 @@ class WeightFreeParams:
     refine_reach: int = 3
     ray_smooth: int = 3
     marker_h: float = 0.5
-    levels: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0)
+    levels: tuple[float, ...] = (0.5, 0.65, 0.8, 1.0, 1.3, 1.75)
     level_min_area: int = 60
     node_score: NodeScore = NodeScore()
 
