@@ -118,3 +118,15 @@ def test_choose_uses_the_score():
     assert kept.max() >= 1
     none = choose(levels, nmap, 0.5, replace(NodeScore(), bias=1.0), ring=2)
     assert none.max() == 0
+
+
+def test_weightfree_fast_is_the_single_level_detector():
+    from wsi_pipeline.detection import build_nuclei_detector, nuclei_factory, resolve_nuclei_model
+
+    assert resolve_nuclei_model("weightfree-fast") == ("weightfree-fast", None)
+    fast = build_nuclei_detector("weightfree-fast", None, "cpu")
+    full = build_nuclei_detector("weightfree", None, "cpu", None, 0.3)
+    assert fast.params.levels == () and fast.params.min_score == 0.5 and fast.threshold is None
+    assert len(full.params.levels) > 1 and full.threshold == 0.3
+    _, note = nuclei_factory("weightfree-fast", "cpu")
+    assert "one threshold level" in note

@@ -13,16 +13,21 @@ from tiling.errors import InputError
 log = logging.getLogger(__name__)
 
 WEIGHTFREE_NOTE = "weight-free nuclei detector (no trained weights; colour deconvolution + watershed)"
+WEIGHTFREE_KINDS = {
+    "weightfree": "each nucleus at its own threshold level",
+    "weightfree-fast": "one threshold level: about 5x faster, dev-set AJI 0.597 instead of 0.605",
+}
 
 
 def resolve_nuclei_model(model: str) -> tuple[str, Path | None]:
-    """``(kind, folder)``: kind is ``"weightfree"`` or ``"stardist"``.
+    """``(kind, folder)``: kind is ``"weightfree"``, ``"weightfree-fast"`` or ``"stardist"``.
 
     model : "auto" (StarDist if ``stardist-he`` is in the model cache, else weight-free),
-    "weightfree", a registry name (must have been fetched) or a local model folder.
+    "weightfree", "weightfree-fast", a registry name (must have been fetched) or a local
+    model folder.
     """
-    if model == "weightfree":
-        return "weightfree", None
+    if model in WEIGHTFREE_KINDS:
+        return model, None
     from detectors.registry import cached_model, load_registry
 
     if model == "auto":
@@ -44,10 +49,11 @@ def build_nuclei_detector(kind: str, folder: str | None, device: str, percentile
                           threshold: float | None = None) -> Detector:
     """Build the nuclei detector with its per-slide calibration: StarDist's normalisation
     percentiles, or the weight-free detector's hematoxylin threshold."""
-    if kind == "weightfree":
-        from detectors.nuclei.weightfree import WeightFreeNucleiDetector
+    if kind in WEIGHTFREE_KINDS:
+        from detectors.nuclei.weightfree import WeightFreeNucleiDetector, WeightFreeParams
 
-        return WeightFreeNucleiDetector(device=device, threshold=threshold)
+        params = WeightFreeParams(levels=(), min_score=0.5) if kind == "weightfree-fast" else None
+        return WeightFreeNucleiDetector(device=device, params=params, threshold=threshold)
     from detectors.stardist import Percentiles, load_stardist_model
 
     det = load_stardist_model(folder, device=device)
@@ -69,9 +75,10 @@ def nuclei_factory(model: str, device: str, *, slide=None) -> tuple[Callable[[],
 
         percentiles = slide_percentiles(slide).to_dict()
     factory = functools.partial(build_nuclei_detector, kind, None if folder is None else str(folder), device, percentiles)
-    if kind == "weightfree":
-        log.warning("nuclei: no trained weights found, using the %s", WEIGHTFREE_NOTE)
-        return factory, WEIGHTFREE_NOTE
+    if kind in WEIGHTFREE_KINDS:
+        note = f"{WEIGHTFREE_NOTE[:-1]}; {WEIGHTFREE_KINDS[kind]})"
+        log.warning("nuclei: no trained weights found, using the %s", note)
+        return factory, note
     return factory, f"StarDist2D (torch) from {folder.name}"
 
 
