@@ -5,7 +5,9 @@ per tile and overall (aggregated over tiles; AJI = summed intersections / unions
 AJI, F1 at IoU 0.5 and PQ for ours (one setting, calibrated per image as per slide) and for
 the baseline (Otsu on hematoxylin, distance transform, peak_local_max markers, watershed),
 whose parameters are grid-searched on the same tiles (best aggregated AJI), the ratio
-ours/baseline, and our megapixels/s on spec-size tiles.
+ours/baseline, and our megapixels/s on spec-size tiles. The same is printed for the
+single-level detector that came before the threshold tree (``weightfree-fast``), so the
+tree's gain and its cost are measured in the same run.
 
 With ``--loo`` it also grid-searches our main parameters (:data:`OURS_GRID`) and prints
 leave-one-tile-out scores for both methods: for each tile the setting with the best
@@ -113,7 +115,9 @@ def run_baseline(tiles, grid: dict, workers: int):
 
 
 #: our parameters searched with --loo (the defaults are the middle values)
-OURS_GRID = {"threshold_factor": [0.75, 0.8, 0.85], "min_score": [0.4, 0.5, 0.6], "marker_h": [0.3, 0.5, 0.7]}
+OURS_GRID = {"threshold_factor": [0.75, 0.8, 0.85], "min_score": [0.2, 0.3, 0.4], "marker_h": [0.3, 0.5, 0.7]}
+#: the single-level detector (``weightfree-fast``), printed beside ours
+SINGLE_LEVEL = {"levels": (), "min_score": 0.5}
 
 
 def run_ours(tiles, device: str, params: WeightFreeParams | None = None):
@@ -158,9 +162,9 @@ def leave_one_out(by_cfg: dict[str, dict[str, ImageScores]]) -> dict[str, tuple[
     return out
 
 
-def throughput(tiles, device: str, *, batch: int = 8) -> tuple[float, str]:
+def throughput(tiles, device: str, *, batch: int = 8, params: WeightFreeParams | None = None) -> tuple[float, str]:
     """Megapixels/s of predict_batch on spec-size tiles cut from the dev images."""
-    det = WeightFreeNucleiDetector(device=device)
+    det = WeightFreeNucleiDetector(device=device, params=params)
     ts = det.spec.tile_size
     crops = np.stack([rgb[y:y + ts, x:x + ts] for rgb, _ in tiles.values()
                       for y in (0, rgb.shape[0] - ts) for x in (0, rgb.shape[1] - ts)])
@@ -189,6 +193,8 @@ def main() -> None:
     best_cfg, base, n_cfg, base_grid = run_baseline(tiles, GRIDS[args.grid], args.workers)
     t2 = time.perf_counter()
     mps, dev = throughput(tiles, args.device)
+    single, single_s = run_ours(tiles, args.device, WeightFreeParams(**SINGLE_LEVEL))
+    single_mps, _ = throughput(tiles, args.device, params=WeightFreeParams(**SINGLE_LEVEL))
 
     print(f"{'tile':<26} {'ours AJI':>8} {'F1':>6} {'PQ':>6}   {'base AJI':>8} {'F1':>6} {'PQ':>6}")
     for stem in tiles:
@@ -204,6 +210,9 @@ def main() -> None:
           f"{b_mean[0]:8.3f} {b_mean[1]:6.3f} {b_mean[2]:6.3f}")
     ratio = [o / b for o, b in zip(o_all, b_all, strict=True)]
     print(f"ratio ours/baseline: AJI {ratio[0]:.3f}  F1 {ratio[1]:.3f}  PQ {ratio[2]:.3f}")
+    s_all = summary(sum(single.values(), ImageScores()))
+    print(f"{'single level (fast)':<26} {s_all[0]:8.3f} {s_all[1]:6.3f} {s_all[2]:6.3f}   "
+          f"({single_s:.1f} s for the tiles; {single_mps:.2f} MP/s, {single_mps / mps:.1f}x ours)")
     print(f"baseline best of {n_cfg} settings ({args.grid} grid, {t2 - t1:.0f} s): {best_cfg}")
     print(f"ours: {ours_s:.1f} s for {len(tiles)} tiles of 1 MP; throughput {mps:.2f} MP/s on {dev} "
           f"({WeightFreeNucleiDetector.spec.tile_size}-px tiles, batch 8); wall {t1 - t0:.0f} s incl. scoring")
@@ -229,6 +238,7 @@ def main() -> None:
             "ours": {k: v.to_dict() for k, v in ours.items()}, "baseline": {k: v.to_dict() for k, v in base.items()},
             "baseline_setting": best_cfg, "overall": {"ours": o_all, "baseline": b_all, "ratio": ratio},
             "megapixels_per_s": mps, "device": dev,
+            "single_level": {"overall": s_all, "megapixels_per_s": single_mps},
             "leave_one_out": {m: {k: {"setting": json.loads(c), "scores": v.to_dict()} for k, (c, v) in d.items()}
                               for m, d in loo.items()},
         }, indent=1))
