@@ -148,18 +148,30 @@ def flood(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarray, *, min_a
     """Marker-controlled watershed of ``-landscape`` inside ``mask``; (H, W) int32 labels.
 
     ``markers`` is a bool image; touching marker pixels form one marker. Regions smaller
-    than ``min_area`` are dropped and ids renumbered 1..N.
+    than ``min_area`` are dropped and ids renumbered 1..N. A connected part of the mask
+    (4-connected, as the watershed floods) with one marker is that marker's region, so
+    only the parts with several markers are flooded.
     """
     seeds, n = ndimage.label(markers & mask, structure=np.ones((3, 3)))
     if n == 0:
         return np.zeros(mask.shape, np.int32)
-    lab = watershed(-landscape, seeds, mask=mask)
+    parts, n_parts = ndimage.label(mask)
+    on = seeds > 0
+    pairs = np.unique(np.stack([parts[on], seeds[on]]), axis=1)  # (part, seed) pairs
+    per_part = np.bincount(pairs[0], minlength=n_parts + 1)
+    lut = np.zeros(n_parts + 1, np.int64)
+    one = per_part[pairs[0]] == 1
+    lut[pairs[0][one]] = pairs[1][one]
+    lab = lut[parts]
+    several = per_part[parts] >= 2
+    if several.any():
+        lab[several] = watershed(-landscape, np.where(several, seeds, 0), mask=several)[several]
     area = np.bincount(lab.ravel())
     keep = area >= min_area
     keep[0] = False
-    lut = np.zeros(area.size, np.int32)
-    lut[keep] = np.arange(1, keep.sum() + 1)
-    return lut[lab]
+    out = np.zeros(area.size, np.int32)
+    out[keep] = np.arange(1, keep.sum() + 1)
+    return out[lab]
 
 
 def label_means(labels: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
