@@ -267,3 +267,46 @@ def test_cuda_runs_in_float32_without_tf32():
         assert torch.backends.cudnn.allow_tf32 is False
         assert not torch.is_autocast_enabled("cuda")
     assert torch.backends.cudnn.allow_tf32 == before
+
+
+def test_binary_open_matches_scipy():
+    from detectors.nuclei.weightfree import binary_open
+
+    rng = np.random.default_rng(2)
+    mask = ndimage.gaussian_filter(rng.random((2, 1, 120, 150)), (0, 0, 2, 2)) > 0.5
+    for r in (1, 2, 3):
+        t = np.arange(-r, r + 1)
+        disk = (t[:, None] ** 2 + t[None, :] ** 2) <= r * r + 0.5
+        for i in range(2):
+            eroded = ndimage.binary_erosion(mask[i, 0], disk, border_value=1)
+            ref = ndimage.binary_dilation(eroded, disk, border_value=0)
+            ours = binary_open(torch.from_numpy(mask), r)[i, 0].numpy()
+            np.testing.assert_array_equal(ours, ref)
+
+
+def test_flood_matches_a_plain_watershed():
+    """Only mask parts with several markers are flooded; the labels are what one watershed
+    over the whole mask gives (min-area filter and renumbering included), but for pixels
+    equally high in two basins: which one wins a tie depends on the order of the flooding
+    queue, which the other parts no longer share (this landscape is full of ties)."""
+    from skimage.segmentation import watershed
+
+    from detectors.nuclei.watershed import flood
+
+    rng = np.random.default_rng(3)
+    mask = ndimage.gaussian_filter(rng.random((300, 300)), 3) > 0.5
+    land = ndimage.distance_transform_edt(mask)
+    markers = (ndimage.maximum_filter(land, 7) == land) & (land >= 1)
+    seeds, _ = ndimage.label(markers & mask, structure=np.ones((3, 3)))
+    ref = watershed(-land, seeds, mask=mask)
+    area = np.bincount(ref.ravel())
+    keep = area >= 20
+    keep[0] = False
+    lut = np.zeros(area.size, np.int32)
+    lut[keep] = np.arange(1, keep.sum() + 1)
+    ours = flood(land, markers, mask, min_area=20)
+    assert ours.max() == lut.max()
+    assert np.mean(ours == lut[ref]) > 0.999
+    parts, _ = ndimage.label(mask)
+    per_part = [len(np.unique(seeds[(parts == p) & (seeds > 0)])) for p in range(1, parts.max() + 1)]
+    assert max(per_part) >= 2 and min(per_part) <= 1  # both kinds of part were exercised

@@ -150,7 +150,10 @@ def flood(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarray, *, min_a
     ``markers`` is a bool image; touching marker pixels form one marker. Regions smaller
     than ``min_area`` are dropped and ids renumbered 1..N. A connected part of the mask
     (4-connected, as the watershed floods) with one marker is that marker's region, so
-    only the parts with several markers are flooded.
+    only the parts with several markers are flooded. The result is one watershed's over
+    the whole mask except at ties: a pixel equally high in two basins may go to the other
+    one, as the flooding order no longer interleaves other parts (the part alone decides,
+    which suits tiling).
     """
     seeds, n = ndimage.label(markers & mask, structure=np.ones((3, 3)))
     if n == 0:
