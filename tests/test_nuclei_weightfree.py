@@ -234,9 +234,9 @@ def test_concave_shapes_have_solidity_below_one():
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_monuseg_dev_quality(shared_data):
-    """One setting for all 7 tiles (calibrated per image, as per slide). Reached: AJI 0.597,
-    F1@0.5 0.823, PQ 0.609 aggregated over tiles (the issue's F1 target 0.80 is met, its AJI
-    target 0.60 not quite)."""
+    """One setting for all 7 tiles (calibrated per image, as per slide). Reached: AJI 0.605,
+    F1@0.5 0.840, PQ 0.626 aggregated over tiles (targets: AJI 0.60, F1 0.80); the
+    single-level detector (``weightfree-fast``) 0.597 / 0.822 / 0.609."""
     from wsi_pipeline.evaluation import load_labels
 
     dev = shared_data / "nuclei" / "monuseg-dev"
@@ -251,9 +251,9 @@ def test_monuseg_dev_quality(shared_data):
         res = det.predict(rgb)
         s = score_labels(load_labels(xml, shape=rgb.shape[:2]), rasterise(res.geometry, rgb.shape[:2]))
         total = s if total is None else total + s
-    assert total.aji >= 0.59
-    assert total.at(0.5)["f1"] >= 0.81
-    assert total.at(0.5)["pq"] >= 0.60
+    assert total.aji >= 0.60
+    assert total.at(0.5)["f1"] >= 0.83
+    assert total.at(0.5)["pq"] >= 0.62
 
 
 def test_cuda_runs_in_float32_without_tf32():
