@@ -17,12 +17,15 @@ nucleus-like objects:
 3. the choice: a set of objects, none an ancestor of another, that maximises the sum of
    ``score - bias`` (objects below ``bias`` are never worth taking). Dynamic programming
    from the highest level down: an object is worth its own value or the best of its
-   children together, whichever is larger.
+   children together, whichever is larger. Two objects that one object of the next level
+   up straddles are a split that heals at a higher threshold: the watershed cutting an
+   elongated nucleus, not two nuclei (a higher threshold only shrinks nuclei apart), so
+   neither is ever chosen.
 
 The coefficients come from a logistic fit of "this object has IoU >= 0.5 with a true
-nucleus" on the 7 MoNuSeg dev tiles (57,289 objects over 11 levels); with them chosen
-leave-one-tile-out the pooled AJI is the same within 0.001 (see
-bench/bench_nuclei_weightfree.py).
+nucleus" on the 7 MoNuSeg dev tiles (32,837 objects over the 6 default levels), made by
+``bench/fit_node_score.py``; fitted leave-one-tile-out, the pooled AJI is 0.603 against
+0.605 with all tiles.
 """
 
 from __future__ import annotations
@@ -59,14 +62,15 @@ class NodeScore:
 
 
 ROOT_STABILITY = float(np.log(3.0))
-NESTED = 0.8
+#: an object with at least this share of itself in each of two objects one level lower straddles them
+STRADDLE = 0.2
 
 
 def parents(lower: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """For each object of ``labels`` (H, W) int ids 1..n: the index (0-based) of the object
     of ``lower`` holding most of it (-1 where it lies on ``lower``'s background), and a bool
     mask over ``lower``'s objects: those that one object of ``labels`` straddles together
-    (each holding >= ``1 - NESTED`` of it)."""
+    (each holding >= ``STRADDLE`` of it)."""
     m = int(lower.max())
     if n == 0 or m == 0:
         return np.full(n, -1, np.int64), np.zeros(m, bool)
@@ -75,7 +79,7 @@ def parents(lower: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, 
     pairs = np.bincount((labels[sel].astype(np.int64) - 1) * (m + 1) + lower[sel],
                         minlength=n * (m + 1)).reshape(n, m + 1)
     best = pairs.argmax(1)
-    big = pairs[:, 1:] >= (1 - NESTED) * np.maximum(area, 1)[:, None]
+    big = pairs[:, 1:] >= STRADDLE * np.maximum(area, 1)[:, None]
     straddled = (big & (big.sum(1) >= 2)[:, None]).any(0)
     return np.where(pairs[np.arange(n), best] > 0, best - 1, -1), straddled
 
@@ -124,10 +128,8 @@ def tree_features(levels: list[np.ndarray], nmap: torch.Tensor, level: float, *,
                   ring: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Per level (lowest threshold first): each object's parent index one level lower (-1:
     none), its (n, 4) features (log area, solidity, rim contrast, stability), and whether
-    it may be chosen. A split that heals one level higher (two objects that one object of
-    the next level straddles, each holding >= 20 % of it) is an artefact of the watershed on
-    an elongated nucleus, not two nuclei: a higher threshold only shrinks nuclei apart, so
-    those two objects may not be chosen."""
+    it may be chosen: not when it is part of a split that heals one level higher (module
+    docstring)."""
     par, feats, usable = [], [], []
     area_prev = np.zeros(0)
     for k, lab in enumerate(levels):
