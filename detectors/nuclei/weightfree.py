@@ -99,7 +99,7 @@ class WeightFreeParams:
         from per object (:mod:`detectors.nuclei.tree`); empty: one level, the global one
         (the detector before the tree, with ``min_score`` 0.5).
     level_min_area : smallest object (px) at each of the ``levels``.
-    node_score : the score that chooses between levels.
+    node_score : the score that chooses between levels (fitted by bench/fit_node_score.py).
 
     The defaults were chosen by a grid search on the 7 MoNuSeg-2018 test tiles (one
     setting for all, checked leave-one-tile-out); see bench/bench_nuclei_weightfree.py.
