@@ -25,14 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_nuclei_weightfree import DEFAULT_DATA, load, summary  # noqa: E402
 
 from detectors.nuclei.polygons import rasterise  # noqa: E402
-from detectors.nuclei.tree import NodeScore, tree_features  # noqa: E402
+from detectors.nuclei.tree import NodeScore, score_terms, tree_features  # noqa: E402
 from detectors.nuclei.weightfree import WeightFreeNucleiDetector, WeightFreeParams  # noqa: E402
 from wsi_pipeline.evaluation.metrics import ImageScores, overlaps, score_labels  # noqa: E402
-
-
-def design(feats: np.ndarray) -> np.ndarray:
-    a, s, c, t = feats.T
-    return np.stack([a, a * a, s, c, t], 1)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
@@ -50,7 +45,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, iters: int =
 
 
 def objects(tiles: dict, params: WeightFreeParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{tile: (features (n, 5), IoU with the best ground-truth nucleus (n,))} over all levels."""
+    """{tile: (score terms (n, 5), IoU with the best ground-truth nucleus (n,))} over all levels."""
     out = {}
     for stem, (rgb, gt) in tiles.items():
         det = WeightFreeNucleiDetector(device="cpu", params=params).calibrate(rgb)
@@ -58,7 +53,7 @@ def objects(tiles: dict, params: WeightFreeParams) -> dict[str, tuple[np.ndarray
         _, feats, usable = tree_features(levels, nmap, level, ring=params.ring)
         ious = [overlaps(gt, lab).iou.max(0) if lab.max() else np.zeros(0) for lab in levels]
         ok = np.concatenate(usable)  # healed splits are never chosen
-        out[stem] = (design(np.concatenate(feats))[ok], np.concatenate(ious)[ok])
+        out[stem] = (score_terms(np.concatenate(feats))[ok], np.concatenate(ious)[ok])
     return out
 
 

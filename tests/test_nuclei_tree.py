@@ -40,12 +40,13 @@ def test_parents_by_majority():
     upper = np.zeros((10, 10), np.int32)
     upper[2:4, 1:3] = 1  # inside 1
     upper[6:8, 3:9] = 2  # mostly inside 2
-    par, straddled = parents(lower, upper, 2)
+    area = np.bincount(upper.ravel())[1:]
+    par, straddled = parents(lower, upper, area)
     np.testing.assert_array_equal(par, [0, 1])
     np.testing.assert_array_equal(straddled, [True, True])  # object 2 lies 1/3 in 1, 2/3 in 2
+    np.testing.assert_array_equal(parents(np.zeros_like(lower), upper, area)[0], [-1, -1])
     upper[6:8, 3:5] = 0
-    np.testing.assert_array_equal(parents(lower, upper, 2)[1], [False, False])
-    np.testing.assert_array_equal(parents(np.zeros_like(lower), upper, 2)[0], [-1, -1])
+    np.testing.assert_array_equal(parents(lower, upper, np.bincount(upper.ravel())[1:])[1], [False, False])
 
 
 def _two_levels():
@@ -55,7 +56,7 @@ def _two_levels():
     high[6:14, 3:13] = 1  # which splits into two at the higher level
     high[6:14, 16:27] = 2
     levels = [low, high]
-    return levels, [np.array([-1]), parents(low, high, 2)[0]]
+    return levels, [np.array([-1]), parents(low, high, np.bincount(high.ravel())[1:])[0]]
 
 
 def test_select_takes_the_children_or_the_parent_whichever_is_worth_more():

@@ -34,8 +34,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from skimage.segmentation import relabel_sequential
 
 from detectors.nuclei.watershed import label_means, rim_means
+
+
+def score_terms(feats: np.ndarray) -> np.ndarray:
+    """(n, 4) features (log area, solidity, contrast, stability) -> the (n, 5) terms the
+    score weighs: log area, its square, solidity, contrast, stability."""
+    a, s, c, t = feats.T
+    return np.stack([a, a * a, s, c, t], 1)
 
 
 @dataclass(frozen=True)
@@ -55,10 +63,8 @@ class NodeScore:
 
     def __call__(self, feats: np.ndarray) -> np.ndarray:
         """(n, 4) features (log area, solidity, contrast, stability) -> (n,) scores."""
-        a, s, c, t = feats.T
-        z = (self.intercept + self.log_area * a + self.log_area2 * a * a + self.solidity * s
-             + self.contrast * c + self.stability * t)
-        return 1.0 / (1.0 + np.exp(-z))
+        w = np.array([self.log_area, self.log_area2, self.solidity, self.contrast, self.stability])
+        return 1.0 / (1.0 + np.exp(-(self.intercept + score_terms(feats) @ w)))
 
 
 ROOT_STABILITY = float(np.log(3.0))
@@ -66,15 +72,14 @@ ROOT_STABILITY = float(np.log(3.0))
 STRADDLE = 0.2
 
 
-def parents(lower: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each object of ``labels`` (H, W) int ids 1..n: the index (0-based) of the object
-    of ``lower`` holding most of it (-1 where it lies on ``lower``'s background), and a bool
-    mask over ``lower``'s objects: those that one object of ``labels`` straddles together
-    (each holding >= ``STRADDLE`` of it)."""
-    m = int(lower.max())
+def parents(lower: np.ndarray, labels: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each object of ``labels`` (H, W) int ids 1..n, of ``area`` (n,) pixels: the index
+    (0-based) of the object of ``lower`` holding most of it (-1 where it lies on ``lower``'s
+    background), and a bool mask over ``lower``'s objects: those that one object of
+    ``labels`` straddles together (each holding >= ``STRADDLE`` of it)."""
+    n, m = len(area), int(lower.max())
     if n == 0 or m == 0:
         return np.full(n, -1, np.int64), np.zeros(m, bool)
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     sel = labels > 0
     pairs = np.bincount((labels[sel].astype(np.int64) - 1) * (m + 1) + lower[sel],
                         minlength=n * (m + 1)).reshape(n, m + 1)
@@ -134,11 +139,11 @@ def tree_features(levels: list[np.ndarray], nmap: torch.Tensor, level: float, *,
     area_prev = np.zeros(0)
     for k, lab in enumerate(levels):
         n = int(lab.max())
+        f, area = node_features(lab, nmap, level, ring=ring) if n else (np.zeros((0, 3)), np.zeros(0))
         p = np.full(n, -1, np.int64)
         if k:
-            p, straddled = parents(levels[k - 1], lab, n)
+            p, straddled = parents(levels[k - 1], lab, area)
             usable[k - 1] &= ~straddled
-        f, area = node_features(lab, nmap, level, ring=ring) if n else (np.zeros((0, 3)), np.zeros(0))
         parent_area = area_prev[np.maximum(p, 0)] if len(area_prev) else np.zeros(n)
         stability = np.where(p >= 0, np.log(np.maximum(parent_area, 1) / np.maximum(area, 1)), ROOT_STABILITY)
         par.append(p)
@@ -181,7 +186,7 @@ def select(levels: list[np.ndarray], par: list[np.ndarray], value: list[np.ndarr
             out[free] = paint[free]
             next_id += len(chosen)
         blocked_prev = blocked
-    return _consecutive(out)
+    return relabel_sequential(out)[0]
 
 
 def choose(levels: list[np.ndarray], nmap: torch.Tensor, level: float, score: NodeScore, *, ring: int) -> np.ndarray:
@@ -190,10 +195,3 @@ def choose(levels: list[np.ndarray], nmap: torch.Tensor, level: float, score: No
     value = [np.where(ok, score(f) - score.bias, -np.inf) for f, ok in zip(feats, usable)]
     return select(levels, par, value)
 
-
-def _consecutive(labels: np.ndarray) -> np.ndarray:
-    present = np.bincount(labels.ravel()) > 0
-    present[0] = False
-    lut = np.zeros(present.size, np.int32)
-    lut[present] = np.arange(1, present.sum() + 1, dtype=np.int32)
-    return lut[labels]
