@@ -32,7 +32,7 @@ import tifffile
 from scipy import ndimage
 
 from detectors.nuclei.polygons import rasterise
-from detectors.nuclei.weightfree import WeightFreeNucleiDetector, WeightFreeParams
+from detectors.nuclei.weightfree import SINGLE_LEVEL, WeightFreeNucleiDetector, WeightFreeParams
 from wsi_pipeline.evaluation import ImageScores, load_labels, score_labels
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei" / "monuseg-dev"
@@ -116,8 +116,6 @@ def run_baseline(tiles, grid: dict, workers: int):
 
 #: our parameters searched with --loo (the defaults are the middle values)
 OURS_GRID = {"threshold_factor": [0.75, 0.8, 0.85], "min_score": [0.2, 0.3, 0.4], "marker_h": [0.3, 0.5, 0.7]}
-#: the single-level detector (``weightfree-fast``), printed beside ours
-SINGLE_LEVEL = {"levels": (), "min_score": 0.5}
 
 
 def run_ours(tiles, device: str, params: WeightFreeParams | None = None):

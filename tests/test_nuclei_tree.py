@@ -11,7 +11,7 @@ from skimage.draw import disk, polygon
 from detectors.nuclei.polygons import rasterise
 from detectors.nuclei.stain import RUIFROK_HE, stain_matrix
 from detectors.nuclei.tree import NodeScore, choose, convex_areas, parents, select
-from detectors.nuclei.weightfree import WeightFreeNucleiDetector
+from detectors.nuclei.weightfree import SINGLE_LEVEL, WeightFreeNucleiDetector
 from wsi_pipeline.evaluation import score_labels
 
 
@@ -102,7 +102,7 @@ def test_touching_nuclei_come_apart_and_a_pale_nucleus_is_kept():
     conc[(truth > k - 2) & (np.abs(xx - 123.5) < 2)] = 0.45
     rgb = _he(conc, rng)
     tree = WeightFreeNucleiDetector(device="cpu")
-    single = tree.with_params(levels=(), min_score=0.5)
+    single = tree.with_params(**SINGLE_LEVEL)
     found = {}
     for name, det in (("tree", tree), ("single", single)):
         pred = rasterise(det.predict(rgb).geometry, truth.shape)

@@ -97,7 +97,7 @@ class WeightFreeParams:
     ray_smooth : polygon ray lengths are averaged over this many neighbouring rays.
     levels : threshold levels, as multiples of the global level, segmented and chosen
         from per object (:mod:`detectors.nuclei.tree`); empty: one level, the global one
-        (the detector before the tree, with ``min_score`` 0.5).
+        (the detector before the tree, with ``min_score`` 0.5: :data:`SINGLE_LEVEL`).
     level_min_area : smallest object (px) at each of the ``levels``.
     node_score : the score that chooses between levels (fitted by bench/fit_node_score.py).
 
@@ -132,6 +132,10 @@ class WeightFreeParams:
     levels: tuple[float, ...] = (0.5, 0.65, 0.8, 1.0, 1.3, 1.75)
     level_min_area: int = 60
     node_score: NodeScore = NodeScore()
+
+
+#: the single-level detector (before the threshold tree; ``weightfree-fast``), as parameter changes
+SINGLE_LEVEL = {"levels": (), "min_score": 0.5}
 
 
 def _float32(device: torch.device):
