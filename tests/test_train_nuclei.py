@@ -241,3 +241,23 @@ def test_outline_refinement_is_recorded_and_init_with_no_epochs_only_rechooses(d
     assert b.refinement is None
     for (ka, va), (kb, vb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+
+
+def test_tta_auto_and_threshold_images_all_are_tried_and_recorded(dataset, tmp_path):
+    """``--tta auto`` scores every setting with and without the 8-view mean and records the
+    winner where the loader reads it; ``--threshold-images all`` chooses on every image."""
+    out = tmp_path / "tta"
+    rc = cli(["train", "nuclei", "--images", str(dataset / "images"), "--labels", str(dataset / "labels"),
+              "--mpp", "0.5", "--out", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "1",
+              "--patch-size", "64", "--preset", "small", "--val", "img2", "--device", "cpu", "--tta", "auto",
+              "--outline-refinement", "off", "--threshold-images", "all"])
+    assert rc == 0
+    report = json.loads((out / "training.json").read_text())
+    assert set(report["validation"]) == {"metric", "plain", "plain+tta"}
+    assert sorted(report["chosen_on"]) == ["img0", "img1", "img2"]
+    chosen = max(("plain", "plain+tta"), key=lambda k: report["validation"][k])
+    meta = json.loads((out / "config.json").read_text())["wsi_pipeline"]
+    assert meta.get("tta", False) is (chosen == "plain+tta")
+    det = load_stardist_model(out, device="cpu", tile_size=96, halo=16, max_object_size=48)
+    assert det.tta is (chosen == "plain+tta")
+    assert ("mirror" in det.with_tta(True).description) and ("mirror" not in det.with_tta(False).description)

@@ -30,7 +30,7 @@ from detectors.nuclei.outlines import OutlineRefinement, refine_instances
 from detectors.stardist.config import StarDistConfig, Thresholds, read_model_folder
 from detectors.stardist.keras_h5 import load_keras_h5
 from detectors.stardist.normalize import Percentiles, compute_percentiles, normalize_numpy
-from detectors.stardist.predict import instances_from_prob_dist, pad_to_multiple
+from detectors.stardist.predict import instances_from_prob_dist, pad_to_multiple, predict_dihedral
 from detectors.stardist.unet import StarDistNet
 from tiling.errors import InputError
 
@@ -78,6 +78,8 @@ class StarDistDetector(Detector):
         ``net.config.div_by`` (else tiles are reflect-padded like stardist does).
     percentiles : fixed normalisation (per slide); None = per tile.
     refinement : redraw outlines on the image (see the module docstring); None = as predicted.
+    tta : average the network's outputs over the tile's 8 mirror images and rotations
+        (:func:`~detectors.stardist.predict.predict_dihedral`; 8x the network's work).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class StarDistDetector(Detector):
         max_object_size: int = 80,
         percentiles: Percentiles | None = None,
         refinement: OutlineRefinement | None = None,
+        tta: bool = False,
         name: str = "stardist",
         source: str = "",
         device: str | torch.device | None = "auto",
@@ -100,6 +103,7 @@ class StarDistDetector(Detector):
         self.thresholds = thresholds
         self.percentiles = percentiles
         self.refinement = refinement
+        self.tta = bool(tta)
         self.source = source
         self.spec = DetectorSpec(name=name, mpp=float(mpp), tile_size=int(tile_size), halo=int(halo),
                                  max_object_size=int(max_object_size), classes=(NUCLEUS,))
@@ -113,8 +117,9 @@ class StarDistDetector(Detector):
         norm = "per-slide percentiles" if self.percentiles else "per-tile percentiles"
         src = f" from {self.source}" if self.source else ""
         ref = ", outlines redrawn on hematoxylin" if self.refinement else ""
+        tta = ", mean of 8 mirror images" if self.tta else ""
         return (f"StarDist2D (torch){src}: {self.config.n_rays} rays, grid {self.config.grid}, "
-                f"prob>{self.thresholds.prob:.3f}, nms {self.thresholds.nms:.2f}, {norm}{ref}, {self.spec.mpp} µm/px")
+                f"prob>{self.thresholds.prob:.3f}, nms {self.thresholds.nms:.2f}, {norm}{ref}{tta}, {self.spec.mpp} µm/px")
 
     def with_percentiles(self, percentiles: Percentiles | None) -> "StarDistDetector":
         """Same detector (shared network) normalising every tile with ``percentiles``."""
@@ -128,6 +133,13 @@ class StarDistDetector(Detector):
         other = object.__new__(StarDistDetector)
         other.__dict__.update(self.__dict__)
         other.refinement = refinement
+        return other
+
+    def with_tta(self, tta: bool) -> "StarDistDetector":
+        """Same detector (shared network) with test-time augmentation on or off."""
+        other = object.__new__(StarDistDetector)
+        other.__dict__.update(self.__dict__)
+        other.tta = bool(tta)
         return other
 
     def with_spec(self, **changes) -> "StarDistDetector":
@@ -147,8 +159,12 @@ class StarDistDetector(Detector):
     def _predict_batch(self, tiles: np.ndarray) -> list[Instances]:
         h, w = tiles.shape[1:3]
         x = np.stack([pad_to_multiple(t, self.config.div_by) for t in self._normalise(tiles)]).transpose(0, 3, 1, 2)
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         with inference_context(self.device):
-            prob, dist = self.net(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+            if self.tta:
+                prob, dist = predict_dihedral(self.net, xt, n_rays=self.config.n_rays, grid=self.config.grid)
+            else:
+                prob, dist = self.net(xt)
         prob = prob[:, 0].float().cpu().numpy()
         dist = dist.float().permute(0, 2, 3, 1).cpu().numpy()
         results = []
@@ -190,7 +206,8 @@ def load_stardist_model(path: str | Path, *, device: str | torch.device | None =
     writes). ``mpp`` defaults to the folder's ``config.json`` key ``"wsi_pipeline"."mpp"``
     when present, else 0.25 µm/px (40x, the resolution 2D_versatile_he was trained at).
     The key ``"wsi_pipeline"."outline_refinement"`` (an :class:`OutlineRefinement` as a dict),
-    when present, switches on the outline redrawing.
+    when present, switches on the outline redrawing; ``"wsi_pipeline"."tta": true`` the mean
+    over 8 mirror images.
     Other keyword arguments (tile_size, halo, max_object_size, percentiles) go to the detector.
     """
     net, thresholds, extra = load_stardist_net(path)
@@ -199,4 +216,4 @@ def load_stardist_model(path: str | Path, *, device: str | torch.device | None =
     refinement = meta.get("outline_refinement")
     refinement = OutlineRefinement.from_dict(refinement) if isinstance(refinement, dict) else None
     return StarDistDetector(net, thresholds, mpp=mpp, name=meta.get("name", "stardist"), source=str(path),
-                            refinement=refinement, device=device, **spec)
+                            refinement=refinement, tta=meta.get("tta") is True, device=device, **spec)

@@ -53,22 +53,28 @@ def pad_to_multiple(image: np.ndarray, div_by: tuple[int, int]) -> np.ndarray:
     return np.pad(image, ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2), mode="reflect")
 
 
-def _run_net(net: StarDistNet, x: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, C) float32 (multiple of div_by) -> prob (h, w), dist (h, w, R) on the grid."""
+def _run_net(net: StarDistNet, x: np.ndarray, device: torch.device, *, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, C) float32 (multiple of div_by) -> prob (h, w), dist (h, w, R) on the grid
+    (``tta``: the mean over the 8 mirror images, :func:`predict_dihedral`)."""
     t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
     with torch.inference_mode():
-        prob, dist = net(t)
+        if tta:
+            prob, dist = predict_dihedral(net, t, n_rays=net.config.n_rays, grid=net.config.grid)
+        else:
+            prob, dist = net(t)
     return prob[0, 0].float().cpu().numpy(), dist[0].float().permute(1, 2, 0).cpu().numpy()
 
 
-def predict_prob_dist(net: StarDistNet, image: np.ndarray, *, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def predict_prob_dist(net: StarDistNet, image: np.ndarray, *, device: torch.device | str = "cpu",
+                      tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Network outputs for one normalised image.
 
     image : (H, W, C) float32, already normalised.
+    tta : average over the image's 8 mirror images and rotations (:func:`predict_dihedral`).
     Returns prob (ceil(H'/gy), ...) and dist (..., n_rays) for the *padded* image
     (H' = H rounded up to ``div_by``), as stardist's ``predict`` before cropping.
     """
-    return _run_net(net, pad_to_multiple(image, net.config.div_by), torch.device(device))
+    return _run_net(net, pad_to_multiple(image, net.config.div_by), torch.device(device), tta=tta)
 
 
 def predict_prob_dist_tiled(
@@ -173,3 +179,60 @@ def predict_instances(
         prob, dist = predict_prob_dist_tiled(net, image, tile=tile, device=device)
     return instances_from_prob_dist(prob, dist, grid=net.config.grid, shape=image.shape[:2],
                                     thresholds=thresholds, return_labels=return_labels)
+
+
+# ------------------------------------------------------------------ test-time augmentation
+#
+# stardist's ray k points at angle 2πk/n with x = cos and y = sin, so a mirror image moves
+# the rays among themselves: flipping x sends ray k to n/2 - k, flipping y to -k, swapping
+# x and y to n/4 - k (each its own inverse).
+
+
+def mirror_rays(n_rays: int, kind: str) -> np.ndarray:
+    """Channel order of ``dist`` for a mirrored image (``kind`` "x", "y" or "transpose"):
+    new[..., i] = old[..., perm[i]]."""
+    k = np.arange(n_rays)
+    shift = {"x": n_rays // 2, "y": 0, "transpose": n_rays // 4}[kind]
+    if n_rays % (4 if kind == "transpose" else 2):
+        raise ValueError(f"mirroring rays ({kind}) needs n_rays divisible by {4 if kind == 'transpose' else 2}")
+    return (shift - k) % n_rays
+
+
+def _mirror(t: torch.Tensor, dim: int, step: int) -> torch.Tensor:
+    """Flip along ``dim`` so that grid points (every ``step`` pixels from 0) stay grid points:
+    index ``c`` of the result is index ``W - c`` of ``t`` (a plain flip for step 1; the first
+    index, without a partner, wraps). The same call on a map sampled on that grid (index
+    ``i`` of the result is cell ``W/step - i``) undoes it."""
+    out = torch.flip(t, (dim,))
+    return torch.roll(out, 1, dim) if step > 1 else out
+
+
+def predict_dihedral(net, x: torch.Tensor, *, n_rays: int, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean of ``net``'s (prob (B, 1, h, w), dist (B, R, h, w)) over the 8 mirror images
+    and rotations of ``x`` (B, C, H, W) (sides multiples of the net's ``div_by``), each
+    mapped back to ``x``'s frame with its rays renumbered (:func:`mirror_rays`).
+
+    Flips keep grid points on grid points (the mirror of pixel ``c`` is ``W - c``), so every
+    view's cells lie on the same pixels. Needs a square grid and ``n_rays`` divisible by 4.
+    """
+    gy, gx = grid
+    if gy != gx:
+        raise ValueError(f"test-time augmentation needs a square grid, got {grid}")
+    perms = {k: torch.as_tensor(mirror_rays(n_rays, k), device=x.device) for k in ("x", "y", "transpose")}
+    prob_sum = dist_sum = None
+    for transpose in (False, True):
+        for fy in (False, True):
+            for fx in (False, True):
+                v = x.transpose(2, 3) if transpose else x
+                v = _mirror(v, 2, gy) if fy else v
+                v = _mirror(v, 3, gx) if fx else v
+                prob, dist = net(v)
+                prob, dist = prob.float(), dist.float()
+                for on, dim, kind in ((fx, 3, "x"), (fy, 2, "y")):
+                    if on:
+                        prob, dist = _mirror(prob, dim, gx), _mirror(dist, dim, gx)[:, perms[kind]]
+                if transpose:
+                    prob, dist = prob.transpose(2, 3), dist.transpose(2, 3)[:, perms["transpose"]]
+                prob_sum = prob if prob_sum is None else prob_sum + prob
+                dist_sum = dist if dist_sum is None else dist_sum + dist
+    return prob_sum / 8, dist_sum / 8

@@ -13,12 +13,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mpp", type=float, required=True, help="microns per pixel of the training images")
     parser.add_argument("--out", required=True, help="model folder to write (config.json, thresholds.json, weights_best.h5)")
     parser.add_argument("--epochs", type=int, default=100,
-                        help="0 with --init: train nothing, only choose thresholds and outline redrawing again")
+                        help="0 with --init: train nothing, only choose thresholds, outline redrawing and --tta again")
     parser.add_argument("--steps-per-epoch", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--preset", default="versatile_he", help="architecture: versatile_he (default), compact (depth 3, 16 filters: for CPU) or small")
+    parser.add_argument("--preset", default="versatile_he", help="architecture: versatile_he (default), compact (depth 3, 16 filters: for CPU), deep "
+                             "(compact with a 4th level: 4x the weights, about the same CPU time) or small")
     parser.add_argument("--init", default=None, help="model folder to fine-tune from (e.g. a fetched stardist-he)")
     parser.add_argument("--val", default=None, help="comma-separated image stems kept for validation")
     parser.add_argument("--val-fraction", type=float, default=0.15)
@@ -33,6 +34,12 @@ def add_arguments(parser) -> None:
                         help="validation score the prob/nms thresholds maximise: aji (default) or f1 (stardist's mean F1)")
     parser.add_argument("--outline-refinement", choices=("auto", "on", "off"), default="auto",
                         help="redraw outlines on the hematoxylin map: auto (default: if better on validation), on, off")
+    parser.add_argument("--tta", choices=("auto", "on", "off"), default="off",
+                        help="average the network over 8 mirror images of each tile (8x its work): off (default), on, "
+                             "or auto (if better on validation)")
+    parser.add_argument("--threshold-images", choices=("val", "all"), default="val",
+                        help="images the thresholds, outline redrawing and --tta auto are chosen on: val (default) or "
+                             "all (training and validation images: steadier when there are very few)")
     parser.add_argument("--workers", type=int, default=0, help="processes preparing training batches (0: none)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
@@ -59,10 +66,11 @@ def run(args) -> int:
         val_fraction=args.val_fraction, val_names=tuple(v for v in (args.val or "").split(",") if v),
         time_limit_min=args.time_limit, seed=args.seed, workers=args.workers, train_mpp=args.train_mpp,
         anneal=args.anneal, threshold_metric=args.threshold_metric, outline_refinement=args.outline_refinement,
+        tta=args.tta, threshold_images=args.threshold_images,
     )
     res = train_nuclei(samples, out=out, mpp=args.mpp, options=options, device=device)
     best = max(v for k, v in res.val_scores.items() if k != "metric")
     print(f"wrote {res.folder} (thresholds prob {res.thresholds.prob:.3f}, nms {res.thresholds.nms:.2f}; outlines "
-          f"{'redrawn' if res.refinement else 'as predicted'}; validation {res.val_scores['metric']} {best:.3f}; "
+          f"{'redrawn' if res.refinement else 'as predicted'}{'; 8 mirror images' if res.tta else ''}; validation {res.val_scores['metric']} {best:.3f}; "
           f"best epoch {res.fit.best_epoch + 1}, {res.fit.seconds:.0f} s)")
     return 0
