@@ -119,7 +119,8 @@ class StarDistDetector(Detector):
         ref = ", outlines redrawn on hematoxylin" if self.refinement else ""
         tta = ", mean of 8 mirror images" if self.tta else ""
         return (f"StarDist2D (torch){src}: {self.config.n_rays} rays, grid {self.config.grid}, "
-                f"prob>{self.thresholds.prob:.3f}, nms {self.thresholds.nms:.2f}, {norm}{ref}{tta}, {self.spec.mpp} µm/px")
+                f"prob>{self.thresholds.prob:.3f}, nms {self.thresholds.nms:.2f}, {norm}{ref}{tta}, "
+                f"{self.spec.mpp} µm/px")
 
     def with_percentiles(self, percentiles: Percentiles | None) -> "StarDistDetector":
         """Same detector (shared network) normalising every tile with ``percentiles``."""

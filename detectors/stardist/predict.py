@@ -53,7 +53,8 @@ def pad_to_multiple(image: np.ndarray, div_by: tuple[int, int]) -> np.ndarray:
     return np.pad(image, ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2), mode="reflect")
 
 
-def _run_net(net: StarDistNet, x: np.ndarray, device: torch.device, *, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _run_net(net: StarDistNet, x: np.ndarray, device: torch.device, *,
+             tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(H, W, C) float32 (multiple of div_by) -> prob (h, w), dist (h, w, R) on the grid
     (``tta``: the mean over the 8 mirror images, :func:`predict_dihedral`)."""
     t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)

@@ -373,7 +373,8 @@ def _val_labels(prob, dist, s: Sample, *, grid, thresholds: Thresholds, refineme
 
 def optimize_thresholds(net: StarDistNet, val: list[Sample], *, device: torch.device, nms_threshs=(0.3, 0.4, 0.5),
                         iou_threshs=(0.3, 0.5, 0.7), metric: str = "aji", refinement: OutlineRefinement | None = None,
-                        mpp: float = 0.25, max_candidates_per_object: int = 100, tta: bool = False) -> tuple[Thresholds, float]:
+                        mpp: float = 0.25, max_candidates_per_object: int = 100,
+                        tta: bool = False) -> tuple[Thresholds, float]:
     """prob / nms thresholds maximising ``metric`` on the validation images.
 
     metric : "aji" (pooled aggregated Jaccard index: outlines and splits count, as in

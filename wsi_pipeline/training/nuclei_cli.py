@@ -18,7 +18,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--preset", default="versatile_he", help="architecture: versatile_he (default), compact (depth 3, 16 filters: for CPU), deep "
+    parser.add_argument("--preset", default="versatile_he",
+                        help="architecture: versatile_he (default), compact (depth 3, 16 filters: for CPU), deep "
                              "(compact with a 4th level: 4x the weights, about the same CPU time) or small")
     parser.add_argument("--init", default=None, help="model folder to fine-tune from (e.g. a fetched stardist-he)")
     parser.add_argument("--val", default=None, help="comma-separated image stems kept for validation")
@@ -71,6 +72,7 @@ def run(args) -> int:
     res = train_nuclei(samples, out=out, mpp=args.mpp, options=options, device=device)
     best = max(v for k, v in res.val_scores.items() if k != "metric")
     print(f"wrote {res.folder} (thresholds prob {res.thresholds.prob:.3f}, nms {res.thresholds.nms:.2f}; outlines "
-          f"{'redrawn' if res.refinement else 'as predicted'}{'; 8 mirror images' if res.tta else ''}; validation {res.val_scores['metric']} {best:.3f}; "
+          f"{'redrawn' if res.refinement else 'as predicted'}{'; 8 mirror images' if res.tta else ''}; "
+          f"validation {res.val_scores['metric']} {best:.3f}; "
           f"best epoch {res.fit.best_epoch + 1}, {res.fit.seconds:.0f} s)")
     return 0
