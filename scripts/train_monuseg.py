@@ -2,7 +2,7 @@
 
 Split (by sorted file name, fixed): the first 4 tiles train, the 5th validates (best epoch,
 thresholds by AJI, whether outlines are redrawn on the hematoxylin map and, with ``--tta
-auto`` (the default here), whether the network's output is averaged over 8 mirror images),
+auto``, whether the network's output is averaged over 8 mirror images),
 the last 2 are held out for testing: they are never seen in training or in those choices.
 ``--threshold-images all`` makes those choices on the 4 training tiles and the validation
 tile together. It is not the default: it lets tiles the network was trained on into the
@@ -129,7 +129,7 @@ def parse_args(argv):
     ap.add_argument("--train-mpp", type=float, default=0.5, help="train at this resolution (data: 0.25 um/px)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plateau", action="store_true", help="plateau learning-rate decay instead of cosine annealing")
-    ap.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
+    ap.add_argument("--tta", choices=("auto", "on", "off"), default="off",
                     help="average the network over 8 mirror images (auto: if better on the choice images)")
     ap.add_argument("--threshold-images", choices=("val", "all"), default="val",
                     help="tiles the thresholds, outline redrawing and tta are chosen on (all: training + validation)")
