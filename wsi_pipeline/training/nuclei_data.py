@@ -3,7 +3,7 @@
 ``star_dist`` and ``edt_prob`` cost more than the crop they describe, so they are computed
 once for each whole training image (at full resolution, grid (1, 1)) and every patch is cut
 from them. Flips and 90° rotations move the rays: rotating the image by 90° turns ray ``k``
-into ray ``k + n/4`` (stardist's ray ``k`` points at angle 2πk/n, y = cos, x = sin), a
+into ray ``k + n/4`` (stardist's ray ``k`` points at angle 2πk/n, x = cos, y = sin), a
 left-right flip turns it into ``n/2 - k``, an up-down flip into ``-k``. So the transformed
 distances are a permutation of the channels, not a recomputation (needs ``n_rays % 4 == 0``
 for rotations; otherwise rotations are skipped and only the flips that keep rays are used).
