@@ -48,9 +48,9 @@ def rot90_rays(n_rays: int, k: int) -> np.ndarray:
 
 def fliplr_rays(n_rays: int) -> np.ndarray:
     """Channel order of ``dist`` after a left-right flip (``a[:, ::-1]``)."""
-    if n_rays % 2:
-        raise ValueError(f"flipping rays needs an even n_rays, got {n_rays}")
-    return (n_rays // 2 - np.arange(n_rays)) % n_rays
+    from detectors.stardist.predict import mirror_rays
+
+    return mirror_rays(n_rays, "x")
 
 
 def transform_patch(img: np.ndarray, lbl: np.ndarray, prob: np.ndarray, dist: np.ndarray, *, rot: int, flip: bool):
