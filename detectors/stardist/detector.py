@@ -30,7 +30,7 @@ from detectors.nuclei.outlines import OutlineRefinement, refine_instances
 from detectors.stardist.config import StarDistConfig, Thresholds, read_model_folder
 from detectors.stardist.keras_h5 import load_keras_h5
 from detectors.stardist.normalize import Percentiles, compute_percentiles, normalize_numpy
-from detectors.stardist.predict import instances_from_prob_dist, pad_to_multiple, predict_dihedral
+from detectors.stardist.predict import forward, instances_from_prob_dist, pad_to_multiple
 from detectors.stardist.unet import StarDistNet
 from tiling.errors import InputError
 
@@ -122,33 +122,27 @@ class StarDistDetector(Detector):
                 f"prob>{self.thresholds.prob:.3f}, nms {self.thresholds.nms:.2f}, {norm}{ref}{tta}, "
                 f"{self.spec.mpp} µm/px")
 
+    def _with(self, **attrs) -> "StarDistDetector":
+        """A copy sharing the network, with ``attrs`` set."""
+        other = object.__new__(StarDistDetector)
+        other.__dict__.update(self.__dict__, **attrs)
+        return other
+
     def with_percentiles(self, percentiles: Percentiles | None) -> "StarDistDetector":
         """Same detector (shared network) normalising every tile with ``percentiles``."""
-        other = object.__new__(StarDistDetector)
-        other.__dict__.update(self.__dict__)
-        other.percentiles = percentiles
-        return other
+        return self._with(percentiles=percentiles)
 
     def with_refinement(self, refinement: OutlineRefinement | None) -> "StarDistDetector":
         """Same detector (shared network) with outline redrawing switched on (or off: None)."""
-        other = object.__new__(StarDistDetector)
-        other.__dict__.update(self.__dict__)
-        other.refinement = refinement
-        return other
+        return self._with(refinement=refinement)
 
     def with_tta(self, tta: bool) -> "StarDistDetector":
         """Same detector (shared network) with test-time augmentation on or off."""
-        other = object.__new__(StarDistDetector)
-        other.__dict__.update(self.__dict__)
-        other.tta = bool(tta)
-        return other
+        return self._with(tta=bool(tta))
 
     def with_spec(self, **changes) -> "StarDistDetector":
         """Same detector with some :class:`DetectorSpec` fields changed (tile_size, halo, mpp...)."""
-        other = object.__new__(StarDistDetector)
-        other.__dict__.update(self.__dict__)
-        other.spec = dataclasses.replace(self.spec, **changes)
-        return other
+        return self._with(spec=dataclasses.replace(self.spec, **changes))
 
     def _normalise(self, tiles: np.ndarray) -> np.ndarray:
         out = np.empty(tiles.shape, np.float32)
@@ -162,10 +156,7 @@ class StarDistDetector(Detector):
         x = np.stack([pad_to_multiple(t, self.config.div_by) for t in self._normalise(tiles)]).transpose(0, 3, 1, 2)
         xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         with inference_context(self.device):
-            if self.tta:
-                prob, dist = predict_dihedral(self.net, xt, n_rays=self.config.n_rays, grid=self.config.grid)
-            else:
-                prob, dist = self.net(xt)
+            prob, dist = forward(self.net, xt, tta=self.tta)
         prob = prob[:, 0].float().cpu().numpy()
         dist = dist.float().permute(0, 2, 3, 1).cpu().numpy()
         results = []

@@ -59,10 +59,7 @@ def _run_net(net: StarDistNet, x: np.ndarray, device: torch.device, *,
     (``tta``: the mean over the 8 mirror images, :func:`predict_dihedral`)."""
     t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
     with torch.inference_mode():
-        if tta:
-            prob, dist = predict_dihedral(net, t, n_rays=net.config.n_rays, grid=net.config.grid)
-        else:
-            prob, dist = net(t)
+        prob, dist = forward(net, t, tta=tta)
     return prob[0, 0].float().cpu().numpy(), dist[0].float().permute(1, 2, 0).cpu().numpy()
 
 
@@ -237,3 +234,11 @@ def predict_dihedral(net, x: torch.Tensor, *, n_rays: int, grid: tuple[int, int]
                 prob_sum = prob if prob_sum is None else prob_sum + prob
                 dist_sum = dist if dist_sum is None else dist_sum + dist
     return prob_sum / 8, dist_sum / 8
+
+
+def forward(net: StarDistNet, x: torch.Tensor, *, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``net(x)`` for (B, C, H, W) ``x``, or with ``tta`` its mean over the 8 mirror images
+    (:func:`predict_dihedral`)."""
+    if tta:
+        return predict_dihedral(net, x, n_rays=net.config.n_rays, grid=net.config.grid)
+    return net(x)
