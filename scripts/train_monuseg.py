@@ -4,6 +4,9 @@ Split (by sorted file name, fixed): the first 4 tiles train, the 5th validates (
 thresholds by AJI, whether outlines are redrawn on the hematoxylin map and, with ``--tta
 auto``, whether the network's output is averaged over 8 mirror images),
 the last 2 are held out for testing: they are never seen in training or in those choices.
+``--fold K`` splits leave-one-tile-out instead: tile K is the test tile, tile K+1 (mod the
+number of tiles) validates, the other 5 train; ``scripts/monuseg_cv.py`` runs every fold and
+pools the test tiles.
 ``--threshold-images all`` makes those choices on the 4 training tiles and the validation
 tile together. It is not the default: it lets tiles the network was trained on into the
 choice, and it did not help (one compact model, ``--tta auto``: held-out AJI 0.610 chosen
@@ -11,7 +14,8 @@ on all 5 tiles, 0.611 on the validation tile). Test scores are printed for the c
 validation made and, for information, with the other outline choice. The
 weight-free detector is scored on the same 2 test tiles in the same run (which commit of
 it is recorded). Prints and writes ``results.json`` (AJI, F1@0.5, PQ
-per test tile and pooled; steps, seconds per step, CPU seconds) into the model folder.
+per test tile and pooled; steps, seconds per step, CPU seconds) into the model folder, and the
+test tiles' predicted labels (``test_labels.npz``; ``test_labels_other_outlines.npz``).
 
 Training may run at a coarser resolution than the data (``--train-mpp 0.5`` on the 0.25
 µm/px tiles: 4x less work per unit of tissue); test predictions are then made on the tile
@@ -21,6 +25,7 @@ as the whole-slide pipeline does.
     .venv/bin/python scripts/train_monuseg.py --data ../shared/data/nuclei/monuseg-dev \\
         --out /tmp/monuseg-model --minutes 55
     # --init MODEL --epochs 0: no training, only the validation choices again and the test scores
+    # --steps N: exactly N training steps, no time limit (a CPU run's step count, on a GPU)
     # --pack FILE.npz instead of --data: images/labels/names saved by --save-pack (for a
     # machine without the data folder)
 
@@ -78,15 +83,28 @@ def predict_labels(detector, image: np.ndarray, *, scale: float) -> np.ndarray:
     return rasterise(polys, image.shape[:2])
 
 
-def test_scores(detector, test, *, scale: float) -> tuple[dict, dict]:
-    """(per-tile summaries, pooled summary) of ``detector`` on the test samples."""
+def split(samples: list, fold: int | None) -> tuple[list, list, list]:
+    """(train, val, test) of the sorted samples: the fixed split (first 4 / 5th / the rest) or,
+    for ``fold`` K, leave-one-tile-out: tile K tests, tile K+1 (mod n) validates, the rest train."""
+    if fold is None:
+        return samples[:4], samples[4:5], samples[5:]
+    n = len(samples)
+    if not 0 <= fold < n or n < 3:
+        raise SystemExit(f"error: --fold {fold}: the data has {n} tiles (folds 0..{n - 1}, at least 3 tiles)")
+    test, val = samples[fold], samples[(fold + 1) % n]
+    return [s for s in samples if s is not test and s is not val], [val], [test]
+
+
+def test_scores(detector, test, *, scale: float) -> tuple[dict, dict, dict]:
+    """(per-tile summaries, pooled summary, {name: predicted labels}) of ``detector`` on the test samples."""
     from wsi_pipeline.evaluation import score_labels
 
-    per, total = {}, None
+    per, total, labels = {}, None, {}
     for s in test:
-        sc = score_labels(s.labels, predict_labels(detector, s.image, scale=scale))
+        labels[s.name] = predict_labels(detector, s.image, scale=scale)
+        sc = score_labels(s.labels, labels[s.name])
         per[s.name], total = summary(sc), sc if total is None else total + sc
-    return per, summary(total)
+    return per, summary(total), labels
 
 
 def weightfree_scores(test) -> dict:
@@ -116,6 +134,11 @@ def parse_args(argv):
     ap.add_argument("--save-pack", type=Path)
     ap.add_argument("--out", type=Path, default=Path("/tmp/monuseg-model"))
     ap.add_argument("--minutes", type=float, default=55)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="train exactly this many steps (a multiple of --steps-per-epoch), with no time limit; the "
+                         "learning rate anneals over the steps: a CPU run's step count, run on a GPU")
+    ap.add_argument("--fold", type=int, default=None,
+                    help="leave-one-tile-out: tile K (sorted) tests, tile K+1 validates, the others train")
     ap.add_argument("--epochs", type=int, default=100_000,
                     help="0 with --init: train nothing, only choose thresholds and outline redrawing on the val tile")
     ap.add_argument("--device", default="auto")
@@ -159,13 +182,19 @@ def main(argv=None) -> int:
     from wsi_pipeline.training.nuclei import NucleiTrainingOptions, train_nuclei
 
     device = select_device(args.device)
-    train, val, test = samples[:4], samples[4:5], samples[5:]
+    train, val, test = split(samples, args.fold)
     print(f"train {[s.name for s in train]}\nval {[s.name for s in val]}\ntest {[s.name for s in test]}", flush=True)
     weightfree = None if args.no_weightfree else weightfree_scores(test)
-    options = NucleiTrainingOptions(preset=args.preset, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+    epochs, minutes = args.epochs, args.minutes
+    if args.steps is not None:
+        if args.steps <= 0 or args.steps % args.steps_per_epoch:
+            raise SystemExit(f"error: --steps {args.steps} is not a positive multiple of --steps-per-epoch "
+                             f"{args.steps_per_epoch}")
+        epochs, minutes = args.steps // args.steps_per_epoch, None
+    options = NucleiTrainingOptions(preset=args.preset, epochs=epochs, steps_per_epoch=args.steps_per_epoch,
                                     batch_size=args.batch_size, patch_size=args.patch_size,
                                     learning_rate=args.learning_rate, val_names=(val[0].name,),
-                                    val_patches_per_image=16, time_limit_min=args.minutes, workers=args.workers,
+                                    val_patches_per_image=16, time_limit_min=minutes, workers=args.workers,
                                     train_mpp=args.train_mpp, seed=args.seed, anneal=not args.plateau,
                                     init=str(args.init) if args.init else None, tta=args.tta,
                                     threshold_images=args.threshold_images)
@@ -174,15 +203,18 @@ def main(argv=None) -> int:
     train_s, train_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     detector = load_stardist_model(args.out, device=device)
     scale = DATA_MPP / detector.spec.mpp
-    per_image, pooled = test_scores(detector, test, scale=scale)
+    per_image, pooled, labels = test_scores(detector, test, scale=scale)
+    np.savez_compressed(args.out / "test_labels.npz", **labels)
     # the other choice of outline redrawing, for information only (validation chose the above)
     other = detector.with_refinement(None if detector.refinement else OutlineRefinement())
-    _, other_pooled = test_scores(other, test, scale=scale)
+    _, other_pooled, other_labels = test_scores(other, test, scale=scale)
+    np.savez_compressed(args.out / "test_labels_other_outlines.npz", **other_labels)
     steps = len(res.fit.train_loss) * args.steps_per_epoch
     out = {"device": str(device), "torch_threads": torch.get_num_threads(), "preset": args.preset,
            "learning_rate": args.learning_rate, "anneal": not args.plateau, "init": str(args.init) if args.init else None,
            "model_mpp": detector.spec.mpp, "outlines_redrawn": detector.refinement is not None,
            "tta": detector.tta, "threshold_images": args.threshold_images,
+           "fold": args.fold, "train_tiles": [s.name for s in train], "val_tiles": [s.name for s in val],
            "patch_size": args.patch_size, "batch_size": args.batch_size,
            "train_seconds": train_s, "train_cpu_seconds": train_cpu, "fit_seconds": res.fit.seconds,
            "epochs": len(res.fit.train_loss), "steps": steps, "seconds_per_step": res.fit.seconds / max(steps, 1),
