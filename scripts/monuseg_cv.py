@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent))
 
-import train_monuseg  # noqa: E402
+import train_monuseg
 
 
 def run_folds(args, folds: list[int], extra: list[str]) -> dict[int, int]:
@@ -83,11 +83,11 @@ def pool(args, samples) -> dict:
         from detectors.nuclei.polygons import rasterise
         from detectors.nuclei.weightfree import WeightFreeNucleiDetector
 
-        for name in rows:
+        for name, row in rows.items():
             s = by_name[name]
             res = WeightFreeNucleiDetector(device="cpu").calibrate(s.image).predict(s.image)
             sc = score_labels(s.labels, rasterise(res.geometry, s.labels.shape))
-            rows[name]["weightfree"] = train_monuseg.summary(sc)
+            row["weightfree"] = train_monuseg.summary(sc)
             totals["weightfree"] = sc if "weightfree" not in totals else totals["weightfree"] + sc
     return {"folds": folds, "tiles": rows, "pooled": {k: train_monuseg.summary(v) for k, v in totals.items()},
             "n_tiles": len(rows), "n_tiles_in_data": len(samples)}
