@@ -156,6 +156,9 @@ def parse_args(argv):
                     help="average the network over 8 mirror images (auto: if better on the choice images)")
     ap.add_argument("--threshold-images", choices=("val", "all"), default="val",
                     help="tiles the thresholds, outline redrawing and tta are chosen on (all: training + validation)")
+    ap.add_argument("--extra-pack", type=Path, default=None,
+                    help="a pack (--save-pack's layout) of more training tiles, e.g. pseudo-labelled ones: always "
+                         "trained on, never validated or tested on")
     ap.add_argument("--no-weightfree", action="store_true", help="skip scoring the weight-free detector")
     return ap.parse_args(argv)
 
@@ -183,6 +186,8 @@ def main(argv=None) -> int:
 
     device = select_device(args.device)
     train, val, test = split(samples, args.fold)
+    if args.extra_pack:
+        train = train + load_samples(argparse.Namespace(pack=args.extra_pack))
     print(f"train {[s.name for s in train]}\nval {[s.name for s in val]}\ntest {[s.name for s in test]}", flush=True)
     weightfree = None if args.no_weightfree else weightfree_scores(test)
     epochs, minutes = args.epochs, args.minutes
@@ -212,6 +217,7 @@ def main(argv=None) -> int:
     steps = len(res.fit.train_loss) * args.steps_per_epoch
     out = {"device": str(device), "torch_threads": torch.get_num_threads(), "preset": args.preset,
            "learning_rate": args.learning_rate, "anneal": not args.plateau, "init": str(args.init) if args.init else None,
+           "extra_pack": str(args.extra_pack) if args.extra_pack else None,
            "model_mpp": detector.spec.mpp, "outlines_redrawn": detector.refinement is not None,
            "tta": detector.tta, "threshold_images": args.threshold_images,
            "fold": args.fold, "train_tiles": [s.name for s in train], "val_tiles": [s.name for s in val],
