@@ -6,7 +6,9 @@ auto``, whether the network's output is averaged over 8 mirror images),
 the last 2 are held out for testing: they are never seen in training or in those choices.
 ``--fold K`` splits leave-one-tile-out instead: tile K is the test tile, tile K+1 (mod the
 number of tiles) validates, the other 5 train; ``scripts/monuseg_cv.py`` runs every fold and
-pools the test tiles.
+pools the test tiles. ``--extra-pack`` adds training tiles from another pack (say, tiles
+labelled by the weight-free detector: ``scripts/pseudo_label_pack.py``), never used for
+validation or testing.
 ``--threshold-images all`` makes those choices on the 4 training tiles and the validation
 tile together. It is not the default: it lets tiles the network was trained on into the
 choice, and it did not help (one compact model, ``--tta auto``: held-out AJI 0.610 chosen
