@@ -11,8 +11,10 @@ leave-one-tile-out figure comes from ``bench/bench_nuclei_weightfree.py --loo``.
         --parallel 7 --device cuda --workers 2 --no-weightfree -- --steps 4850
     # after the folds: --aggregate-only (pool again, score the weight-free detector here)
 
-4,850 steps are what the compact preset trains in 56 minutes on 2 CPU cores; the 7 folds
-run in about 5 minutes on one H100 with 16 cores. Measured (2026-11-26), pooled over the 7
+4,850 steps are what session 3's reference run trained in 56 minutes on 2 CPU cores (fold 0
+alone on the same cores, 56 minutes: 5,500 steps, test AJI 0.500 against 0.528 for its
+4,850-step GPU run; both took an early epoch and a low threshold from their validation
+tile). The 7 folds run in about 5 minutes on one H100 with 16 cores. Measured (2026-11-26), pooled over the 7
 tiles: AJI 0.571, F1@0.5 0.801, PQ 0.582 (with ``--extra-pack`` of 5 CMU-1 tiles labelled by
 the weight-free detector: 0.586 / 0.808 / 0.591); the weight-free detector 0.605 / 0.840 /
 0.626.

@@ -167,6 +167,12 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    epochs, minutes = args.epochs, args.minutes
+    if args.steps is not None:  # checked before any data is read or scored
+        if args.steps <= 0 or args.steps % args.steps_per_epoch:
+            raise SystemExit(f"error: --steps {args.steps} is not a positive multiple of --steps-per-epoch "
+                             f"{args.steps_per_epoch}")
+        epochs, minutes = args.steps // args.steps_per_epoch, None
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -192,12 +198,6 @@ def main(argv=None) -> int:
         train = train + load_samples(argparse.Namespace(pack=args.extra_pack))
     print(f"train {[s.name for s in train]}\nval {[s.name for s in val]}\ntest {[s.name for s in test]}", flush=True)
     weightfree = None if args.no_weightfree else weightfree_scores(test)
-    epochs, minutes = args.epochs, args.minutes
-    if args.steps is not None:
-        if args.steps <= 0 or args.steps % args.steps_per_epoch:
-            raise SystemExit(f"error: --steps {args.steps} is not a positive multiple of --steps-per-epoch "
-                             f"{args.steps_per_epoch}")
-        epochs, minutes = args.steps // args.steps_per_epoch, None
     options = NucleiTrainingOptions(preset=args.preset, epochs=epochs, steps_per_epoch=args.steps_per_epoch,
                                     batch_size=args.batch_size, patch_size=args.patch_size,
                                     learning_rate=args.learning_rate, val_names=(val[0].name,),
