@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.stardist.predict import mirror_rays
+
 
 @dataclass
 class FullTargets:
@@ -48,8 +50,6 @@ def rot90_rays(n_rays: int, k: int) -> np.ndarray:
 
 def fliplr_rays(n_rays: int) -> np.ndarray:
     """Channel order of ``dist`` after a left-right flip (``a[:, ::-1]``)."""
-    from detectors.stardist.predict import mirror_rays
-
     return mirror_rays(n_rays, "x")
 
 
