@@ -42,6 +42,8 @@ sys.path.insert(0, str(ROOT.parent))
 
 import train_monuseg
 
+from wsi_pipeline.atomic import write_text_atomic
+
 
 def run_folds(args, folds: list[int], extra: list[str]) -> dict[int, int]:
     """Run the folds, ``args.parallel`` at a time; {fold: exit status}."""
@@ -87,18 +89,15 @@ def pool(args, samples) -> dict:
                     sc = score_labels(by_name[name].labels, z[name])
                     rows.setdefault(name, {})[kind] = train_monuseg.summary(sc)
                     totals[kind] = sc if kind not in totals else totals[kind] + sc
+    pooled = {k: train_monuseg.summary(v) for k, v in totals.items()}
+    weightfree = None
     if not args.no_weightfree and rows:
-        from detectors.nuclei.polygons import rasterise
-        from detectors.nuclei.weightfree import WeightFreeNucleiDetector
-
+        weightfree = train_monuseg.weightfree_scores([by_name[name] for name in rows])
         for name, row in rows.items():
-            s = by_name[name]
-            res = WeightFreeNucleiDetector(device="cpu").calibrate(s.image).predict(s.image)
-            sc = score_labels(s.labels, rasterise(res.geometry, s.labels.shape))
-            row["weightfree"] = train_monuseg.summary(sc)
-            totals["weightfree"] = sc if "weightfree" not in totals else totals["weightfree"] + sc
-    return {"folds": folds, "tiles": rows, "pooled": {k: train_monuseg.summary(v) for k, v in totals.items()},
-            "n_tiles": len(rows), "n_tiles_in_data": len(samples)}
+            row["weightfree"] = weightfree["test"][name]
+        pooled["weightfree"] = weightfree["test_pooled"]
+    return {"folds": folds, "tiles": rows, "pooled": pooled, "n_tiles": len(rows), "n_tiles_in_data": len(samples),
+            "weightfree_commit": weightfree and weightfree["commit"]}
 
 
 def print_table(result: dict) -> None:
@@ -141,9 +140,7 @@ def main(argv=None) -> int:
         print(f"{len(folds)} folds in {time.perf_counter() - t0:.0f} s", flush=True)
     result = pool(args, samples)
     result["failed_folds"] = failed
-    tmp = args.out / "cv.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(args.out / "cv.json")
+    write_text_atomic(args.out / "cv.json", json.dumps(result, indent=2))
     if result["tiles"]:
         print_table(result)
     for k in failed:

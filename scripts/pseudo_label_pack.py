@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def tissue_share(tile: np.ndarray) -> float:
@@ -34,10 +35,13 @@ def main(argv=None) -> int:
     ap.add_argument("--mpp", type=float, default=0.25)
     args = ap.parse_args(argv)
 
+    from train_monuseg import save_pack
+
     from detectors.nuclei.polygons import rasterise
     from detectors.nuclei.weightfree import WeightFreeNucleiDetector
     from tiling.errors import InputError, first_line
     from tiling.open import open_slide
+    from wsi_pipeline.training.nuclei import Sample
 
     try:
         slide = open_slide(args.slide)
@@ -56,17 +60,15 @@ def main(argv=None) -> int:
         print(f"error: {args.slide}: smaller than one {args.size}-px tile at {args.mpp} um/px", file=sys.stderr)
         return 1
     tiles.sort(key=lambda t: (-t[0], t[1], t[2]))
-    arrays = {"names": np.array([f"pseudo-{args.slide.stem}-y{y}-x{x}" for _, y, x, _ in tiles[:args.tiles]])}
-    for i, (share, y, x, img) in enumerate(tiles[:args.tiles]):
+    samples = []
+    for share, y, x, img in tiles[:args.tiles]:
         t0 = time.perf_counter()
         res = WeightFreeNucleiDetector(device="cpu").calibrate(img).predict(img)
-        arrays[f"image_{i}"] = img
-        arrays[f"labels_{i}"] = rasterise(res.geometry, img.shape[:2]).astype(np.int32)
+        labels = rasterise(res.geometry, img.shape[:2]).astype(np.int32)
+        samples.append(Sample(f"pseudo-{args.slide.stem}-y{y}-x{x}", img, labels))
         print(f"tile y {y} x {x}: tissue {share:.2f}, {len(res.geometry)} nuclei ({time.perf_counter() - t0:.1f} s)",
               flush=True)
-    tmp = args.out.with_name(args.out.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(args.out)
+    save_pack(args.out, samples)
     print(f"wrote {args.out}")
     return 0
 

@@ -51,13 +51,29 @@ sys.path.insert(0, str(ROOT))
 DATA_MPP = 0.25
 
 
-def load_samples(args):
-    from wsi_pipeline.training.nuclei import Sample, load_pairs
+def load_pack(path: Path) -> list:
+    """Samples from a pack: ``names`` and ``image_{i}`` / ``labels_{i}`` arrays (:func:`save_pack`)."""
+    from wsi_pipeline.training.nuclei import Sample
 
-    if args.pack:
-        z = np.load(args.pack)
-        return [Sample(str(n), z[f"image_{i}"], z[f"labels_{i}"]) for i, n in enumerate(z["names"])]
-    return load_pairs(args.data, polygons=args.data)
+    z = np.load(path)
+    return [Sample(str(n), z[f"image_{i}"], z[f"labels_{i}"]) for i, n in enumerate(z["names"])]
+
+
+def save_pack(path: Path, samples: list) -> None:
+    """Write ``samples`` as a pack (:func:`load_pack`), under a temporary name first."""
+    from wsi_pipeline.atomic import atomic_path
+
+    arrays = {"names": np.array([s.name for s in samples])}
+    for i, s in enumerate(samples):
+        arrays[f"image_{i}"], arrays[f"labels_{i}"] = s.image, s.labels
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def load_samples(args):
+    from wsi_pipeline.training.nuclei import load_pairs
+
+    return load_pack(args.pack) if args.pack else load_pairs(args.data, polygons=args.data)
 
 
 def cpu_seconds() -> float:
@@ -178,10 +194,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     samples = sorted(load_samples(args), key=lambda s: s.name)
     if args.save_pack:
-        arrays = {"names": np.array([s.name for s in samples])}
-        for i, s in enumerate(samples):
-            arrays[f"image_{i}"], arrays[f"labels_{i}"] = s.image, s.labels
-        np.savez_compressed(args.save_pack, **arrays)
+        save_pack(args.save_pack, samples)
         print(f"saved {len(samples)} samples to {args.save_pack}")
         return 0
 
@@ -195,7 +208,7 @@ def main(argv=None) -> int:
     device = select_device(args.device)
     train, val, test = split(samples, args.fold)
     if args.extra_pack:
-        train = train + load_samples(argparse.Namespace(pack=args.extra_pack))
+        train = train + load_pack(args.extra_pack)
     print(f"train {[s.name for s in train]}\nval {[s.name for s in val]}\ntest {[s.name for s in test]}", flush=True)
     weightfree = None if args.no_weightfree else weightfree_scores(test)
     options = NucleiTrainingOptions(preset=args.preset, epochs=epochs, steps_per_epoch=args.steps_per_epoch,

@@ -13,8 +13,8 @@ from wsi_pipeline.training.nuclei import Sample
 from wsi_pipeline.training.synthetic import synthetic_nuclei
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import monuseg_cv  # noqa: E402
-import train_monuseg  # noqa: E402
+import monuseg_cv
+import train_monuseg
 
 
 def _samples(n):
@@ -50,10 +50,7 @@ def _fold(out: Path, k: int, name: str, pred: np.ndarray, other: np.ndarray) -> 
 def test_pooling_scores_each_fold_on_its_own_test_tile(tmp_path, capsys):
     tiles = [synthetic_nuclei((96, 96), seed=i) for i in range(3)]
     pack = tmp_path / "pack.npz"
-    arrays = {"names": np.array([f"t{i}" for i in range(3)])}
-    for i, (img, lbl) in enumerate(tiles):
-        arrays[f"image_{i}"], arrays[f"labels_{i}"] = img, lbl
-    np.savez_compressed(pack, **arrays)
+    train_monuseg.save_pack(pack, [Sample(f"t{i}", img, lbl) for i, (img, lbl) in enumerate(tiles)])
     out = tmp_path / "cv"
     # folds 0 and 1 predict their test tile exactly (as validation chose) and nothing (other outlines);
     # fold 2 never ran
@@ -82,6 +79,6 @@ def test_pooling_scores_each_fold_on_its_own_test_tile(tmp_path, capsys):
 def test_no_fold_results_is_an_error(tmp_path):
     img, lbl = synthetic_nuclei((64, 64), seed=0)
     pack = tmp_path / "pack.npz"
-    np.savez_compressed(pack, names=np.array(["t0"]), image_0=img, labels_0=lbl)
+    train_monuseg.save_pack(pack, [Sample("t0", img, lbl)])
     assert monuseg_cv.main(["--pack", str(pack), "--out", str(tmp_path / "cv"), "--aggregate-only",
                             "--no-weightfree"]) == 1
