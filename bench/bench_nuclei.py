@@ -91,7 +91,8 @@ def bench_merge(n: int, out_dir: Path) -> dict:
     from detectors.nuclei.weightfree import SPEC
     from tiling.grid import tile_grid
     from wsi_pipeline.annotations import instances_to_features
-    from wsi_pipeline.run import _write_nuclei, sort_instances
+    from wsi_pipeline.ids import sort_instances
+    from wsi_pipeline.run import _write_nuclei
     from wsi_pipeline.tile_runner import keep_owned
 
     polys, side = star_polygons(n, spacing=36.0)

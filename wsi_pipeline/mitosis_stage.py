@@ -19,6 +19,7 @@ import shapely
 from detectors.base import Instances
 from wsi_pipeline.annotations import Feature, write_geojson
 from wsi_pipeline.atomic import atomic_path
+from wsi_pipeline.ids import stable_ids
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,6 @@ def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Pa
 
 
 def _write(out_dir: Path, slide_id: str, points: Instances, hotspot: Hotspot | None, cls: str, props: dict) -> None:
-    from wsi_pipeline.run import stable_ids
 
     feats = []
     for geom, p, fid in zip(points.geometry, points.score, stable_ids(slide_id, "mitosis", points.geometry)):

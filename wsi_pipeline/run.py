@@ -7,27 +7,25 @@ derived from the slide and the object's position, so re-running gives identical 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import shapely
 
 from detectors.base import Instances
 from tiling import open_slide
 from tiling.grid import tile_grid
 from wsi_pipeline.annotations import Feature, bounds_properties, instances_to_features, write_geojson
-from wsi_pipeline.atomic import publish_dir, write_text_atomic
+from wsi_pipeline.atomic import publish_dir
 from wsi_pipeline.batch.manifest import SlideJob
 from wsi_pipeline.batch.markers import file_checksum, write_marker
 from wsi_pipeline.config import PipelineConfig
 from wsi_pipeline.detection import nuclei_factory
+from wsi_pipeline.ids import sort_instances, stable_ids
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +44,6 @@ class SlideRun:
     mitoses: list = field(default_factory=list)  # level-0 points, drawn on overview.png
     hotspot: object | None = None  # level-0 polygon of the mitotic hotspot
     models: dict = field(default_factory=dict)  # stage -> name, weights hash
-
-
-def stable_ids(slide_key: str, kind: str, geometries: np.ndarray) -> Iterator[str]:
-    """UUIDs derived from the slide, the object kind and the object's centroid."""
-    ns = uuid.uuid5(uuid.NAMESPACE_URL, f"wsi-pipeline/{slide_key}/{kind}")
-    if len(geometries) == 0:
-        return iter(())
-    xy = shapely.get_coordinates(shapely.centroid(geometries))
-    return (str(uuid.uuid5(ns, f"{x:.2f},{y:.2f},{i}")) for i, (x, y) in enumerate(xy))
-
-
-def sort_instances(inst: Instances) -> Instances:
-    """Row-major order of centroids: the same objects always come out in the same order."""
-    if len(inst) == 0:
-        return inst
-    c = inst.centroids()
-    return inst.subset(np.lexsort((c[:, 0].round(2), c[:, 1].round(2))))
 
 
 def _with_ids(features: Iterator[Feature], ids: Iterator[str]) -> Iterator[Feature]:
@@ -184,7 +165,3 @@ def _write_nuclei(out: Path, job: SlideJob, nuclei: Instances, props: dict) -> N
     feats = _with_ids(instances_to_features(nuclei, classification="Nucleus"), iter(ids))
     write_geojson(out / "nuclei.geojson.gz", feats, properties=props, decimals=2)  # 0.01 px: half the size
     write_measurements_table(out / "nuclei.parquet", nuclei, ids=ids)
-
-
-def write_json(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str))

@@ -16,6 +16,7 @@ from detectors.base import Instances
 from wsi_pipeline.annotations import write_geojson
 from wsi_pipeline.batch.manifest import SlideJob
 from wsi_pipeline.config import PipelineConfig
+from wsi_pipeline.ids import write_json
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,6 @@ def _versions() -> dict:
 
 def write_summary(job: SlideJob, slide, cfg: PipelineConfig, out: Path, run) -> None:
     """``summary.json``: PHI-free slide facts, counts, timings, versions, models, the config."""
-    from wsi_pipeline.run import write_json
-
     info = slide.info
     data = {
         "slide_id": job.slide_id,
