@@ -13,9 +13,9 @@ from shapely.geometry import Point, box, shape
 
 from tiling._array import ArraySlide
 from wsi_pipeline.cli import main
-from wsi_pipeline.margins import assess_margins, load_margin_config
-from wsi_pipeline.margins.report import CAVEAT, OUTPUTS, write_margin_outputs
-from wsi_pipeline.margins.testing import tissue_image, write_case
+from wsi_pipeline.report.margins import assess_margins, load_margin_config
+from wsi_pipeline.report.margins.report import CAVEAT, OUTPUTS, write_margin_outputs
+from wsi_pipeline.report.margins.testing import tissue_image, write_case
 
 MPP = (8.0, 8.0)  # coarse pixels keep the test slide small: 10 mm = 1250 px
 TISSUE = box(400, 400, 10_400, 8_400)  # 10 x 8 mm, 0.4 mm inside the scanned area
@@ -144,7 +144,7 @@ def test_real_slide_with_drawn_tumour(shared_data, tmp_path, capsys, artifacts_d
     from scipy import ndimage
 
     from tiling.open import open_slide
-    from wsi_pipeline.margins.lesion import mask_to_polygons
+    from wsi_pipeline.report.margins.lesion import mask_to_polygons
 
     svs = shared_data / "slides" / "CMU-1-Small-Region.svs"
     with open_slide(svs) as slide:

@@ -9,11 +9,11 @@ import shapely
 from shapely.geometry import Point, Polygon, box
 
 from tiling.errors import InputError
-from wsi_pipeline.margins import assess_margins, load_margin_config
-from wsi_pipeline.margins.compute import CLEAR, CLOSE, INVOLVED, NO_LESION, NOT_ASSESSED
-from wsi_pipeline.margins.config import MarginConfig
-from wsi_pipeline.margins.lesion import PROPOSED
-from wsi_pipeline.margins.testing import scatter_nuclei, write_case
+from wsi_pipeline.report.margins import assess_margins, load_margin_config
+from wsi_pipeline.report.margins.compute import CLEAR, CLOSE, INVOLVED, NO_LESION, NOT_ASSESSED
+from wsi_pipeline.report.margins.config import MarginConfig
+from wsi_pipeline.report.margins.lesion import PROPOSED
+from wsi_pipeline.report.margins.testing import scatter_nuclei, write_case
 
 MPP = (0.5, 0.5)
 TISSUE = box(0, 0, 10_000, 8_000)  # 10 x 8 mm
@@ -215,8 +215,8 @@ def test_proposal_ignores_nuclei_under_ink(tmp_path):
     import shapely
 
     from wsi_pipeline.annotations import Feature, write_geojson
-    from wsi_pipeline.margins.config import ProposalConfig
-    from wsi_pipeline.margins.lesion import propose_lesion
+    from wsi_pipeline.report.margins.config import ProposalConfig
+    from wsi_pipeline.report.margins.lesion import propose_lesion
 
     rng = np.random.default_rng(0)
     centres = rng.uniform(0, 1200, size=(3000, 2))  # 300 µm square at 0.25 µm/px: dense

@@ -32,9 +32,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tiling.open import open_slide
-    from wsi_pipeline.margins import assess_margins, load_margin_config
-    from wsi_pipeline.margins.compute import NO_LESION
-    from wsi_pipeline.margins.report import headline, write_margin_outputs
+    from wsi_pipeline.report.margins import assess_margins, load_margin_config
+    from wsi_pipeline.report.margins.compute import NO_LESION
+    from wsi_pipeline.report.margins.report import headline, write_margin_outputs
 
     results = args.results
     if not results.is_dir():

@@ -14,11 +14,11 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import nearest_points
 
-from wsi_pipeline.margins._units import point_px
-from wsi_pipeline.margins.config import SCAN_BORDER, MarginConfig
-from wsi_pipeline.margins.edges import EdgeSegment
-from wsi_pipeline.margins.lesion import Lesion
-from wsi_pipeline.margins.profile import ProfileSegment, clearance_profile
+from wsi_pipeline.report.margins._units import point_px
+from wsi_pipeline.report.margins.config import SCAN_BORDER, MarginConfig
+from wsi_pipeline.report.margins.edges import EdgeSegment
+from wsi_pipeline.report.margins.lesion import Lesion
+from wsi_pipeline.report.margins.profile import ProfileSegment, clearance_profile
 
 INVOLVED, CLOSE, CLEAR, NOT_ASSESSED = "involved", "close", "clear", "no lesion in piece"
 NO_LESION = "no lesion found"

@@ -19,9 +19,9 @@ from shapely.geometry import LineString, MultiPolygon, Polygon
 from shapely.ops import substring
 
 from tiling.errors import InputError
-from wsi_pipeline.margins._io import read_features
-from wsi_pipeline.margins._units import to_um
-from wsi_pipeline.margins.config import SCAN_BORDER, UNINKED
+from wsi_pipeline.report.margins._io import read_features
+from wsi_pipeline.report.margins._units import to_um
+from wsi_pipeline.report.margins.config import SCAN_BORDER, UNINKED
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from matplotlib import patheffects
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
-from wsi_pipeline.margins.compute import INVOLVED, MarginAssessment, closest_lines, format_mm
+from wsi_pipeline.report.margins.compute import INVOLVED, MarginAssessment, closest_lines, format_mm
 
 INK_RGB = {
     "black": "#111111",

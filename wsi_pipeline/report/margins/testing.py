@@ -18,7 +18,7 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping
 
-from wsi_pipeline.margins._units import to_px
+from wsi_pipeline.report.margins._units import to_px
 
 
 def _feature(geometry, classification: str, *, object_type: str = "annotation", extra: dict | None = None) -> dict:

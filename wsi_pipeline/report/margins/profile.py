@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from wsi_pipeline.margins.edges import EdgeSegment
+from wsi_pipeline.report.margins.edges import EdgeSegment
 
 
 @dataclass(frozen=True)

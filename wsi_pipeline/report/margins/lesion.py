@@ -16,10 +16,10 @@ import shapely
 from scipy import ndimage
 from shapely.geometry import Polygon
 
-from wsi_pipeline.margins._io import read_features
-from wsi_pipeline.margins._units import to_um
-from wsi_pipeline.margins.config import ProposalConfig
-from wsi_pipeline.margins.edges import polygons_of
+from wsi_pipeline.report.margins._io import read_features
+from wsi_pipeline.report.margins._units import to_um
+from wsi_pipeline.report.margins.config import ProposalConfig
+from wsi_pipeline.report.margins.edges import polygons_of
 
 TUMOR = "Tumor"
 PROPOSED = "Tumor (proposed, review required)"

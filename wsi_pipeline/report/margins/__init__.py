@@ -5,10 +5,10 @@ results folder and computes the clearances; :mod:`.report` writes ``margins.json
 ``margins.geojson``, ``margin_report.html`` and ``margin_report.pdf``.
 """
 
-from wsi_pipeline.margins.compute import MarginAssessment, compute_margins, format_mm
-from wsi_pipeline.margins.config import MarginConfig, load_margin_config
-from wsi_pipeline.margins.edges import EdgeSegment, load_tissue, split_edges
-from wsi_pipeline.margins.lesion import Lesion, find_lesion, propose_lesion
+from wsi_pipeline.report.margins.compute import MarginAssessment, compute_margins, format_mm
+from wsi_pipeline.report.margins.config import MarginConfig, load_margin_config
+from wsi_pipeline.report.margins.edges import EdgeSegment, load_tissue, split_edges
+from wsi_pipeline.report.margins.lesion import Lesion, find_lesion, propose_lesion
 
 __all__ = [
     "EdgeSegment",

@@ -22,10 +22,10 @@ matplotlib.use("Agg")  # noqa: E402  (file output only; never a window)
 from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from wsi_pipeline.margins._io import GeoFeature, atomic_path, write_features, write_text_atomic  # noqa: E402
-from wsi_pipeline.margins._units import to_px  # noqa: E402
-from wsi_pipeline.margins.config import SCAN_BORDER  # noqa: E402
-from wsi_pipeline.margins.compute import (  # noqa: E402
+from wsi_pipeline.report.margins._io import GeoFeature, atomic_path, write_features, write_text_atomic  # noqa: E402
+from wsi_pipeline.report.margins._units import to_px  # noqa: E402
+from wsi_pipeline.report.margins.config import SCAN_BORDER  # noqa: E402
+from wsi_pipeline.report.margins.compute import (  # noqa: E402
     CLOSE,
     CLEAR,
     INVOLVED,
@@ -34,7 +34,7 @@ from wsi_pipeline.margins.compute import (  # noqa: E402
     closest_lines,
     format_mm,
 )
-from wsi_pipeline.margins.picture import Thumbnail, draw_overview, draw_profile, ink_colour, read_thumbnail  # noqa: E402
+from wsi_pipeline.report.margins.picture import Thumbnail, draw_overview, draw_profile, ink_colour, read_thumbnail  # noqa: E402
 
 CAVEAT = "Computer-assisted estimate, to be confirmed by the pathologist."
 PLANE = "Distances are measured in the plane of this section only."
@@ -168,7 +168,7 @@ def _legend(fig: Figure, assessment: MarginAssessment) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from wsi_pipeline.margins.picture import LESION_EDGE, LESION_FACE
+    from wsi_pipeline.report.margins.picture import LESION_EDGE, LESION_FACE
 
     handles = [Patch(facecolor=LESION_FACE, edgecolor=LESION_EDGE, label=assessment.lesion.label)]
     for colour in sorted({s.colour for s in assessment.segments}):

@@ -34,7 +34,7 @@ class ProposalConfig(BaseModel):
 
 
 class MarginConfig(BaseModel):
-    """Everything :func:`wsi_pipeline.margins.compute.compute_margins` needs to know."""
+    """Everything :func:`wsi_pipeline.report.margins.compute.compute_margins` needs to know."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
