@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import shapely
 
 from tests._viewer_data import make_results
 
@@ -61,7 +62,7 @@ def test_layers_and_screenshots(desk, artifacts_dir):
     raster = np.asarray(desk.viewer.layers["Nuclei (all)"].data[1])  # one pixel per nucleus here
     assert 390 <= (raster[..., 3] > 0).sum() <= 400  # (a few may share a pixel)
     assert len(desk.viewer.layers["Mitoses"].data) == 12
-    assert list(desk.viewer.layers["Margins"].features["label"])[0] == "Deep margin 1.2 mm (Margin)"
+    assert list(desk.viewer.layers["Margins"].features["label"])[0] == "Deep margin 1.2 mm"
     desk.viewer.reset_view()
     desk.update_view()
     shot = desk.viewer.screenshot(canvas_only=False, flash=False)
@@ -73,6 +74,33 @@ def test_layers_and_screenshots(desk, artifacts_dir):
     assert not desk.viewer.layers["Nuclei density"].visible  # true H&E colours while editing
     assert 0 < len(src.editor.shapes.data) <= src.editor.cap
     imwrite(artifacts_dir / "viewer_zoomed_edit.png", desk.viewer.screenshot(canvas_only=False, flash=False))
+
+
+def test_crowded_labels_show_only_when_zoomed_in(desk, artifacts_dir):
+    """Labels of shapes close together (the demo's lesion foci and margin segments) are hidden
+    at whole-slide zoom, where they would pile up, and shown once zoomed in far enough."""
+    from imageio.v3 import imwrite
+
+    from viewers.store import FeatureStore
+    from wsi_pipeline.annotations import Feature
+
+    feats = [Feature(shapely.box(1400 + 40 * i, 900 + 30 * i, 1430 + 40 * i, 930 + 30 * i),
+                     classification="Tumor (proposed, review required)") for i in range(3)]
+    desk.add_annotations(FeatureStore.from_features(feats), path=None, name="Crowded", edge_width=3)
+    layer = desk.viewer.layers["Crowded"]
+    try:
+        assert list(layer.features["label"]) == ["Tumor (proposed, review req…"] * 3
+        desk.viewer.reset_view()
+        desk.update_view()
+        assert not layer.text.visible and desk.viewer.layers["Margins"].text.visible  # far apart: legible
+        imwrite(artifacts_dir / "viewer_labels_whole_slide.png", desk.viewer.screenshot(canvas_only=False, flash=False))
+        _zoom(desk, (950, 1480), 8.0)
+        assert layer.text.visible
+        imwrite(artifacts_dir / "viewer_labels_zoomed.png", desk.viewer.screenshot(canvas_only=False, flash=False))
+    finally:
+        desk.labelled_layers.remove(layer)
+        desk.sources.pop("Crowded")
+        desk.viewer.layers.remove(layer)
 
 
 def test_zoomed_out_past_cap_shows_points_only(desk):

@@ -204,12 +204,10 @@ def _ellipse_polygon(corners_xy: np.ndarray, n: int = 48) -> np.ndarray:
 
 
 def label_of(store: FeatureStore, row: int) -> str:
-    """What to print next to an annotation: its name, else its class."""
-    name = store.names.get(row)
-    cls = store.categories[store.category[row]][1]
-    if name and cls and name != cls:
-        return f"{name} ({cls})"
-    return name or cls or ""
+    """What to print next to an annotation: its name, else its class, kept short."""
+    from viewers.labels import short_label
+
+    return short_label(store.names.get(row), store.categories[store.category[row]][1])
 
 
 def shapes_data(store: FeatureStore, rows: np.ndarray, *, with_labels: bool = False) -> dict:

@@ -74,7 +74,10 @@ class Desk:
         #: overview-only layers (density maps): shown zoomed out, hidden while an editor is active
         #: so that H&E colours are true at full resolution
         self.overview_layers: list = []
+        #: Shapes layers whose text labels are shown only where they do not overlap
+        self.labelled_layers: list = []
         self._timer = None
+        self._camera_hooked = False
         _DESKS[id(viewer)] = self
 
     @classmethod
@@ -99,8 +102,7 @@ class Desk:
                 src.editor = ViewportEditor(store, shapes, layer, mask=src.mask)
                 src.syncs.append(src.editor.sync)
                 src.display = layer
-                camera(viewer).events.center.connect(desk._camera_moved)
-                camera(viewer).events.zoom.connect(desk._camera_moved)
+                desk._hook_camera()
             else:
                 src.syncs.append(LayerSync(store, layer))
                 if role == "points":
@@ -125,8 +127,7 @@ class Desk:
         src.syncs.append(src.editor.sync)
         src.display = overview
         self.sources[name] = src
-        camera(self.viewer).events.center.connect(self._camera_moved)
-        camera(self.viewer).events.zoom.connect(self._camera_moved)
+        self._hook_camera()
         return src
 
     def add_points(self, store: FeatureStore, *, path: Path | None, properties: dict | None = None,
@@ -154,9 +155,27 @@ class Desk:
             layer.current_edge_color = L.rgba(L.store_class_colors(store).get(default_class) or _color(default_class))
         src.syncs.append(LayerSync(store, layer, default_class=default_class))
         self.sources[name] = src
+        if labels:
+            self.labelled_layers.append(layer)
+            self._hook_camera()
+            self._update_labels()
         return src
 
     # ---- view ---------------------------------------------------------------------------
+    def _hook_camera(self) -> None:
+        if not self._camera_hooked:
+            camera(self.viewer).events.center.connect(self._camera_moved)
+            camera(self.viewer).events.zoom.connect(self._camera_moved)
+            self._camera_hooked = True
+
+    def _update_labels(self) -> None:
+        """Text labels on where they cannot overlap at the current zoom (see viewers.labels)."""
+        from viewers.labels import label_anchors, min_zoom
+
+        zoom = float(camera(self.viewer).zoom)
+        for layer in self.labelled_layers:
+            layer.text.visible = bool(len(layer.data)) and zoom >= min_zoom(label_anchors(layer.data))
+
     def _camera_moved(self, event=None) -> None:
         try:
             from qtpy.QtCore import QTimer
@@ -178,6 +197,7 @@ class Desk:
         editing = any(src.editor is not None and src.editor.active for src in self.sources.values())
         for layer in self.overview_layers:
             layer.visible = not editing
+        self._update_labels()
 
     # ---- filters ------------------------------------------------------------------------
     def apply_filters(self, name: str) -> None:
