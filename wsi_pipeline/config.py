@@ -35,6 +35,17 @@ class NucleiConfig(_Strict):
     tile_size: int | None = Field(None, ge=64, description="override the detector's tile size (px at its mpp)")
 
 
+class CellsConfig(_Strict):
+    enabled: bool = True
+    model: str | None = Field(None, description="model folder from `train cells`; none -> the weight-free rules")
+
+
+class RegionsConfig(_Strict):
+    enabled: bool = True
+    model: str | None = Field(None, description="model folder from `train tissue`; none -> the weight-free map")
+    grid_um: float = Field(12.0, ge=2.0, le=64.0, description="label map pixel size (µm)")
+
+
 class MitosisConfig(_Strict):
     enabled: bool = True
     model: str | None = Field(None, description="model folder from `train mitosis`; none -> heuristic, unvalidated")
@@ -72,6 +83,8 @@ class PipelineConfig(_Strict):
     device: str = "auto"
     tissue: TissueConfig = TissueConfig()
     nuclei: NucleiConfig = NucleiConfig()
+    cells: CellsConfig = CellsConfig()
+    regions: RegionsConfig = RegionsConfig()
     mitosis: MitosisConfig = MitosisConfig()
     output: OutputConfig = OutputConfig()
     cluster: ClusterConfig = ClusterConfig()

@@ -88,3 +88,34 @@ def save_png(path, image: np.ndarray) -> None:
 
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
+
+
+def draw_legend(image: np.ndarray, entries: Iterable[tuple[str, RGB]], *, corner: str = "top-right") -> np.ndarray:
+    """A copy of ``image`` with a legend box: one coloured square and name per entry.
+
+    ``corner``: ``top-right`` | ``top-left`` | ``bottom-right`` | ``bottom-left``. The font
+    scales with the picture (about 1/70 of its long side, at least 11 px)."""
+    from PIL import ImageFont
+
+    entries = [(str(n), tuple(int(c) for c in rgb)) for n, rgb in entries]
+    if not entries:
+        return np.asarray(image).copy()
+    base = Image.fromarray(np.asarray(image, np.uint8)).convert("RGBA")
+    size = max(11, round(max(base.size) / 70))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        font = ImageFont.load_default()
+    over = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(over)
+    pad, line = size // 2, round(size * 1.4)
+    text_w = max(draw.textlength(n, font=font) for n, _ in entries)
+    box_w, box_h = int(pad * 3 + size + text_w), int(pad * 2 + line * len(entries))
+    x0 = base.size[0] - box_w - pad if corner.endswith("right") else pad
+    y0 = base.size[1] - box_h - pad if corner.startswith("bottom") else pad
+    draw.rectangle((x0, y0, x0 + box_w, y0 + box_h), fill=(255, 255, 255, 215), outline=(90, 90, 90, 255))
+    for i, (name, rgb) in enumerate(entries):
+        y = y0 + pad + i * line
+        draw.rectangle((x0 + pad, y + 1, x0 + pad + size, y + 1 + size), fill=(*rgb, 255), outline=(40, 40, 40, 255))
+        draw.text((x0 + pad * 2 + size, y), name, fill=(20, 20, 20, 255), font=font)
+    return np.asarray(Image.alpha_composite(base, over).convert("RGB"))

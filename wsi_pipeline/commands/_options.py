@@ -10,6 +10,8 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder; each slide gets OUT/<slide-id>/")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (overrides the config)")
     p.add_argument("--nuclei-model", default=None, help="weightfree | weightfree-fast | auto | stardist-he | a local StarDist model folder")
+    p.add_argument("--cell-model", default=None, help="model folder from `wsi-pipeline train cells` (default: weight-free rules)")
+    p.add_argument("--tissue-model", default=None, help="model folder from `wsi-pipeline train tissue` (default: weight-free region map)")
     p.add_argument("--mitosis-model", default=None, help="model folder from `wsi-pipeline train mitosis`")
     p.add_argument("--workers", type=int, default=None, help="Dask workers of the embedded LocalCluster")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
@@ -25,6 +27,8 @@ def config_from_args(args: argparse.Namespace):
         "device": args.device,
         "nuclei.model": args.nuclei_model,
         "mitosis.model": args.mitosis_model,
+        "cells.model": args.cell_model,
+        "regions.model": args.tissue_model,
         "cluster.workers": args.workers,
         "output.deidentify": True if args.deidentify else None,
         "output.ome_zarr": True if args.ome_zarr else None,
