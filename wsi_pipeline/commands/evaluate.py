@@ -22,11 +22,21 @@ def add_arguments(parser) -> None:
                         help="score points (e.g. mitoses; polygons count by centroid) instead of nucleus outlines")
     parser.add_argument("--radius", type=float, default=30.0,
                         help="with --points: matching radius in pixels (default 30, MIDOG's at 0.25 µm/px)")
+    parser.add_argument("--regions", action="store_true",
+                        help="score tissue regions (Epidermis/Dermis/Tumor/Inflammation/Other areas): Dice and IoU per class")
 
 
 def run(args) -> int:
     from wsi_pipeline.evaluation.report import evaluate_paths, format_table, write_json_atomic
 
+    if args.regions:
+        from wsi_pipeline.evaluation.regions import evaluate_region_paths, format_regions_table
+
+        result = evaluate_region_paths(args.pred, args.gt)
+        if args.json:
+            write_json_atomic(args.json, result)
+        print(format_regions_table(result))
+        return 0
     if args.points:
         from tiling.errors import InputError
         from wsi_pipeline.evaluation.points import evaluate_point_paths, format_points_table

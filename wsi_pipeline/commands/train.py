@@ -16,6 +16,7 @@ HELP = "Train a model: 'train nuclei' (StarDist, from images + label images or G
 TASKS = {
     "nuclei": "wsi_pipeline.training.nuclei_cli",
     "mitosis": "wsi_pipeline.training.mitosis_cli",
+    "tissue": "wsi_pipeline.training.tissue_cli",
 }
 
 
