@@ -45,6 +45,11 @@ class TileRenderer:
         geoms = [scene.tissue, scene.epidermis, scene.keratin, scene.tumor, scene.cleft, scene.marker]
         geoms += [scene.vessel_walls, scene.vessel_lumens]
         geoms += [ink.region for ink in scene.inks]
+        # the lymphoid aggregate's cellular background fades in over ~12 um (three steps)
+        self._focus = []
+        if scene.inflammation is not None and not scene.inflammation.is_empty:
+            self._focus = [scene.inflammation.buffer(d * self.px) for d in (6.0, 0.0, -6.0)]
+        geoms += self._focus
         for g in geoms:
             if g is not None:
                 shapely.prepare(g)
@@ -142,6 +147,12 @@ class TileRenderer:
             lam = bank.window("lamellae", x0, y0, w, h)
             eos = np.where(ker, 0.15 + 0.45 * lam, eos)
             hema = np.where(ker, 0.02, hema)
+        focus = [m for m in (_raster(g, x0, y0, w, h) for g in self._focus) if m is not None]
+        if focus:
+            weight = sum(m.astype(np.float32) for m in focus) / 3.0
+            mottle = bank.window("mottle", x0 + 311, y0 + 97, w, h)
+            eos = eos * (1 - weight) + weight * (0.15 + 0.08 * mottle)
+            hema = hema * (1 - weight) + weight * (0.12 + 0.05 * mottle)
         wall = _raster(sc.vessel_walls, x0, y0, w, h)
         if wall is not None:
             eos = np.where(wall, 0.62 + 0.15 * bank.window("mottle", x0, y0, w, h), eos)

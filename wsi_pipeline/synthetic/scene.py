@@ -22,6 +22,7 @@ import shapely
 from shapely.geometry import LineString, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from wsi_pipeline.synthetic import inflammation as infl
 from wsi_pipeline.synthetic.anatomy import place_vessels, rete_pegs
 from wsi_pipeline.synthetic.nuclei import Nuclei, place_nuclei
 
@@ -61,6 +62,7 @@ class Scene:
     tumor_ink_color: str = "blue"
     vessel_walls: BaseGeometry | None = None
     vessel_lumens: BaseGeometry | None = None
+    inflammation: BaseGeometry | None = None  # the dense lymphoid aggregate (Inflammation truth)
 
     def um(self, px: float) -> float:
         return float(px) * self.mpp
@@ -176,6 +178,8 @@ def build_scene(
     marker_color: str = "green",
     n_mitoses: int | None = None,
     nuclei_density: float = 1.0,
+    inflammation: bool = True,
+    inflammation_um: float = infl.DEFAULT_SIZE_UM,
 ) -> Scene:
     """Draw the scene for a ``width`` x ``height`` slide at ``mpp`` micrometres per pixel.
 
@@ -183,6 +187,10 @@ def build_scene(
     to the inked tissue edge (the boundary under the ``tumor_ink_color`` ink: the surgical
     margin) is exactly that (0 = touching); otherwise ``tumor_center`` (level-0 pixels) or a
     default spot in the dermis. Inks are bands ``ink_depth_um`` deep inside the edge.
+
+    ``inflammation`` adds a dense lymphoid aggregate (long axis ``inflammation_um``, shrunk
+    to fit) in the dermis of the first piece, clear of epidermis, tumour and edge; it draws
+    from its own generator, so the rest of the scene is the same with or without it.
     """
     rng = np.random.default_rng(seed)
     px = 1.0 / mpp  # pixels per micrometre
@@ -257,6 +265,16 @@ def build_scene(
         away = [epidermis.buffer(20 * px)] + ([tumor_geom.buffer(30 * px)] if tumor_geom is not None else [])
         vessel_set = place_vessels(tissue.difference(shapely.union_all(away)).buffer(-25 * px), px=px, rng=rng)
     blocked = [keratin, cleft] + ([vessel_set.walls.union(vessel_set.lumens).buffer(px)] if vessel_set else [])
+    placed = [vessel_set.endothelium] if vessel_set else []
+    focus = None
+    if inflammation:
+        focus_rng = infl.rng_for(seed)
+        focus = infl.place_focus(
+            piece_polys[0], epidermis=epidermis, tumor=tumor_geom, px=px, rng=focus_rng, size_um=inflammation_um
+        )
+        if focus is not None:
+            keep_out = shapely.union_all([g for g in blocked if g is not None])
+            placed.append(infl.focus_lymphocytes(focus, px=px, rng=focus_rng, keep_out=keep_out))
     nuclei = place_nuclei(
         rng,
         mpp=mpp,
@@ -266,7 +284,7 @@ def build_scene(
         keep_out=shapely.union_all([g for g in blocked if g is not None]),
         n_mitoses=n_mitoses,
         density=nuclei_density,
-        placed=vessel_set.endothelium if vessel_set else None,
+        placed=Nuclei.concatenate(placed) if placed else None,
     )
     return Scene(
         width=int(width),
@@ -287,4 +305,5 @@ def build_scene(
         tumor_ink_color=tumor_ink_color,
         vessel_walls=vessel_set.walls if vessel_set else None,
         vessel_lumens=vessel_set.lumens if vessel_set else None,
+        inflammation=focus,
     )

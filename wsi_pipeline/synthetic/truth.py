@@ -12,6 +12,10 @@ Files written into the truth folder:
   figures too) as a detection polygon, class ``Nucleus``, extra ``nucleusType``.
 * ``mitoses.geojson``: a detection Point per mitotic figure, class ``Mitosis``.
 * ``marker.geojson``: marker pen on the glass (not tissue), class ``Marker pen`` (if any).
+* ``regions.geojson``: the tissue partitioned into ``Epidermis`` (nucleated epidermis),
+  ``Dermis``, ``Tumor``, ``Inflammation`` (the lymphoid aggregate) and ``Other`` (keratin):
+  one annotation (MultiPolygon) per class present, ``Area mm^2``; see
+  :mod:`wsi_pipeline.synthetic.regions`.
 * ``scene.json``: the options and counts.
 
 Feature ids come from the scene's seed, so the same seed writes identical files.
@@ -28,10 +32,13 @@ import shapely
 from shapely.geometry import Point
 
 from wsi_pipeline.annotations import Feature, class_color, write_geojson
-from wsi_pipeline.synthetic.nuclei import KIND_NAMES, MITOSIS
+from wsi_pipeline.synthetic.nuclei import KIND_NAMES, LYMPHOCYTE, MITOSIS
+from wsi_pipeline.synthetic.regions import region_geometries
 from wsi_pipeline.synthetic.scene import Scene
 
-TRUTH_FILES = ("tissue.geojson", "tumor.geojson", "ink.geojson", "nuclei.geojson", "mitoses.geojson")
+TRUTH_FILES = (
+    "tissue.geojson", "tumor.geojson", "ink.geojson", "nuclei.geojson", "mitoses.geojson", "regions.geojson",
+)
 
 
 class _Ids:
@@ -112,6 +119,17 @@ def write_truth(
     ]
     counts["mitoses"] = write_geojson(folder / "mitoses.geojson", mitoses, properties=props, decimals=2)
 
+    regions = region_geometries(scene)
+    counts["regions"] = write_geojson(
+        folder / "regions.geojson",
+        [
+            _feature(geom, name, ids, measurements={"Area mm^2": round(geom.area * mm2, 6)})
+            for name, geom in regions.items()
+            if not geom.is_empty
+        ],
+        properties=props,
+    )
+
     if scene.marker is not None:
         counts["marker"] = write_geojson(
             folder / "marker.geojson",
@@ -127,8 +145,41 @@ def write_truth(
         "nuclei_by_type": {name: int((nuc.kind == k).sum()) for k, name in enumerate(KIND_NAMES)},
         "tumor_ink_distance_um": scene.tumor_ink_distance_um,
         "tumor_ink_color": scene.tumor_ink_color,
+        "tumor_inked_edge_distances_um": _ink_distances(scene),
+        "regions_mm2": {name: round(geom.area * mm2, 6) for name, geom in regions.items()},
+        "inflammation": _inflammation(scene),
         "options": options or {},
         "scene_options": scene_options or {},
     }
     (folder / "scene.json").write_text(json.dumps(summary, indent=2, default=str))
     return counts
+
+
+def _ink_distances(scene: Scene) -> dict[str, float]:
+    """Tumour polygon to the tissue edge under each ink colour (um): the margin clearances."""
+    if scene.tumor is None or scene.tumor.is_empty:
+        return {}
+    out = {}
+    for color in dict.fromkeys(ink.color for ink in scene.inks):
+        edge = shapely.union_all([ink.edge for ink in scene.inks if ink.color == color])
+        out[color] = round(float(scene.tumor.distance(edge)) * scene.mpp, 3)
+    return out
+
+
+def _inflammation(scene: Scene) -> dict:
+    focus = scene.inflammation
+    if focus is None or focus.is_empty:
+        return {"present": False}
+    nuc = scene.nuclei
+    inside = shapely.contains_xy(focus, nuc.x, nuc.y)
+    lymph = int((inside & (nuc.kind == LYMPHOCYTE)).sum())
+    area = focus.area * (scene.mpp * 1e-3) ** 2
+    x0, y0, x1, y1 = focus.bounds
+    return {
+        "present": True,
+        "area_mm2": round(area, 6),
+        "extent_um": [round((x1 - x0) * scene.mpp, 1), round((y1 - y0) * scene.mpp, 1)],
+        "lymphocytes": lymph,
+        "lymphocytes_per_mm2": round(lymph / area, 1),
+        "lymphocyte_fraction": round(lymph / max(int(inside.sum()), 1), 4),
+    }
