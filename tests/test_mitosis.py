@@ -125,13 +125,22 @@ class TestMitosisDetector(DetectorConformance):
 
 
 # -- whole-slide stage ------------------------------------------------------------------
-def test_stage_finds_synthetic_mitoses_and_hotspot(synth, tmp_path):
+class _MarkedValidated:
+    """Test double: the heuristic scorer marked validated, to drive the validated path."""
+
+    validated = True
+    description = "test double: heuristic marked validated"
+
+    def __init__(self, inner) -> None:
+        self.crop_size, self.mpp, self.threshold = inner.crop_size, inner.mpp, inner.threshold
+        self.score = inner.score
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(synth):
+    """(synthetic, slide, mitoses, real nuclei around each known mitosis, tissue)."""
     from detectors.nuclei.weightfree import WeightFreeNucleiDetector
     from detectors.tissue import detect_tissue
-    from wsi_pipeline.annotations import read_geojson
-    from wsi_pipeline.batch.manifest import SlideJob
-    from wsi_pipeline.config import PipelineConfig
-    from wsi_pipeline.mitosis_stage import UNVALIDATED_CLASS as STAGE_UNVALIDATED, run_mitosis_stage
 
     synthetic, slide, mit = synth
     nuc_det = WeightFreeNucleiDetector(device="cpu")
@@ -146,25 +155,93 @@ def test_stage_finds_synthetic_mitoses_and_hotspot(synth, tmp_path):
         if keep[i]:
             dup = np.hypot(*(centres[i + 1 :] - centres[i]).T) < 3
             keep[i + 1 :][dup] = False
-    nuclei = nuclei.subset(keep)
-    tissue = detect_tissue(slide, mpp=16.0, device="cpu")
+    return synthetic, slide, mit, nuclei.subset(keep), detect_tissue(slide, mpp=16.0, device="cpu")
+
+
+def _stage(stage_inputs, out, scorer=None):
+    from wsi_pipeline.batch.manifest import SlideJob
+    from wsi_pipeline.config import PipelineConfig
+    from wsi_pipeline.mitosis_stage import run_mitosis_stage
+
+    synthetic, slide, _, nuclei, tissue = stage_inputs
     cfg = PipelineConfig().updated(**{"device": "cpu", "mitosis.hotspot_area_mm2": 0.04})
-    res = run_mitosis_stage(slide, job=SlideJob(path=synthetic.path, slide_id="synth"), cfg=cfg, nuclei=nuclei,
-                            tissue=tissue, out_dir=tmp_path, properties={})
-    pts = res.points.centroids()
-    found = score_points(pts, mit, radius=30)
-    assert found.recall == 1.0, found
-    assert res.counts["mitoses_validated"] is False and "UNVALIDATED" in res.counts["mitosis_model"]
+    return run_mitosis_stage(slide, job=SlideJob(path=synthetic.path, slide_id="synth"), cfg=cfg, nuclei=nuclei,
+                             tissue=tissue, out_dir=out, properties={}, scorer=scorer)
+
+
+def test_stage_without_validated_model_gives_candidates_but_no_rate(stage_inputs, tmp_path):
+    from wsi_pipeline.annotations import read_geojson
+    from wsi_pipeline.mitosis_stage import UNVALIDATED_CLASS as STAGE_UNVALIDATED
+
+    mit = stage_inputs[2]
+    res = _stage(stage_inputs, tmp_path)  # config default: the heuristic
+    assert score_points(res.points.centroids(), mit, radius=30).recall == 1.0  # candidates still found
+    c = res.counts
+    assert c["mitoses_validated"] is False and "UNVALIDATED" in c["mitosis_model"]
+    assert c["mitosis_candidates"] == len(res.points) >= len(mit)
+    assert c["mitosis_nuclei_screened"] >= c["mitosis_candidates"]
+    assert c["mitoses"] is None and c["mitoses_per_mm2"] is None and c["mitoses_in_hotspot"] is None
+    assert c["mitotic_rate"]["value"] is None and c["mitotic_rate"]["assessed"] is False
+    assert c["mitotic_rate"]["reason"].startswith("not assessed: no validated mitosis model")
+    assert any("not assessed" in n for n in res.notes)
+    assert res.validated is False and res.hotspot is None
     feats = read_geojson(tmp_path / "mitoses.geojson").features
-    assert {f.classification for f in feats if f.object_type == "detection"} == {STAGE_UNVALIDATED}
+    assert {f.classification for f in feats} == {STAGE_UNVALIDATED}  # candidates for review, no hotspot
+    assert len(feats) == c["mitosis_candidates"]
+    assert not (tmp_path / "mitosis_density.npy").exists()
+
+
+def test_stage_with_validated_scorer_gives_hotspot_and_rate(stage_inputs, tmp_path):
+    from wsi_pipeline.annotations import read_geojson
+
+    mit = stage_inputs[2]
+    res = _stage(stage_inputs, tmp_path, scorer=_MarkedValidated(load_mitosis_scorer(None, device="cpu")))
+    c = res.counts
+    assert c["mitoses_validated"] is True and c["mitoses"] == c["mitosis_candidates"] == len(res.points)
+    feats = read_geojson(tmp_path / "mitoses.geojson").features
+    assert {f.classification for f in feats} == {"Mitosis", "Mitotic hotspot"}
     # the hotspot (0.04 mm² = 800 px square) holds the two mitoses that lie close together
     d = np.hypot(*(mit[:, None] - mit[None]).transpose(2, 0, 1))
     i, j = np.unravel_index(np.argmin(d + np.eye(len(mit)) * 1e9), d.shape)
     x0, y0, x1, y1 = res.hotspot.bounds
     for x, y in mit[[i, j]]:
         assert x0 <= x <= x1 and y0 <= y <= y1
-    assert res.counts["mitoses_in_hotspot"] >= 2
+    assert c["mitoses_in_hotspot"] >= 2
+    assert c["mitoses_per_mm2"] == pytest.approx(c["mitoses_in_hotspot"] / 0.04, abs=1e-3)
+    assert c["mitotic_rate"] == {"value": c["mitoses_per_mm2"], "area_mm2": 0.04, "assessed": True, "reason": None}
     assert (tmp_path / "mitosis_density.npy").is_file()
+
+
+def test_overview_draws_only_validated_mitoses(stage_inputs, tmp_path, monkeypatch):
+    from PIL import Image
+
+    import wsi_pipeline.mitosis_stage as stage
+    from wsi_pipeline.batch.manifest import SlideJob
+    from wsi_pipeline.config import PipelineConfig
+    from wsi_pipeline.run import SlideRun
+    from wsi_pipeline.run_stages import HOTSPOT_RGB, MITOSIS_RGB, detect_mitoses, write_overview
+
+    synthetic, slide, _, nuclei, tissue = stage_inputs
+    cfg = PipelineConfig().updated(**{"device": "cpu", "mitosis.hotspot_area_mm2": 0.04,
+                                      "output.overview_max_size": 800})
+    job = SlideJob(path=synthetic.path, slide_id="s")
+
+    def drawn(out):
+        out.mkdir()
+        run = SlideRun("s", out)
+        detect_mitoses(slide, job, cfg, nuclei, tissue, out, {}, run)
+        write_overview(slide, tissue, Instances.empty(), out, run, cfg)
+        img = np.asarray(Image.open(out / "overview.png").convert("RGB"))
+        return run, [int((img == np.array(rgb, np.uint8)).all(-1).sum()) for rgb in (MITOSIS_RGB, HOTSPOT_RGB)]
+
+    run, (red, orange) = drawn(tmp_path / "heuristic")
+    assert run.counts["mitosis_candidates"] > 0  # there were candidates to draw...
+    assert run.mitoses == [] and run.hotspot is None and red == 0 and orange == 0  # ...none drawn
+    plain = stage.run_mitosis_stage
+    monkeypatch.setattr(stage, "run_mitosis_stage", lambda *a, **k: plain(
+        *a, **k, scorer=_MarkedValidated(load_mitosis_scorer(None, device="cpu"))))
+    run, (red, orange) = drawn(tmp_path / "validated")
+    assert len(run.mitoses) == run.counts["mitoses"] > 0 and red > 0 and orange > 0
 
 
 # -- point evaluation -------------------------------------------------------------------

@@ -36,3 +36,42 @@ def test_density_map_counts_per_mm2():
     d = density_map(pts, (1000, 500), slide_mpp=0.5, pixel_um=250)  # 500 px per cell
     assert d.shape == (1, 2)
     assert d[0, 0] == pytest.approx(2 / 0.0625) and d[0, 1] == pytest.approx(1 / 0.0625)
+
+
+# -- "not assessed" in the reports --------------------------------------------------------
+UNVALIDATED = {"mitosis_candidates": 12, "mitoses": None, "mitoses_validated": False, "mitoses_per_mm2": None,
+               "mitotic_rate": {"value": None, "area_mm2": 1.0, "assessed": False,
+                                "reason": "not assessed: no validated mitosis model; 12 unvalidated candidate(s)"}}
+VALIDATED = {"mitosis_candidates": 3, "mitoses": 3, "mitoses_validated": True, "mitoses_per_mm2": 2.0,
+             "mitotic_rate": {"value": 2.0, "area_mm2": 1.0, "assessed": True, "reason": None}}
+
+
+def test_batch_report_says_not_assessed_without_a_validated_model(tmp_path):
+    import csv
+
+    from wsi_pipeline.batch.report import SlideRow, write_reports
+
+    rows = [SlideRow("heur", "done", 1.0, dict(UNVALIDATED)), SlideRow("cnn", "done", 1.0, dict(VALIDATED)),
+            SlideRow("old", "skipped", 0.0, {"mitoses": 5, "mitoses_validated": False, "mitoses_per_mm2": 7.5}),
+            SlideRow("bad", "failed", 0.0, {}, error="x.svs: broken")]
+    write_reports(tmp_path, rows)
+    with open(tmp_path / "batch_report.csv", newline="") as fh:
+        table = {r["slide_id"]: r for r in csv.DictReader(fh)}
+    assert (table["heur"]["mitosis_candidates"], table["heur"]["mitoses"], table["heur"]["mitoses_per_mm2"]) == \
+        ("12", "not assessed", "not assessed")
+    assert (table["cnn"]["mitoses"], table["cnn"]["mitoses_per_mm2"]) == ("3", "2.00")
+    # an older summary with a rate from an unvalidated scorer does not get its rate shown
+    assert (table["old"]["mitoses"], table["old"]["mitoses_per_mm2"]) == ("not assessed", "not assessed")
+    assert table["bad"]["mitoses_per_mm2"] == ""  # nothing ran: blank, not "not assessed"
+    html = (tmp_path / "batch_report.html").read_text()
+    assert html.count(">not assessed</td>") == 4 and "7.5" not in html
+    assert "heur: not assessed: no validated mitosis model" in html and "cnn:" not in html
+
+
+def test_demo_mitosis_line_gives_a_rate_only_when_validated():
+    from wsi_pipeline.commands.demo import mitosis_line
+
+    assert mitosis_line(VALIDATED) == "3; hotspot 2.0 per mm²"
+    line = mitosis_line(UNVALIDATED)
+    assert line.startswith("not assessed") and "12 unvalidated candidate" in line and "per mm²" not in line
+    assert mitosis_line({"mitoses": 4, "mitoses_per_mm2": 3.0}).startswith("not assessed")

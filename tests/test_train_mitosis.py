@@ -83,16 +83,27 @@ def test_train_mitosis_end_to_end_and_load(tiny, tmp_path):
         assert not train_groups & set(card["split"][other]["groups"])  # split by slide/image
     assert card["split"]["test"]["by_class"]["normal"] > 0 and "recall" in card["metrics"]["test"]
     assert card["metrics"]["test"]["field_images"] >= 1 and card["metrics"]["test"]["fp_per_mm2"] is not None
-    assert "Metrics" in (out / "model_card.md").read_text()
+    md = (out / "model_card.md").read_text()
+    assert "Metrics" in md and "Validated for a mitotic rate: no" in md
+    # data named relative to the dataset, never by the training machine's paths
+    assert set(card["data"]) == {"crops crops", "negatives neg"}
+    for text in ((out / "model_card.json").read_text(), md, (out / "config.json").read_text()):
+        assert str(tiny) not in text and str(tmp_path) not in text
 
+    # a freshly trained model is not validated: its detections are candidates, no rate
     scorer = load_mitosis_scorer(str(out), device="cpu")
-    assert scorer.validated is True and "trained" in scorer.description
+    assert scorer.validated is False and "trained" in scorer.description and "NOT VALIDATED" in scorer.description
     assert scorer.crop_size == 64 and scorer.mpp == 0.25 and 0 < scorer.threshold < 1
     crops = np.stack([_figure_crop(np.random.default_rng(9))[16:80, 16:80], np.full((64, 64, 3), 230, np.uint8)])
     p = scorer.score(crops)
     assert p.shape == (2,) and p.dtype == np.float32 and ((p >= 0) & (p <= 1)).all()
-    det = MitosisDetector(model=str(out), device="cpu")
-    assert det.spec.classes == ("Mitosis",)
+    assert MitosisDetector(model=str(out), device="cpu").spec.classes == ("Mitosis candidate (unvalidated)",)
+
+    # recording evidence in config.json (as a lab would after its own check) makes it validated
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, "validated": True, "validation": "lab check: 95/100"}))
+    assert load_mitosis_scorer(str(out), device="cpu").validated is True
+    assert MitosisDetector(model=str(out), device="cpu").spec.classes == ("Mitosis",)
 
 
 def test_train_refuses_bad_input(tiny, tmp_path, capsys):
@@ -119,3 +130,40 @@ def test_loading_a_damaged_model_folder_is_an_input_error(tmp_path):
                                                             "weights_sha256": "0" * 64}))
     with pytest.raises(InputError, match="sha256"):
         load_mitosis_scorer(str(tmp_path / "m"), device="cpu")
+
+
+def test_validated_needs_evidence_and_the_shipped_model_is_not_validated(tmp_path):
+    import shutil
+
+    from detectors.mitosis import load_mitosis_scorer
+    from detectors.mitosis.scorer import DEFAULT_MODEL
+    from tiling.errors import InputError
+
+    if not DEFAULT_MODEL.is_dir():
+        pytest.skip("packaged mitosis model absent")
+    shipped = load_mitosis_scorer("default", device="cpu")
+    assert shipped.validated is False and "NOT VALIDATED" in shipped.description
+    assert "1 of 100" in shipped.config.validation  # the evidence against it is recorded
+    m = tmp_path / "m"
+    shutil.copytree(DEFAULT_MODEL, m)
+    cfg = json.loads((m / "config.json").read_text())
+    for bad in ({"validated": True, "validation": "  "}, {"validated": "yes"}):
+        (m / "config.json").write_text(json.dumps({**cfg, **bad}))
+        with pytest.raises(InputError, match="validat"):
+            load_mitosis_scorer(str(m), device="cpu")
+
+
+def test_model_cards_name_no_machine_paths():
+    from detectors.mitosis.scorer import DEFAULT_MODEL
+    from wsi_pipeline.training.mitosis import check_portable, dataset_name
+
+    assert dataset_name("/srv/data/mitosis/ami-br-midog21/") == "ami-br-midog21"
+    for bad in ({"data": {"crops /work/shared/x": "1"}}, {"k": ["C:\\data\\crops"]}, {"k": "see ~/data"}):
+        with pytest.raises(ValueError, match="machine path"):
+            check_portable(bad)
+    check_portable({"groups": ["monuseg-dev/TCGA-1"], "input": "64 px at 0.25 µm/px", "fp": "FP/mm²"})
+    if DEFAULT_MODEL.is_dir():  # the shipped card and config
+        for name in ("model_card.json", "config.json"):
+            check_portable(json.loads((DEFAULT_MODEL / name).read_text()))
+        md = (DEFAULT_MODEL / "model_card.md").read_text()
+        assert "/work/" not in md and "/home/" not in md and "research use" in md

@@ -1,9 +1,15 @@
 """Mitoses on one slide: candidates from the nuclei, crops scored, the hotspot, a density map.
 
-Writes ``mitoses.geojson`` (points, ``objectType`` detection, class ``Mitosis`` when a
-trained model scored them, ``Mitosis candidate (unvalidated)`` from the heuristic; the
-hotspot window as an annotation) and ``mitosis_density.npy`` (mitoses per mm² on a
-coarse grid, its pixel size in ``summary.json``).
+A mitotic rate is a number people sign, so it is given only when the scorer is
+**validated** (a model folder whose ``config.json`` says so, with its evidence). Otherwise
+the rate is "not assessed": ``counts["mitoses_per_mm2"]`` is ``None`` and
+``counts["mitotic_rate"]`` says why, no hotspot and no density map are made, and the
+detections are written as ``Mitosis candidate (unvalidated)`` for review only.
+
+Writes ``mitoses.geojson`` (points, ``objectType`` detection, class ``Mitosis`` from a
+validated model, ``Mitosis candidate (unvalidated)`` otherwise; the hotspot window as an
+annotation when validated) and, when validated, ``mitosis_density.npy`` (mitoses per mm²
+on a coarse grid, its pixel size in ``summary.json``).
 """
 
 from __future__ import annotations
@@ -29,13 +35,20 @@ HOTSPOT_CLASS = "Mitotic hotspot"
 DENSITY_PIXEL_UM = 250.0
 
 
+NOT_ASSESSED = "not assessed"
+
+
 @dataclass
 class MitosisStageResult:
+    """``points``: every detection (validated mitoses or unvalidated candidates, see
+    ``validated``); ``hotspot``: level-0 window, only when validated."""
+
     counts: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     models: dict = field(default_factory=dict)
     points: Instances | None = None
     hotspot: shapely.Polygon | None = None
+    validated: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,15 +131,27 @@ def read_crops(slide, centres_xy: np.ndarray, *, size: int, mpp: float) -> np.nd
     return out
 
 
-def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Path, properties: dict) -> MitosisStageResult:
-    """Score nucleus candidates, write ``mitoses.geojson`` and the density map."""
+def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Path, properties: dict,
+                      scorer=None) -> MitosisStageResult:
+    """Score nucleus candidates, write ``mitoses.geojson`` (and the density map when the
+    scorer is validated). ``scorer``: a :class:`~detectors.mitosis.MitosisScorer`; by
+    default the one ``cfg.mitosis.model`` names.
+
+    Counts: ``mitosis_nuclei_screened`` (candidate nuclei scored), ``mitosis_candidates``
+    (detections above the scorer's threshold, validated or not), ``mitoses`` (the same
+    when validated, else ``None``), ``mitoses_validated``, ``mitoses_in_hotspot`` and
+    ``mitoses_per_mm2`` (``None`` when not assessed), ``mitotic_rate`` (see
+    :func:`mitotic_rate`)."""
     from detectors.mitosis import load_mitosis_scorer, select_candidates
 
-    scorer = load_mitosis_scorer(cfg.mitosis.model, device=cfg.device)
-    res = MitosisStageResult()
+    if scorer is None:
+        scorer = load_mitosis_scorer(cfg.mitosis.model, device=cfg.device)
+    validated = bool(scorer.validated)
+    res = MitosisStageResult(validated=validated)
     res.notes.append(f"mitosis: {scorer.description}")
-    if not scorer.validated:
-        log.warning("mitosis: no trained model given; heuristic scores are UNVALIDATED candidates")
+    if not validated:
+        log.warning("mitosis: the scorer is not validated; its detections are candidates for review and "
+                    "the mitotic rate is not assessed")
     cand = nuclei.subset(select_candidates(nuclei)) if len(nuclei) else Instances.empty()
     centres = cand.centroids()
     probs = np.empty(0, np.float32)
@@ -135,30 +160,50 @@ def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Pa
         probs = np.concatenate([probs, scorer.score(batch)])
     keep = probs >= scorer.threshold
     xy = centres[keep]
-    cls = VALIDATED_CLASS if scorer.validated else UNVALIDATED_CLASS
+    cls = VALIDATED_CLASS if validated else UNVALIDATED_CLASS
     points = Instances(shapely.points(xy) if len(xy) else np.empty(0, object), probs[keep], [cls] * int(keep.sum()))
-    hotspot = find_hotspot(xy, tissue.mask, tissue.downsample, slide_mpp=slide.mpp[0],
-                           area_mm2=cfg.mitosis.hotspot_area_mm2) if tissue.polygons else None
+    hotspot = None
+    if validated and tissue.polygons:
+        hotspot = find_hotspot(xy, tissue.mask, tissue.downsample, slide_mpp=slide.mpp[0],
+                               area_mm2=cfg.mitosis.hotspot_area_mm2)
     _write(out_dir, job.slide_id, points, hotspot, cls, properties)
-    dens = density_map(xy, slide.dimensions, slide_mpp=slide.mpp[0])
-    with atomic_path(out_dir / "mitosis_density.npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, dens)
+    if validated:
+        dens = density_map(xy, slide.dimensions, slide_mpp=slide.mpp[0])
+        with atomic_path(out_dir / "mitosis_density.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, dens)
     res.points, res.hotspot = points, None if hotspot is None else hotspot.polygon
     weights = getattr(getattr(scorer, "config", None), "weights_sha256", None) or None
-    res.models = {"mitosis": {"name": scorer.description, "validated": bool(scorer.validated),
-                              "weights_sha256": weights}}
+    res.models = {"mitosis": {"name": scorer.description, "validated": validated, "weights_sha256": weights}}
+    rate = mitotic_rate(hotspot, validated=validated, candidates=len(points), area_mm2=cfg.mitosis.hotspot_area_mm2)
+    if rate["value"] is None:
+        res.notes.append(f"mitotic rate: {rate['reason']}")
     res.counts.update({
-        "mitosis_candidates": len(cand),
-        "mitoses": len(points),
-        "mitoses_validated": bool(scorer.validated),
+        "mitosis_nuclei_screened": len(cand),
+        "mitosis_candidates": len(points),
+        "mitoses": len(points) if validated else None,
+        "mitoses_validated": validated,
         "mitosis_model": scorer.description,
         "hotspot_area_mm2": cfg.mitosis.hotspot_area_mm2,
         "mitoses_in_hotspot": None if hotspot is None else hotspot.count,
-        "mitoses_per_mm2": None if hotspot is None else round(hotspot.rate, 3),
-        "mitosis_density_pixel_um": DENSITY_PIXEL_UM,
+        "mitoses_per_mm2": rate["value"],
+        "mitotic_rate": rate,
+        **({"mitosis_density_pixel_um": DENSITY_PIXEL_UM} if validated else {}),
     })
     return res
+
+
+def mitotic_rate(hotspot: Hotspot | None, *, validated: bool, candidates: int, area_mm2: float) -> dict:
+    """``{"value": mitoses per mm² | None, "area_mm2", "assessed": bool, "reason": str | None}``:
+    a value only from a validated scorer's hotspot; otherwise the reason it is not assessed."""
+    if not validated:
+        reason = (f"no validated mitosis model; {candidates} unvalidated candidate(s) in mitoses.geojson are for "
+                  "review only (give a validated model folder with --mitosis-model)")
+    elif hotspot is None:
+        reason = f"no field of {area_mm2:g} mm² lies over enough tissue for a hotspot count"
+    else:
+        return {"value": round(hotspot.rate, 3), "area_mm2": area_mm2, "assessed": True, "reason": None}
+    return {"value": None, "area_mm2": area_mm2, "assessed": False, "reason": f"{NOT_ASSESSED}: {reason}"}
 
 
 def _write(out_dir: Path, slide_id: str, points: Instances, hotspot: Hotspot | None, cls: str, props: dict) -> None:

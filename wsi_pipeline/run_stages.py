@@ -43,9 +43,11 @@ def detect_mitoses(slide, job: SlideJob, cfg: PipelineConfig, nuclei: Instances,
     run.counts.update(result.counts)
     run.notes.extend(result.notes)
     run.models.update(result.models)
-    if result.points is not None:
+    # only a validated scorer's mitoses and hotspot go on the overview; unvalidated
+    # candidates stay in mitoses.geojson for review (napari)
+    if result.points is not None and result.validated:
         run.mitoses = list(result.points.geometry)
-    run.hotspot = result.hotspot
+    run.hotspot = result.hotspot if result.validated else None
 
 
 # -- overview ---------------------------------------------------------------------
@@ -69,7 +71,8 @@ def _density_tint(img: np.ndarray, nuclei: Instances, ds: float) -> np.ndarray:
 
 
 def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: PipelineConfig) -> None:
-    """``overview.png``: thumbnail, nuclear density tint, tissue outline, ink, mitoses, hotspot."""
+    """``overview.png``: thumbnail, nuclear density tint, tissue outline, ink, mitoses and
+    hotspot (``run.mitoses``/``run.hotspot``: set only from a validated scorer)."""
     from wsi_pipeline.overview import Layer, draw_layers, save_png, thumbnail_for
     from wsi_pipeline.tissue_run import line_width, tissue_layers
 

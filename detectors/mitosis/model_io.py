@@ -1,7 +1,13 @@
 """Mitosis model folders: ``weights.pt`` + ``config.json`` + ``model_card.json``/``.md``.
 
 ``config.json`` : ``{"format": "wsi-pipeline-mitosis", "version": 1, "classes": [...],
-"crop_size": S, "mpp": 0.25, "threshold": t, "width": w, "weights_sha256": ...}``.
+"crop_size": S, "mpp": 0.25, "threshold": t, "width": w, "weights_sha256": ...,
+"validated": false, "validation": "..."}``. ``validated`` says whether the model's
+detections may be counted as mitoses and give a mitotic rate; it is ``true`` only with the
+evidence written in ``validation`` (e.g. leave-one-scanner-out recall and false detections
+per mm² on negative tissue, or a lab's own check with ``wsi-pipeline evaluate --points``).
+Without it (and in every folder ``train mitosis`` writes) the model's detections are
+unvalidated candidates and the rate is "not assessed".
 ``model_card.json`` : data sources, split (which slides/images went where), metrics;
 ``model_card.md`` : the same for people.
 
@@ -36,8 +42,14 @@ class MitosisModelConfig:
     threshold: float = 0.5
     width: int = 12
     weights_sha256: str = ""
+    validated: bool = False
+    validation: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.validated, bool):
+            raise ValueError(f"validated must be true or false, got {self.validated!r}")
+        if self.validated and not self.validation.strip():
+            raise ValueError("validated is true but validation (the evidence) is empty")
         if len(self.classes) < 2 or self.classes[0] != "imposter":
             raise ValueError(f"classes must start with 'imposter' and have a mitotic class: {self.classes}")
         if not 32 <= self.crop_size <= 256 or self.crop_size % 16:

@@ -1,6 +1,7 @@
 """What the whole-slide stage calls: a :class:`MitosisScorer` (trained CNN or heuristic).
 
-A scorer has ``validated`` (True only for a trained model folder), ``description`` (one
+A scorer has ``validated`` (True only for a model folder whose ``config.json`` says so, with
+its evidence; never for the heuristic), ``description`` (one
 line for logs and summaries), ``crop_size`` (px), ``mpp`` (µm/px of the crops),
 ``threshold`` and ``score((B, S, S, 3) uint8) -> (B,) float32`` probability.
 """
@@ -33,9 +34,11 @@ class MitosisScorer(Protocol):
 
 
 class CNNScorer:
-    """A trained :class:`~detectors.mitosis.classifier.MitosisNet` from a model folder."""
+    """A trained :class:`~detectors.mitosis.classifier.MitosisNet` from a model folder.
 
-    validated = True
+    ``validated`` comes from the folder's ``config.json`` (false unless its evidence is
+    written there); an unvalidated model's detections are candidates, not mitoses.
+    """
 
     def __init__(self, folder: str | Path, *, device: str | torch.device = "auto", threshold: float | None = None) -> None:
         self.device = device if isinstance(device, torch.device) else select_device(device)
@@ -44,14 +47,16 @@ class CNNScorer:
         self.crop_size, self.mpp = self.config.crop_size, self.config.mpp
         self.threshold = float(self.config.threshold if threshold is None else threshold)
         self.classes = self.config.classes
+        self.validated = bool(self.config.validated)
         metrics = self.card.get("metrics", {}).get("test", {})
         extra = ""
         if "recall" in metrics:
             extra = f"; hold-out recall {metrics['recall']:.2f}"
         if metrics.get("fp_per_mm2") is not None:
             extra += f", {metrics['fp_per_mm2']:.1f} FP/mm²"
+        status = "validated" if self.validated else "NOT VALIDATED for a rate"
         self.description = (f"trained mitosis CNN {self.folder.name} ({'/'.join(self.classes[1:])} vs imposter, "
-                            f"{self.crop_size} px at {self.mpp} µm/px, threshold {self.threshold:.2f}{extra})")
+                            f"{self.crop_size} px at {self.mpp} µm/px, threshold {self.threshold:.2f}{extra}; {status})")
 
     def class_probabilities(self, crops: np.ndarray) -> np.ndarray:
         """(B, S, S, 3) uint8 -> (B, n_classes) float32 softmax."""

@@ -1,7 +1,8 @@
 """The morning report: ``batch_report.html`` and ``batch_report.csv``.
 
 Rewritten (atomically) after every slide, so a batch that died overnight still leaves a
-report of what it finished.
+report of what it finished. Mitoses and the mitotic rate read "not assessed" unless a
+validated mitosis model gave them; ``mitosis_candidates`` counts the detections either way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from PIL import Image
 
 from wsi_pipeline.atomic import atomic_path, write_text_atomic
 
-COLUMNS = ("slide_id", "status", "seconds", "tissue_mm2", "nuclei", "mitoses", "mitoses_per_mm2", "error")
+COLUMNS = ("slide_id", "status", "seconds", "tissue_mm2", "nuclei", "mitosis_candidates", "mitoses", "mitoses_per_mm2",
+           "error")
+NOT_ASSESSED = "not assessed"
 
 
 @dataclass
@@ -37,10 +40,32 @@ class SlideRow:
             "seconds": f"{self.seconds:.1f}",
             "tissue_mm2": _fmt(c.get("tissue_mm2")),
             "nuclei": _fmt(c.get("nuclei")),
-            "mitoses": _fmt(c.get("mitoses")),
-            "mitoses_per_mm2": _fmt(c.get("mitoses_per_mm2")),
+            "mitosis_candidates": _fmt(c.get("mitosis_candidates")),
+            "mitoses": _assessed(c, c.get("mitoses")),
+            "mitoses_per_mm2": _assessed(c, c.get("mitoses_per_mm2")),
             "error": self.error,
         }
+
+
+def rate_reason(counts: dict) -> str:
+    """Why the mitotic rate is not given ('' when it is, or when mitoses were not run)."""
+    rate = counts.get("mitotic_rate")
+    if isinstance(rate, dict) and rate.get("reason"):
+        return str(rate["reason"])
+    if counts.get("mitoses_validated") is False:
+        return f"{NOT_ASSESSED}: no validated mitosis model"
+    return ""
+
+
+def _assessed(counts: dict, value) -> str:
+    """``value`` formatted when a validated model gave it; "not assessed" when the mitosis
+    stage ran without one (or found no hotspot); '' when it did not run."""
+    ran = "mitoses_validated" in counts or "mitoses_per_mm2" in counts
+    if not ran:
+        return ""
+    if counts.get("mitoses_validated") is not True or value is None:
+        return NOT_ASSESSED
+    return _fmt(value)
 
 
 def _fmt(v) -> str:
@@ -85,7 +110,7 @@ def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch re
         f"<p>{len(rows)} slide(s): {n['done']} done, {n['skipped']} already complete, "
         f"<span class='failed'>{n['failed']} failed</span>. {html.escape(started)}</p>",
         "<table><tr><th>thumbnail</th><th>slide</th><th>status</th><th>time (s)</th><th>tissue (mm²)</th>"
-        "<th>nuclei</th><th>mitoses</th><th>mitoses/mm² (hotspot)</th><th>error</th></tr>",
+        "<th>nuclei</th><th>mitosis candidates</th><th>mitoses</th><th>mitoses/mm² (hotspot)</th><th>error</th></tr>",
     ]
     for r in rows:
         c = r.as_csv()
@@ -93,8 +118,15 @@ def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch re
         img = f"<img src='{uri}' alt='overview'>" if uri else ""
         lines.append(
             f"<tr><td>{img}</td><td>{html.escape(r.slide_id)}</td><td class='{r.status}'>{r.status}</td>"
-            f"<td>{c['seconds']}</td><td>{c['tissue_mm2']}</td><td>{c['nuclei']}</td><td>{c['mitoses']}</td>"
-            f"<td>{c['mitoses_per_mm2']}</td><td class='err'>{html.escape(r.error)}</td></tr>"
+            f"<td>{c['seconds']}</td><td>{c['tissue_mm2']}</td><td>{c['nuclei']}</td><td>{c['mitosis_candidates']}</td>"
+            f"<td>{c['mitoses']}</td><td title='{html.escape(rate_reason(r.counts), quote=True)}'>"
+            f"{html.escape(c['mitoses_per_mm2'])}</td><td class='err'>{html.escape(r.error)}</td></tr>"
         )
-    lines.append("</table></body></html>")
+    lines.append("</table>")
+    reasons = [(r.slide_id, rate_reason(r.counts)) for r in rows if rate_reason(r.counts)]
+    if reasons:
+        lines.append("<h2>Mitotic rate not given</h2><ul>")
+        lines += [f"<li>{html.escape(sid)}: {html.escape(why)}</li>" for sid, why in reasons]
+        lines.append("</ul>")
+    lines.append("</body></html>")
     write_text_atomic(out_dir / "batch_report.html", "\n".join(lines))

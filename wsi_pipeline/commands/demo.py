@@ -63,6 +63,14 @@ def run_demo(out_dir: str | Path, *, size: str = "small", device: str = "auto", 
     return slide, result
 
 
+def mitosis_line(counts: dict) -> str:
+    """The mitosis line of the printout: a count and rate only from a validated model."""
+    rate = counts.get("mitoses_per_mm2")
+    if counts.get("mitoses_validated") is True and rate is not None:
+        return f"{counts.get('mitoses', 0)}; hotspot {rate} per mm²"
+    return (counts.get("mitotic_rate") or {}).get("reason") or "not assessed"
+
+
 def run(args) -> int:
     from tiling.errors import InputError
 
@@ -77,8 +85,7 @@ def run(args) -> int:
     print(f"Tissue          {c.get('tissue_mm2', 0):.2f} mm² in {c.get('tissue_pieces', 0)} piece(s), "
           f"{c.get('ink_regions', 0)} inked region(s)")
     print(f"Nuclei          {c.get('nuclei', 0)}  ({c.get('nuclei_model', '')})")
-    rate = c.get("mitoses_per_mm2")
-    print(f"Mitoses         {c.get('mitoses', 0)}; hotspot {rate if rate is not None else 'n/a'} per mm²  ({c.get('mitosis_model', '')})")
+    print(f"Mitoses         {mitosis_line(c)}  ({c.get('mitosis_model', '')})")
     print(f"Results         {d}/")
     for name in ("overview.png", "tissue.geojson", "nuclei.geojson.gz", "nuclei.parquet", "mitoses.geojson",
                  "summary.json", "slide.ome.zarr", "margin_report.pdf", "margin_report.html"):

@@ -15,11 +15,17 @@ Recipe:
 * the epoch with the best validation average precision is kept; the threshold maximises F1
   on the validation split; the test split is scored once at the end: recall on held-out
   slides, precision, and false positives per mm² on held-out negative fields.
+
+The model card names data by dataset (folder name) and slide/image, never by a path on the
+training machine (:func:`dataset_name`, checked by :func:`check_portable`). The folder is
+written ``validated: false``: a held-out split of the training scanners says nothing about
+another scanner, so its detections stay candidates until someone records evidence.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +69,34 @@ class TrainingResult:
     metrics: dict
     seconds: float
     history: list = field(default_factory=list)
+
+
+#: what ``config.json`` says of a freshly trained model (see detectors.mitosis.model_io)
+NOT_VALIDATED = ("The metrics in the model card are on held-out slides of the training data only; check the "
+                 "model on your own scanner (e.g. `wsi-pipeline evaluate --points --crops`) and record the "
+                 "evidence in config.json's validation before setting validated to true.")
+_ABSOLUTE = re.compile(r"(^|[\s'\"(=])(/[^\s/]+/|[A-Za-z]:[\\/]|~/|\\\\)")
+
+
+def dataset_name(path: str | Path) -> str:
+    """How a model card names a data folder: its own name (``ami-br-midog21``), never the
+    path on the training machine."""
+    return Path(path).expanduser().resolve().name or str(path)
+
+
+def check_portable(card: dict) -> None:
+    """ValueError when any key or string in ``card`` holds an absolute or home path."""
+    def walk(x, where):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(k, where)
+                walk(v, f"{where}.{k}")
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v, where)
+        elif isinstance(x, str) and _ABSOLUTE.search(x):
+            raise ValueError(f"model card {where} names a machine path: {x!r}")
+    walk(card, "card")
 
 
 # -- augmentation -----------------------------------------------------------------
@@ -232,8 +266,9 @@ def train_mitosis(data: SampleSet, *, out: str | Path, options: MitosisTrainingO
                if len(test) else {}}
     seconds = time.monotonic() - t0
     card = _card(data, split, classes, options, metrics, history, best[2], mined, seconds, sources or {})
+    check_portable(card)
     cfg = MitosisModelConfig(classes=classes, crop_size=options.crop_size, mpp=MODEL_MPP, threshold=threshold,
-                             width=options.width)
+                             width=options.width, validated=False, validation=NOT_VALIDATED)
     folder = save_model_folder(out, net.cpu(), cfg, card, card_markdown(card))
     return TrainingResult(folder, threshold, metrics, seconds, history)
 
@@ -271,6 +306,7 @@ def _card(data, split, classes, options, metrics, history, best_epoch, mined, se
         "input": {"crop_size": options.crop_size, "mpp": MODEL_MPP}, "data": sources,
         "split": counts, "options": asdict(options), "hard_negative_mining": mined,
         "best_epoch": best_epoch, "history": history, "metrics": metrics, "training_seconds": round(seconds, 1),
+        "validated": False, "validation": NOT_VALIDATED,
         "caveats": ("Positives come from the listed crop folders/annotations only (MIDOG21: breast cancer, "
                     "several scanners); skin/melanoma mitoses were not in training. Negative fields may hold "
                     "unmarked mitoses, counted here as false positives. Check on your own slides before use."),
@@ -295,5 +331,7 @@ def card_markdown(card: dict) -> str:
                      f"({m['positives']} figures, {m['negatives']} imposters); false positives per mm² on "
                      f"{m['field_images']} negative field(s) ({m['field_area_mm2']:.3f} mm²): {fp}")
     lines += ["", f"Best epoch {card['best_epoch']}; hard-negative mining {card['hard_negative_mining']}; "
-              f"{card['training_seconds']} s.", "", "## Caveats", "", card["caveats"], ""]
+              f"{card['training_seconds']} s.", "", "## Validation", "",
+              f"Validated for a mitotic rate: {'yes' if card.get('validated') else 'no'}. {card.get('validation', '')}",
+              "", "## Caveats", "", card["caveats"], ""]
     return "\n".join(lines)

@@ -34,11 +34,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-
     from detectors.device import select_device
     from detectors.nuclei.weightfree import WeightFreeNucleiDetector
     from tiling.errors import InputError
-    from wsi_pipeline.training.mitosis import MitosisTrainingOptions, train_mitosis
+    from wsi_pipeline.training.mitosis import MitosisTrainingOptions, dataset_name, train_mitosis
     from wsi_pipeline.training.mitosis_data import (
         SampleSet, load_annotated_images, load_crop_folders, load_negative_fields,
     )
@@ -60,13 +59,13 @@ def run(args) -> int:
     parts, sources = [], {}
     for d in args.crops:
         parts.append(load_crop_folders(d, mpp=args.mpp, patch=patch, nuclei=None if args.no_crop_neighbours else nuclei))
-        sources[f"crops {d}"] = f"{len(parts[-1])} samples"
+        sources[f"crops {dataset_name(d)}"] = f"{len(parts[-1])} samples"
     for d in args.negatives:
         parts.append(load_negative_fields(d, mpp=args.mpp, patch=patch, nuclei=nuclei))
-        sources[f"negatives {d}"] = f"{len(parts[-1])} candidate nuclei"
+        sources[f"negatives {dataset_name(d)}"] = f"{len(parts[-1])} candidate nuclei"
     if args.images:
         parts.append(load_annotated_images(args.images, args.geojson, mpp=args.mpp, patch=patch, nuclei=nuclei))
-        sources[f"annotated {args.images} + {args.geojson}"] = f"{len(parts[-1])} samples"
+        sources[f"annotated {dataset_name(args.images)} + {dataset_name(args.geojson)}"] = f"{len(parts[-1])} samples"
     data = SampleSet.concatenate(parts, patch)
     options = MitosisTrainingOptions(
         crop_size=args.crop_size, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
