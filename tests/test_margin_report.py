@@ -91,7 +91,7 @@ def test_cli_no_lesion_exits_zero_with_a_notice(tmp_path, capsys):
     report = json.loads((results / "margins.json").read_text())
     assert report["status"] == "no lesion found" and report["closest"] is None
     assert report["specimen_id"] == "S24-9 B"
-    assert "No lesion found" in (results / "margin_report.html").read_text()
+    assert "No tumour outline" in (results / "margin_report.html").read_text()
     assert (results / "margin_report.pdf").read_bytes().startswith(b"%PDF")
 
 

@@ -182,6 +182,9 @@ def test_lesion_proposed_from_nuclei(tmp_path, config):
     nuclei = [n for n in nuclei if not dense.intersects(n)]
     nuclei += scatter_nuclei(dense, spacing_um=15, radius_um=4.5, seed=2)  # ~4400/mm², ~60 µm²
     write_case(tmp_path, mpp=MPP, tissue=[tissue], inks=inks, nuclei=nuclei)
+    off = assess_margins(tmp_path, mpp=MPP, config=config)  # opt-in only: it takes epidermis for tumour
+    assert not off.lesion.found and off.status == NO_LESION
+    config = config.model_copy(update={"proposal": config.proposal.model_copy(update={"enabled": True})})
     a = assess_margins(tmp_path, mpp=MPP, config=config)
     assert a.lesion.proposed and a.lesion.label == PROPOSED
     assert len(a.lesion.foci) == 1

@@ -1,9 +1,11 @@
 """``wsi-pipeline margins SLIDE --results DIR``: tumour-to-edge clearance report.
 
 Writes ``margins.json``, ``margins.geojson``, ``margin_report.html`` and ``margin_report.pdf``
-into DIR. When no lesion is found (no ``Tumor`` annotation, no ``--lesion``, no proposal
-from nuclei) the outputs are still written with status "no lesion found", a one-line
-notice goes to stderr and the exit code is 0: "no lesion" is an answer, not an error.
+into DIR. The lesion is ``--lesion``, else a drawn ``Tumor`` (``annotations.geojson``), else the
+tissue map's ``Tumor`` (``regions.geojson``); uninked edges along the map's epidermis are the
+epidermal surface, not margins. When no lesion is found the outputs are still written with
+status "no lesion found", a one-line notice goes to stderr and the exit code is 0: "no
+lesion" is an answer, not an error.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ HELP = "surgical margins: tumour-to-edge clearance in mm by ink colour, with a o
 def add_arguments(parser) -> None:
     parser.add_argument("slide", type=Path, help="the slide file (for the overview picture and its mpp)")
     parser.add_argument("--results", type=Path, required=True,
-                        help="results folder of that slide (tissue.geojson; annotations.geojson or nuclei.geojson.gz)")
+                        help="results folder of that slide (tissue.geojson; annotations.geojson and/or regions.geojson)")
     parser.add_argument("--lesion", type=Path, default=None,
                         help="GeoJSON with the lesion (features classified Tumor, or all its polygons); QuPath exports work")
     parser.add_argument("--config", type=Path, default=None, help="margins YAML (default: configs/margins.yaml)")
@@ -34,7 +36,7 @@ def run(args) -> int:
     from tiling.open import open_slide
     from wsi_pipeline.report.margins import assess_margins, load_margin_config
     from wsi_pipeline.report.margins.compute import NO_LESION
-    from wsi_pipeline.report.margins.report import headline, write_margin_outputs
+    from wsi_pipeline.report.margins.report import headline, no_lesion_text, write_margin_outputs
 
     results = args.results
     if not results.is_dir():
@@ -51,8 +53,8 @@ def run(args) -> int:
         specimen = args.specimen_id or summary.get("specimen_id")
         paths = write_margin_outputs(results, assessment, slide=slide, mpp=mpp, specimen_id=specimen)
     if assessment.status == NO_LESION:
-        print(f"wsi-pipeline margins: notice: {results}: no lesion found (no Tumor annotation, no proposal); "
-              "report written without margins", file=sys.stderr)
+        print(f"wsi-pipeline margins: notice: {results}: no lesion found: {no_lesion_text(assessment.lesion)}",
+              file=sys.stderr)
     else:
         print(headline(assessment))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -15,7 +15,7 @@ from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import nearest_points
 
 from wsi_pipeline.report.margins._units import point_px
-from wsi_pipeline.report.margins.config import SCAN_BORDER, MarginConfig
+from wsi_pipeline.report.margins.config import SCAN_BORDER, SURFACE, UNINKED, MarginConfig
 from wsi_pipeline.report.margins.edges import EdgeSegment
 from wsi_pipeline.report.margins.lesion import Lesion
 from wsi_pipeline.report.margins.profile import ProfileSegment, clearance_profile
@@ -69,7 +69,7 @@ class MarginResult:
 
     def label(self) -> str:
         """E.g. ``"1.5 mm to blue (12 o'clock peripheral)"``."""
-        where = self.name if self.colour == "uninked" else f"{self.colour} ({self.name})"
+        where = self.name if self.colour in (UNINKED, SURFACE) else f"{self.colour} ({self.name})"
         if self.status == INVOLVED:
             return f"involved: {where}"
         return f"{format_mm(self.clearance_mm)} to {where}"
@@ -118,11 +118,23 @@ class MarginAssessment:
     lesion_by_piece: dict = field(default_factory=dict)
     profile: tuple[ProfileSegment, ...] = ()
     close_mm: float = 1.0
+    surface_known: bool = False  # the tissue map said where the epidermis is
+    surface_from: str = "no tissue map"
 
     @property
     def closest(self) -> MarginResult | None:
+        """The margin for the headline: the closest assessed one; without a tissue map an
+        uninked edge (it may be the epidermal surface) only when no inked margin is assessed."""
         assessed = [m for m in self.margins if m.approach is not None]
+        if not self.surface_known:
+            inked = [m for m in assessed if m.colour != UNINKED]
+            assessed = inked or assessed
         return assessed[0] if assessed else None
+
+    @property
+    def surface(self) -> tuple[EdgeSegment, ...]:
+        """Edge stretches that are the epidermal surface (not margins unless configured)."""
+        return tuple(s for s in self.segments if s.colour == SURFACE)
 
     def to_dict(self, mpp: tuple[float, float]) -> dict:
         closest = self.closest
@@ -136,6 +148,12 @@ class MarginAssessment:
                 "area_mm2": round(sum(f.area for f in self.lesion.foci) / 1e6, 4),
             },
             "close_threshold_mm": self.close_mm,
+            "epidermal_surface": {
+                "identified": self.surface_known,
+                "from": self.surface_from,
+                "length_mm": round(sum(s.line.length for s in self.surface) / 1000, 3),
+                "is_margin": any(m.colour == SURFACE for m in self.margins),
+            },
             "closest": None if closest is None else closest.to_dict(mpp),
             "margins": [m.to_dict(mpp) for m in self.margins],
             "foci": [f.to_dict(mpp) for f in self.foci],
@@ -175,10 +193,16 @@ def compute_margins(
     lesion: Lesion,
     *,
     config: MarginConfig,
+    surface_known: bool = False,
+    surface_from: str = "no tissue map",
 ) -> MarginAssessment:
-    """Clearances of the lesion from every named margin (all inputs in µm)."""
+    """Clearances of the lesion from every named margin (all inputs in µm).
+
+    Scan-border edges are never margins; epidermal-surface edges only when
+    ``config.surface_is_margin``."""
     lesion_by_piece = _lesion_by_piece(pieces, lesion)
-    margins_only = [seg for seg in segments if seg.colour != SCAN_BORDER]
+    not_margins = {SCAN_BORDER} | (set() if config.surface_is_margin else {SURFACE})
+    margins_only = [seg for seg in segments if seg.colour not in not_margins]
     per_segment = [(seg, _approach(seg, lesion_by_piece.get(seg.piece))) for seg in margins_only]
     margins = _group_by_colour(per_segment, config)
     foci = _foci(pieces, margins_only, lesion, config)
@@ -198,6 +222,8 @@ def compute_margins(
         lesion_by_piece=lesion_by_piece,
         profile=tuple(profile),
         close_mm=config.close_mm,
+        surface_known=surface_known,
+        surface_from=surface_from,
     )
 
 

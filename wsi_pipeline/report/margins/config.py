@@ -19,6 +19,8 @@ INK_COLOURS = ("black", "blue", "green", "red", "yellow", "orange", "purple")
 UNINKED = "uninked"
 SCAN_BORDER = "scan border"
 """Edge where the tissue is cut by the border of the scanned area: not a surgical margin."""
+SURFACE = "epidermal surface"
+"""Uninked edge with the epidermis right under it: the skin's surface, not a surgical margin."""
 
 
 class ProposalConfig(BaseModel):
@@ -31,6 +33,7 @@ class ProposalConfig(BaseModel):
     min_density_per_mm2: float = Field(3500.0, ge=0)
     min_mean_area_um2: float = Field(35.0, ge=0)
     min_region_mm2: float = Field(0.01, ge=0)
+    enabled: bool = False
 
 
 class MarginConfig(BaseModel):
@@ -40,6 +43,9 @@ class MarginConfig(BaseModel):
 
     margins: dict[str, str] = Field(default_factory=lambda: {"black": "deep"})
     uninked_name: str = "uninked edge"
+    surface_name: str = "epidermal surface"
+    surface_is_margin: bool = False
+    surface_distance_um: float = Field(80.0, ge=0)
     close_mm: float = Field(1.0, ge=0)
     ink_distance_um: float = Field(150.0, ge=0)
     profile_step_um: float = Field(50.0, gt=0)
@@ -60,6 +66,8 @@ class MarginConfig(BaseModel):
         """The named margin for an ink colour (``"uninked"`` -> :attr:`uninked_name`)."""
         if colour == UNINKED:
             return self.uninked_name
+        if colour == SURFACE:
+            return self.surface_name
         return self.margins.get(colour, f"{colour} ink (not in config)")
 
 

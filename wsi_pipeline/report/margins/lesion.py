@@ -1,46 +1,84 @@
-"""The lesion: drawn ``Tumor`` annotations, or a proposal from nuclear density and size.
+"""The lesion: drawn ``Tumor`` annotations, a tissue map's ``Tumor``, or (opt-in) a proposal.
 
-Priority: ``--lesion FILE`` (features classified Tumor; when it holds none, all its
-polygons, since the user named the file as the lesion), then ``annotations.geojson`` in the
-results folder (features classified Tumor), then a proposal from ``nuclei.geojson.gz``
-labelled ``Tumor (proposed, review required)``. All geometry is returned in micrometres.
+Priority (the first that has a tumour wins; the report names it):
+
+1. ``--lesion FILE``: features classified Tumor (when it holds none, all its polygons,
+   since the user named the file as the lesion); a file without polygons is an error.
+2. ``annotations.geojson`` in the results folder: features classified Tumor (drawn).
+3. ``regions.geojson``: the tissue map's ``Tumor``: from a trained tissue model
+   (``kind`` "model") or the weight-free map (``kind`` "proposed", review required). A map
+   that finds no tumour is the answer: "no tumour found".
+4. Only without a tissue map and only when ``proposal.enabled`` (off by default): a
+   proposal from nuclear density and size (it takes dense epidermis for tumour).
+
+Epidermis is never lesion unless the map calls it tumour. Geometry is returned in µm.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
 from scipy import ndimage
 from shapely.geometry import Polygon
 
+from tiling.errors import InputError
 from wsi_pipeline.report.margins._io import read_features
 from wsi_pipeline.report.margins._units import to_um
 from wsi_pipeline.report.margins.config import ProposalConfig
 from wsi_pipeline.report.margins.edges import polygons_of
 
+if TYPE_CHECKING:
+    from wsi_pipeline.report.tissue_map import TissueMap
+
 TUMOR = "Tumor"
 PROPOSED = "Tumor (proposed, review required)"
 _TUMOUR_NAMES = {"tumor", "tumour"}
+LESION_FILE, DRAWN_FILE, TISSUE_MODEL, TISSUE_MAP, TRUTH_MAP, PROPOSAL, NONE = (
+    "lesion file", "annotations.geojson", "tissue model", "tissue map", "truth map", "proposal", "none")
+KINDS = {LESION_FILE: "drawn", DRAWN_FILE: "drawn", TISSUE_MODEL: "model", TISSUE_MAP: "proposed",
+         TRUTH_MAP: "drawn", PROPOSAL: "proposed", NONE: "none"}
+DESCRIPTIONS = {
+    LESION_FILE: "the tumour outline supplied (--lesion)",
+    DRAWN_FILE: "the Tumor annotation drawn on the slide (annotations.geojson)",
+    TISSUE_MODEL: "the Tumor region of a trained tissue model (regions.geojson)",
+    TISSUE_MAP: "the Tumor region of the weight-free tissue map (proposed, review required)",
+    TRUTH_MAP: "the Tumor region of a ground-truth map (regions.geojson)",
+    PROPOSAL: "a proposal from nuclear density and size (proposed, review required; may include epidermis)",
+    NONE: "no tumour outline",
+}
 
 
 @dataclass(frozen=True)
 class Lesion:
-    """Lesion foci in µm. ``source``: "lesion file" | "annotations.geojson" | "proposal" | "none"."""
+    """Lesion foci in µm. ``source``: one of "lesion file", "annotations.geojson", "tissue
+    model", "tissue map", "proposal", "none"; ``searched``: what was looked at when none was
+    found (for the report)."""
 
     foci: tuple[Polygon, ...]
     source: str
     label: str
+    searched: tuple[str, ...] = ()
 
     @property
     def found(self) -> bool:
         return bool(self.foci)
 
     @property
+    def kind(self) -> str:
+        """"drawn" | "model" | "proposed" | "none"."""
+        return KINDS.get(self.source, "proposed")
+
+    @property
     def proposed(self) -> bool:
-        return self.source == "proposal"
+        return self.kind == "proposed"
+
+    @property
+    def description(self) -> str:
+        return DESCRIPTIONS.get(self.source, self.source)
 
 
 def is_tumour(classification: str | None) -> bool:
@@ -55,31 +93,50 @@ def find_lesion(
     mpp: tuple[float, float],
     lesion_file: str | Path | None = None,
     proposal: ProposalConfig | None = None,
+    tissue_map: TissueMap | None = None,
 ) -> Lesion:
-    """Find the lesion for a results folder (see module docstring for the order)."""
+    """Find the lesion for a results folder (see module docstring for the order).
+
+    tissue_map : the results folder's map (:func:`~wsi_pipeline.report.tissue_map.load_tissue_map`).
+    Raises :class:`InputError` for a ``lesion_file`` without polygons.
+    """
     results_dir = Path(results_dir)
     if lesion_file is not None:
         feats = [f for f in read_features(lesion_file) if polygons_of(f.geometry)]
+        if not feats:
+            raise InputError(lesion_file, "holds no polygons (a lesion file needs the tumour outlined as polygons)")
         tumour = [f for f in feats if is_tumour(f.classification)] or feats
-        return _lesion([f.geometry for f in tumour], mpp, source="lesion file", label=TUMOR)
+        return _lesion([f.geometry for f in tumour], mpp, source=LESION_FILE, label=TUMOR)
+    searched = []
     drawn = results_dir / "annotations.geojson"
     if drawn.is_file():
         tumour = [f.geometry for f in read_features(drawn) if is_tumour(f.classification)]
-        lesion = _lesion(tumour, mpp, source="annotations.geojson", label=TUMOR)
+        lesion = _lesion(tumour, mpp, source=DRAWN_FILE, label=TUMOR)
         if lesion.found:
             return lesion
-    nuclei = results_dir / "nuclei.geojson.gz"
-    if nuclei.is_file():
-        foci = propose_lesion(nuclei, mpp=mpp, config=proposal or ProposalConfig(), exclude=_ink(results_dir))
+        searched.append("annotations.geojson (no Tumor)")
+    if tissue_map is not None:
+        foci = tuple(polygons_of(tissue_map.tumour))
         if foci:
-            return Lesion(tuple(foci), "proposal", PROPOSED)
-    return Lesion((), "none", TUMOR)
+            source = {"model": TISSUE_MODEL, "drawn": TRUTH_MAP}.get(tissue_map.source, TISSUE_MAP)
+            return Lesion(foci, source, PROPOSED if source == TISSUE_MAP else TUMOR)
+        return Lesion((), NONE, TUMOR, tuple(searched + [f"regions.geojson ({tissue_map.description}: no Tumor)"]))
+    proposal = proposal or ProposalConfig()
+    nuclei = results_dir / "nuclei.geojson.gz"
+    if proposal.enabled and nuclei.is_file():
+        foci = propose_lesion(nuclei, mpp=mpp, config=proposal, exclude=_ink(results_dir))
+        if foci:
+            return Lesion(tuple(foci), PROPOSAL, PROPOSED)
+        searched.append("nuclear density proposal (none)")
+    else:
+        searched.append("no tissue map (regions.geojson)")
+    return Lesion((), NONE, TUMOR, tuple(searched))
 
 
 def _lesion(geometries: list, mpp, *, source: str, label: str) -> Lesion:
     polys = [p for g in geometries for p in polygons_of(g)]
     if not polys:
-        return Lesion((), "none", label)
+        return Lesion((), NONE, label)
     merged = to_um(shapely.union_all(polys), mpp)
     return Lesion(tuple(polygons_of(merged)), source, label)
 

@@ -29,6 +29,7 @@ INK_RGB = {
     "purple": "#9333ea",
     "uninked": "#8a8a8a",
     "scan border": "#555555",
+    "epidermal surface": "#7c3aed",
 }
 LESION_EDGE = "#a3006b"
 LESION_FACE = (0.85, 0.0, 0.55, 0.30)
@@ -147,6 +148,9 @@ def _edge(ax, line, colour: str) -> None:
     if colour in ("uninked", "scan border"):
         style = (0, (4, 2)) if colour == "uninked" else (0, (1, 2))
         ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=1.4, linestyle=style, zorder=5)
+        return
+    if colour == "epidermal surface":  # the skin's surface: a thin dash-dot line, never an ink band
+        ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=1.6, linestyle=(0, (6, 2, 1, 2)), zorder=5)
         return
     ax.plot(xy[:, 0], xy[:, 1], color="white", linewidth=6.5, solid_capstyle="butt", zorder=5)
     ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=4.5, solid_capstyle="butt", zorder=6)

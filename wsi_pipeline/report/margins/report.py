@@ -24,7 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from wsi_pipeline.report.margins._io import GeoFeature, atomic_path, write_features, write_text_atomic  # noqa: E402
 from wsi_pipeline.report.margins._units import to_px  # noqa: E402
-from wsi_pipeline.report.margins.config import SCAN_BORDER  # noqa: E402
+from wsi_pipeline.report.margins.config import SCAN_BORDER, SURFACE, UNINKED  # noqa: E402
 from wsi_pipeline.report.margins.compute import (  # noqa: E402
     CLOSE,
     CLEAR,
@@ -45,25 +45,45 @@ OUTPUTS = ("margins.json", "margins.geojson", "margin_report.html", "margin_repo
 def headline(assessment: MarginAssessment) -> str:
     """One line: the answer to the surgeon's question."""
     if assessment.status == NO_LESION:
-        return "No lesion found: no tumour annotation and no proposal; margins not measured."
+        return no_lesion_text(assessment.lesion)
     m = assessment.closest
-    where = m.name if m.colour == "uninked" else f"{m.colour} ink ({m.name})"
+    if m is None:
+        return "Tumour found, but no margin could be measured (no inked or uninked edge beside it)."
+    where = m.name if m.colour in (UNINKED, SURFACE) else f"{m.colour} ink ({m.name})"
     if m.status == INVOLVED:
         return f"Tumour reaches the edge: {where}. INVOLVED."
     return f"Closest margin: {format_mm(m.clearance_mm)} to {where}. {m.status.upper()}."
 
 
+def no_lesion_text(lesion) -> str:
+    """The headline when there is no lesion: found none (a map looked) or had none to look with."""
+    if any(s.startswith("regions.geojson") for s in lesion.searched):
+        return "No tumour found (the tissue map holds no Tumor region): margins not measured."
+    return ("No tumour outline: no Tumor annotation and no tissue map (regions.geojson); margins not measured. "
+            "Draw a Tumor annotation or pass --lesion FILE.")
+
+
+def lesion_source_text(lesion) -> str:
+    """One line: where the lesion outline came from."""
+    return f"Lesion outline: {lesion.description}."
+
+
+def surface_text(assessment: MarginAssessment) -> str:
+    if assessment.surface_known:
+        return (f"uninked edges along the epidermis ({assessment.surface_from}) are the epidermal surface, "
+                "not a margin" if not any(m.colour == SURFACE for m in assessment.margins)
+                else "the epidermal surface is counted as a margin (surface_is_margin)")
+    return (f"the epidermal surface could not be told from a margin ({assessment.surface_from}), so uninked edges "
+            "are listed as margins but left out of the headline while an inked margin is measured")
+
+
 def method_text(assessment: MarginAssessment, *, mpp: tuple[float, float]) -> str:
     """The method in two sentences."""
-    source = {
-        "lesion file": "the tumour outline supplied",
-        "annotations.geojson": "the tumour outline drawn on the slide",
-        "proposal": "a software proposal from nuclear density and size (not reviewed)",
-    }.get(assessment.lesion.source, "no tumour outline")
     return (
         f"Tissue outlines and ink colours were detected on the scanned slide and the lesion was taken from "
-        f"{source}; the shortest straight-line distance from the lesion to each inked stretch of the outer "
-        f"tissue edge was measured at {mpp[0]:.3g} x {mpp[1]:.3g} µm per pixel (holes inside the tissue are not margins). "
+        f"{assessment.lesion.description}; the shortest straight-line distance from the lesion to each inked stretch "
+        f"of the outer tissue edge was measured at {mpp[0]:.3g} x {mpp[1]:.3g} µm per pixel (holes inside the tissue "
+        f"are not margins; {surface_text(assessment)}). "
         f"A margin is involved when the lesion touches the edge (0 mm) and close when under {assessment.close_mm:g} mm."
     )
 
@@ -106,6 +126,10 @@ def geojson_features(assessment: MarginAssessment, *, mpp) -> list[GeoFeature]:
         if seg.colour == SCAN_BORDER:
             continue
         name = assessment_name(assessment, seg.colour)
+        if seg.colour == SURFACE and name.endswith("(not a margin)"):
+            feats.append(GeoFeature(to_px(seg.line, mpp), "Epidermal surface", color=_rgb(SURFACE),
+                                    name="epidermal surface", extra={"marginStatus": "not a margin"}))
+            continue
         feats.append(GeoFeature(to_px(seg.line, mpp), f"Margin: {name}", color=_rgb(seg.colour),
                                 name=f"{seg.colour} edge ({name})", extra={"inkColor": seg.colour}))
     for m, line in closest_lines(assessment):
@@ -117,7 +141,7 @@ def geojson_features(assessment: MarginAssessment, *, mpp) -> list[GeoFeature]:
         for g in m.involved:
             feats.append(GeoFeature(to_px(g, mpp), "Margin involved", color=(220, 38, 38),
                                     name=f"involved: {m.colour} ({m.name})", extra={"inkColor": m.colour}))
-    if assessment.lesion.proposed:
+    if assessment.lesion.kind in ("proposed", "model"):
         for focus in assessment.lesion.foci:
             feats.append(GeoFeature(to_px(focus, mpp), assessment.lesion.label, color=(163, 0, 107),
                                     name=assessment.lesion.label))
@@ -127,6 +151,8 @@ def geojson_features(assessment: MarginAssessment, *, mpp) -> list[GeoFeature]:
 def assessment_name(assessment: MarginAssessment, colour: str) -> str:
     if colour == SCAN_BORDER:
         return "edge of scanned area (not a margin)"
+    if colour == SURFACE and not any(m.colour == SURFACE for m in assessment.margins):
+        return "epidermal surface (not a margin)"
     return next((m.name for m in assessment.margins if m.colour == colour), colour)
 
 
@@ -149,8 +175,10 @@ def report_figure(assessment: MarginAssessment, thumb: Thumbnail, *, mpp, specim
     fig.text(0.06, 0.925, headline(assessment), fontsize=12.5, fontweight="bold", va="top",
              color={INVOLVED: "#b91c1c", CLOSE: "#92400e"}.get(status, "#14532d" if status else "#333333"))
     if assessment.lesion.proposed:
-        fig.text(0.06, 0.902, "Lesion outline PROPOSED by the software from nuclear density and size: review required.",
+        fig.text(0.06, 0.902, f"Lesion outline PROPOSED by the software ({assessment.lesion.description}).",
                  fontsize=9.5, color="#b91c1c", va="top", fontweight="bold")
+    elif assessment.lesion.found:
+        fig.text(0.06, 0.902, lesion_source_text(assessment.lesion), fontsize=9.5, color="#333333", va="top")
     ax = fig.add_axes((0.04, 0.43, 0.92, 0.46))
     draw_overview(ax, assessment, thumb)
     _legend(fig, assessment)
@@ -172,9 +200,9 @@ def _legend(fig: Figure, assessment: MarginAssessment) -> None:
 
     handles = [Patch(facecolor=LESION_FACE, edgecolor=LESION_EDGE, label=assessment.lesion.label)]
     for colour in sorted({s.colour for s in assessment.segments}):
-        plain = colour in ("uninked", SCAN_BORDER)
+        plain = colour in (UNINKED, SCAN_BORDER, SURFACE)
         handles.append(Line2D([], [], color=ink_colour(colour), linewidth=1.4 if plain else 4,
-                              linestyle={"uninked": "--", SCAN_BORDER: ":"}.get(colour, "-"),
+                              linestyle={UNINKED: "--", SCAN_BORDER: ":", SURFACE: "-."}.get(colour, "-"),
                               label=assessment_name(assessment, colour)))
     if assessment.closest is not None:
         handles.append(Line2D([], [], color="black", marker="o", markersize=4, linewidth=2, label="closest approach"))
@@ -186,8 +214,7 @@ def _table(ax, assessment: MarginAssessment) -> None:
     ax.set_axis_off()
     rows = table_rows(assessment)
     if not rows or assessment.status == NO_LESION:
-        ax.text(0.5, 0.6, "No lesion found: no margins measured.\nDraw a 'Tumor' annotation (napari or QuPath) "
-                "and run again, or pass --lesion FILE.geojson.", ha="center", va="center", fontsize=11)
+        ax.text(0.5, 0.6, textwrap.fill(no_lesion_text(assessment.lesion), 80), ha="center", va="center", fontsize=11)
         return
     header = ["Margin", "Ink", "Clearance", "Status", "Piece"]
     colours = [["white", "white", "white", STATUS_COLOURS.get(r[3], "#f3f4f6"), "white"] for r in rows]
@@ -227,9 +254,10 @@ def report_html(assessment: MarginAssessment, thumb: Thumbnail, *, mpp, specimen
         + f'<td style="background:{STATUS_COLOURS.get(r[3], "#f3f4f6")}">{html.escape(r[3])}</td>'
         + f"<td>{html.escape(r[4])}</td></tr>"
         for r in table_rows(assessment)
-    ) or '<tr><td colspan="5">No lesion found: no margins measured.</td></tr>'
-    proposed = ('<p class="warn">Lesion outline PROPOSED by the software from nuclear density and size: '
-                "review required.</p>") if assessment.lesion.proposed else ""
+    ) or f'<tr><td colspan="5">{html.escape(no_lesion_text(assessment.lesion))}</td></tr>'
+    proposed = (f'<p class="warn">Lesion outline PROPOSED by the software ({html.escape(assessment.lesion.description)}).</p>'
+                if assessment.lesion.proposed else
+                f"<p>{html.escape(lesion_source_text(assessment.lesion))}</p>" if assessment.lesion.found else "")
     e = html.escape
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Surgical margins: {e(specimen)}</title>
