@@ -35,11 +35,18 @@ def write_case(
     inks: dict[str, list] | None = None,
     tumour: list | None = None,
     nuclei: list | None = None,
+    regions: dict[str, list] | None = None,
+    regions_properties: dict | None = None,
+    cells: list[tuple[float, float, str]] | None = None,
+    summary: dict | None = None,
 ) -> Path:
     """Write a results folder from µm geometries; returns the folder.
 
     tissue : tissue polygons; inks : colour -> ink polygons; tumour : Tumor polygons
-    (``annotations.geojson``); nuclei : nucleus polygons (``nuclei.geojson.gz``).
+    (``annotations.geojson``); nuclei : nucleus polygons (``nuclei.geojson.gz``);
+    regions : class name (Epidermis, Dermis, Tumor, Inflammation, Other) -> polygons
+    (``regions.geojson``, collection properties ``regions_properties``); cells : ``(x, y,
+    class)`` nucleus centroids in µm (``nuclei.parquet``); summary : ``summary.json``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +61,35 @@ def write_case(
         nuc = [_feature(to_px(n, mpp), "Nucleus", object_type="detection") for n in nuclei]
         with gzip.open(folder / "nuclei.geojson.gz", "wt") as fh:
             json.dump({"type": "FeatureCollection", "features": nuc}, fh)
+    if regions is not None:
+        reg = [_feature(to_px(shapely.union_all(polys), mpp), name) for name, polys in regions.items() if polys]
+        (folder / "regions.geojson").write_text(json.dumps(
+            {"type": "FeatureCollection", "properties": regions_properties or {}, "features": reg}))
+    if cells is not None:
+        write_cells(folder / "nuclei.parquet", cells, mpp=mpp)
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary))
     return folder
+
+
+def write_cells(path: Path, cells: list[tuple[float, float, str]], *, mpp: tuple[float, float]) -> None:
+    """``nuclei.parquet`` with the columns the run writes (``class``, ``centroid_x/y`` in px)."""
+    import pandas as pd
+
+    xy = np.asarray([(x, y) for x, y, _ in cells], dtype=float).reshape(-1, 2)
+    pd.DataFrame({
+        "id": [f"n{i}" for i in range(len(cells))],
+        "object_type": "detection",
+        "class": [c for _, _, c in cells],
+        "centroid_x": xy[:, 0] / mpp[0],
+        "centroid_y": xy[:, 1] / mpp[1],
+    }).to_parquet(path)
+
+
+def scatter_cells(region, cls: str, *, spacing_um: float, seed: int = 0) -> list[tuple[float, float, str]]:
+    """Centroids of class ``cls`` on a jittered grid inside ``region`` (µm)."""
+    return [(p.centroid.x, p.centroid.y, cls) for p in scatter_nuclei(region, spacing_um=spacing_um, radius_um=1.0,
+                                                                        seed=seed)]
 
 
 def scatter_nuclei(region, *, spacing_um: float, radius_um: float, seed: int = 0) -> list:
