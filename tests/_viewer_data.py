@@ -67,4 +67,28 @@ def make_results(out: Path, *, seed: int = 0) -> tuple[ArraySlide, Path]:
                 name="Deep margin 1.2 mm"),
         Feature(shapely.LineString([(2000, 1800), (2500, 1500)]), classification="Margin", name="Peripheral 0.4 mm"),
     ])
+    write_regions_fixture(out)
     return ArraySlide(img, mpp=MPP, min_size=512), out
+
+
+def write_regions_fixture(out: Path) -> np.ndarray:
+    """A 12 µm region map of the tissue ellipse: an epidermis band along its top, an
+    inflammation focus, dermis elsewhere -> ``regions.npy``, ``regions.geojson`` and the
+    summary.json entry (as the run writes them); returns the labels."""
+    import json
+
+    from detectors.regions import RegionMap, write_regions
+
+    ds = 12.0 / MPP
+    h, w = int(np.ceil(H / ds)), int(np.ceil(W / ds))
+    yy, xx = (np.mgrid[0:h, 0:w] + 0.5) * ds
+    ell = ((xx - W / 2) / (W * 0.42)) ** 2 + ((yy - H / 2) / (H * 0.4)) ** 2
+    labels = np.where(ell < 1, 2, 0).astype(np.uint8)  # Dermis
+    labels[(ell < 1) & (ell > 0.8) & (yy < H / 2)] = 1  # Epidermis: top rim
+    labels[(xx - 2000) ** 2 + (yy - 1100) ** 2 < 150**2] = 4  # Inflammation
+    region_map = RegionMap(labels=labels, um_per_px=12.0, downsample=ds)
+    meta = write_regions(out, region_map, {})
+    summary = out / "summary.json"
+    data = json.loads(summary.read_text()) if summary.exists() else {}
+    summary.write_text(json.dumps({**data, "regions": meta}))
+    return labels

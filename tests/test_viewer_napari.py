@@ -56,8 +56,17 @@ def test_layers_and_screenshots(desk, artifacts_dir):
 
     names = [layer.name for layer in desk.viewer.layers]
     for want in ("Nuclei density", "Nuclei (all)", "Nuclei (edit)", "Tissue", "Margins", "Mitoses", "Hotspots",
-                 "Annotations"):
+                 "Annotations", "Tissue regions", "Regions"):
         assert want in names
+    regions = desk.viewer.layers["Tissue regions"]
+    np.testing.assert_array_equal(np.unique(np.asarray(regions.data)), [0, 1, 2, 4])
+    assert regions.scale[0] == 24.0  # 12 µm label pixels at 0.5 µm/px
+    from viewers.results import text_overlay
+
+    legend = text_overlay(desk.viewer).text
+    assert "Epidermis" in legend and "Inflammation" in legend
+    assert tuple(np.round(regions.colormap.map(1)[:3] * 255)) == (140, 60, 200)  # Epidermis colour
+    assert sorted(desk.sources["Regions"].store.class_counts()) == ["Dermis", "Epidermis", "Inflammation"]
     assert desk.viewer.layers[0].multiscale and desk.viewer.layers[0].rgb
     raster = np.asarray(desk.viewer.layers["Nuclei (all)"].data[1])  # one pixel per nucleus here
     assert 390 <= (raster[..., 3] > 0).sum() <= 400  # (a few may share a pixel)

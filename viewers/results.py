@@ -2,7 +2,8 @@
 
 Results-folder files used when present: ``tissue.geojson``, ``nuclei.geojson.gz`` (or
 ``nuclei.geojson``), ``mitoses.geojson`` (points + hotspot polygons), ``margins.geojson``,
-``annotations.geojson`` (the pathologist's own drawings; created on save), ``summary.json``.
+``annotations.geojson`` (the pathologist's own drawings; created on save), ``summary.json``,
+``regions.npy`` + ``regions.geojson`` (the tissue-region map).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | Non
         desk.overview_layers.append(viewer.add_image(data, **kw))
         desk.add_nuclei(store, path=nuclei, properties=props, shape_xy=slide.dimensions,
                         bin_px=max(2.0, 2 * px_per_um), cap=cap)
+    _add_regions(viewer, desk, r, outline=outline)
     if (r / "tissue.geojson").exists():
         store, props = _load(r / "tissue.geojson")
         desk.add_annotations(store, path=r / "tissue.geojson", properties=props, name="Tissue", edge_width=outline,
@@ -79,6 +81,41 @@ def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | Non
     _fit(viewer, slide)
     desk.update_view()
     return desk
+
+
+def _add_regions(viewer, desk: Desk, r: Path, *, outline: float) -> None:
+    """The tissue-region map: a Labels layer (class colours, legend in the text overlay and in
+    the layer's metadata) from ``regions.npy``, and ``regions.geojson`` as an editable,
+    hidden Shapes source (corrections saved back to it, in the format ``train tissue`` reads)."""
+    meta = read_summary(r).get("regions")
+    if (r / "regions.npy").exists() and meta:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        from detectors.regions import napari_labels, read_regions
+
+        region_map = read_regions(r, meta)
+        data, kw, _ = napari_labels(region_map)
+        kw["colormap"] = DirectLabelColormap(color_dict=kw["colormap"])
+        viewer.add_labels(data, **kw)
+        areas = region_map.area_mm2()
+        overlay = text_overlay(viewer)
+        overlay.text = "Regions (mm²)\n" + "\n".join(f"{n} {a:.2f}" for n, a in areas.items() if a > 0)
+        overlay.position = "top_left"
+        overlay.font_size = 10
+        overlay.color = "white"
+        overlay.visible = True
+    if (r / "regions.geojson").exists():
+        store, props = _load(r / "regions.geojson")
+        desk.add_annotations(store, path=r / "regions.geojson", properties=props, name="Regions",
+                             edge_width=outline, labels=False, default_class="Epidermis")
+        viewer.layers["Regions"].visible = False
+
+
+def text_overlay(viewer):
+    """The canvas text overlay (``viewer.canvas.overlays.text`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    return overlays.text if overlays is not None and hasattr(overlays, "text") else viewer.text_overlay
 
 
 def _points_only(store: FeatureStore) -> FeatureStore:

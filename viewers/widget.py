@@ -17,7 +17,8 @@ from viewers.session import Desk, desk_for
 from viewers.store import REVIEW_STATES
 
 #: Classes offered for reclassification besides those present.
-EXTRA_CLASSES = ("Nucleus", "Mitosis", "Imposter", "Mitosis candidate (unvalidated)", "Tumor", "Ink edge", "Other")
+EXTRA_CLASSES = ("Nucleus", "Lymphocyte", "Epithelial", "Stromal", "Tumor", "Mitosis", "Imposter",
+                 "Mitosis candidate (unvalidated)", "Epidermis", "Dermis", "Inflammation", "Ink edge", "Other")
 
 
 class ReviewWidget(QWidget):
