@@ -283,3 +283,45 @@ def test_evaluate_point_files_and_cli(tmp_path):
                "--radius", "30", "--json", str(tmp_path / "s.json")])
     assert rc == 0
     assert json.loads((tmp_path / "s.json").read_text())["total"]["f1"] == pytest.approx(0.5)
+
+
+# -- recall on crops centred on figures (a lab's own scanner) --------------------------------
+def test_figure_crops_recall_and_cli(synth, mitosis_detector, tmp_path, capsys):
+    from PIL import Image
+
+    from wsi_pipeline.cli import main
+    from wsi_pipeline.evaluation.points import evaluate_figure_crops
+
+    _, slide, mit = synth
+    for sub in ("normal", "blank"):
+        (tmp_path / "crops" / sub).mkdir(parents=True)
+        (tmp_path / "half" / sub).mkdir(parents=True)
+    for i, (x, y) in enumerate(mit):
+        crop = slide.read_region((int(x) - 64, int(y) - 64), (128, 128), level=0)
+        Image.fromarray(crop).save(tmp_path / "crops" / "normal" / f"fig_{i}.png")
+        Image.fromarray(crop).resize((64, 64), Image.Resampling.BILINEAR).save(tmp_path / "half" / "normal" / f"fig_{i}.png")
+    blank = np.full((128, 128, 3), 235, np.uint8)  # glass: nothing to find
+    Image.fromarray(blank).save(tmp_path / "crops" / "blank" / "glass.png")
+    Image.fromarray(blank[:64, :64]).save(tmp_path / "half" / "blank" / "glass.png")
+
+    r = evaluate_figure_crops(tmp_path / "crops", detector=mitosis_detector, mpp=0.25, radius_um=7.5)
+    assert r["by_class"]["normal"]["crops"] == len(mit) and r["by_class"]["normal"]["recall"] == 1.0
+    assert r["by_class"]["normal"]["candidate_recall"] == 1.0
+    assert r["by_class"]["blank"] == {"crops": 1, "found": 0, "recall": 0.0, "candidates_found": 0,
+                                      "candidate_recall": 0.0, "other_detections": 0, "other_detections_per_crop": 0.0}
+    assert r["total"]["crops"] == len(mit) + 1 and r["validated"] is False
+    assert r["images"]["blank/glass.png"]["found"] is False
+    # crops scanned at 0.5 µm/px are resampled to the model's 0.25: the same figures are found
+    half = evaluate_figure_crops(tmp_path / "half", detector=mitosis_detector, mpp=0.5, radius_um=7.5)
+    assert half["by_class"]["normal"]["found"] == len(mit)
+
+    rc = main(["evaluate", "heuristic", str(tmp_path / "half"), "--points", "--crops", "--mpp", "0.5",
+               "--radius", "15", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "within 7.5 µm" in out and "TOTAL" in out
+    assert json.loads((tmp_path / "r.json").read_text())["total"]["found"] == len(mit)
+    rc = main(["evaluate", "heuristic", str(tmp_path / "crops"), "--points", "--crops"])
+    assert rc == 2 and "--mpp" in capsys.readouterr().err
+    rc = main(["evaluate", "heuristic", str(tmp_path / "nothing"), "--points", "--crops", "--mpp", "0.25"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nothing" in err and len(err.strip().splitlines()) == 1

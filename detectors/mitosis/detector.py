@@ -60,12 +60,23 @@ class MitosisDetector(Detector):
     def _predict_batch(self, tiles: np.ndarray) -> list[Instances]:
         return [self._one(tile, nuc) for tile, nuc in zip(tiles, self.nuclei.predict_batch(tiles))]
 
+    def score_candidates(self, tile: np.ndarray, nuclei: Instances | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) (x, y) tile-pixel centres of the candidate nuclei and their (N,) float32
+        probabilities (detections are those >= ``scorer.threshold``). ``tile`` (H, W, 3)
+        uint8 at the scorer's mpp; ``nuclei`` found here when not given."""
+        if nuclei is None:
+            nuclei = self.nuclei.predict(tile)
+        if len(nuclei) == 0:
+            return np.empty((0, 2)), np.empty(0, np.float32)
+        centres = nuclei.subset(select_candidates(nuclei)).centroids()
+        if not len(centres):
+            return centres.reshape(0, 2), np.empty(0, np.float32)
+        return centres, np.asarray(self.scorer.score(crops_around(tile, centres, self.scorer.crop_size)), np.float32)
+
     def _one(self, tile: np.ndarray, nuclei: Instances) -> Instances:
         if len(nuclei) == 0:
             return Instances.empty(("Probability",))
-        cand = nuclei.subset(select_candidates(nuclei))
-        centres = cand.centroids()
-        probs = self.scorer.score(crops_around(tile, centres, self.scorer.crop_size)) if len(centres) else np.empty(0)
+        centres, probs = self.score_candidates(tile, nuclei)
         keep = probs >= self.scorer.threshold
         xy, p = centres[keep], np.asarray(probs, np.float32)[keep]
         geoms = shapely.points(xy) if len(xy) else np.empty(0, object)

@@ -3,7 +3,9 @@
 PRED and GT are two files or two folders (files matched by name stem). Formats: GeoJSON
 (ours, QuPath's), MoNuSeg/Aperio XML, label images (TIFF/PNG). Prints a table; ``--json``
 writes every number. ``--points --radius R``: point detections (e.g. mitoses) matched one
-to one within R px: precision, recall, F1.
+to one within R px: precision, recall, F1. ``MODEL CROPS --points --crops --mpp X``: the
+mitosis model MODEL (folder, ``default`` or ``heuristic``) on a folder of crops centred on
+mitotic figures (a lab's own scanner): recall within R px of the centre.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ def add_arguments(parser) -> None:
                         help="score points (e.g. mitoses; polygons count by centroid) instead of nucleus outlines")
     parser.add_argument("--radius", type=float, default=30.0,
                         help="with --points: matching radius in pixels (default 30, MIDOG's at 0.25 µm/px)")
+    parser.add_argument("--crops", action="store_true",
+                        help="with --points: GT is a folder of image crops each centred on a mitotic figure (class "
+                             "sub-folders allowed) and PRED the mitosis model to check on them (a model folder, "
+                             "'default' or 'heuristic'): recall within --radius of the centre")
+    parser.add_argument("--mpp", type=float, default=None, help="with --crops: µm per pixel of the crops (required)")
+    parser.add_argument("--device", default="cpu", help="with --crops: auto | cpu | cuda | mps (default cpu)")
     parser.add_argument("--regions", action="store_true",
                         help="score tissue regions (Epidermis/Dermis/Tumor/Inflammation/Other areas): Dice and IoU per class")
 
@@ -43,6 +51,8 @@ def run(args) -> int:
 
         if args.radius <= 0:
             raise InputError(None, f"--radius must be positive, got {args.radius}")
+        if args.crops:
+            return _figure_crops(args)
         result = evaluate_point_paths(args.pred, args.gt, radius=args.radius)
         if args.json:
             write_json_atomic(args.json, result)
@@ -52,4 +62,22 @@ def run(args) -> int:
     if args.json:
         write_json_atomic(args.json, result)
     print(format_table(result))
+    return 0
+
+
+def _figure_crops(args) -> int:
+    """``--points --crops``: run the mitosis model PRED on the crops in GT."""
+    from detectors.mitosis.detector import MitosisDetector
+    from tiling.errors import InputError
+    from wsi_pipeline.evaluation.points import evaluate_figure_crops, format_crops_table
+    from wsi_pipeline.evaluation.report import write_json_atomic
+
+    if args.mpp is None or args.mpp <= 0:
+        raise InputError(None, "--crops needs --mpp, the µm per pixel of the crops (e.g. 0.25 at 40x)")
+    model = None if args.pred == "heuristic" else args.pred
+    detector = MitosisDetector(model=model, device=args.device)
+    result = evaluate_figure_crops(args.gt, detector=detector, mpp=args.mpp, radius_um=args.radius * args.mpp)
+    if args.json:
+        write_json_atomic(args.json, result)
+    print(format_crops_table(result))
     return 0

@@ -4,6 +4,12 @@ Matching is one-to-one within ``radius`` pixels (MIDOG uses 30 px at 0.25 µm/px
 the pairs are assigned by the Hungarian algorithm on distance (optimal, so the count of
 matches is the largest possible), pairs farther than ``radius`` never match.
 Polygons are reduced to their centroids; GeoJSON features can be filtered by class.
+
+:func:`evaluate_figure_crops`: a folder of image crops each centred on a mitotic figure
+(e.g. a lab's own scanner; class sub-folders such as ``normal/`` and ``atypical/`` are
+reported apart): the mitosis detector runs on each crop; a figure is found when a
+detection lies within ``radius_um`` of the centre. Also the candidate recall (a candidate
+nucleus within the radius: the ceiling of any scorer) and the other detections per crop.
 """
 
 from __future__ import annotations
@@ -129,6 +135,80 @@ def _pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
             raise InputError(pred, f"no GeoJSON file name matches one in {gt}")
         return [(s, p[s], g[s]) for s in common]
     raise InputError(pred, "give two GeoJSON files or two folders")
+
+
+def _crop_files(folder: Path) -> list[tuple[str, Path]]:
+    """(class, image) pairs: images in ``folder`` (class ``figure``) and in its sub-folders."""
+    from wsi_pipeline.training.mitosis_data import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        raise InputError(folder, "not a folder of crops centred on mitotic figures")
+    out = []
+    for d in [folder, *sorted(x for x in folder.iterdir() if x.is_dir())]:
+        cls = "figure" if d == folder else d.name
+        out += [(cls, f) for f in sorted(d.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    if not out:
+        raise InputError(folder, "no crops (.png/.tif/.jpg) here or in its sub-folders")
+    return out
+
+
+def evaluate_figure_crops(folder: str | Path, *, detector, mpp: float, radius_um: float = 7.5) -> dict:
+    """Recall of ``detector`` (a :class:`~detectors.mitosis.detector.MitosisDetector`) on
+    crops centred on mitotic figures. ``mpp``: µm/px of the crops (resampled to the
+    detector's). Returns ``{"radius_um", "mpp", "model", "validated", "threshold",
+    "total": {...}, "by_class": {cls: {...}}, "images": {cls/name: {...}}}``; each summary has
+    ``crops``, ``found``, ``recall``, ``candidates_found``, ``candidate_recall``,
+    ``other_detections`` (detections farther than the radius from the centre) and
+    ``other_detections_per_crop``."""
+    from wsi_pipeline.training.mitosis_data import MODEL_MPP, read_rgb
+
+    if mpp <= 0 or radius_um <= 0:
+        raise InputError(None, f"mpp and radius must be positive, got {mpp} and {radius_um}")
+    scorer = detector.scorer
+    if abs(scorer.mpp - MODEL_MPP) > 1e-6:
+        raise ValueError(f"the mitosis scorer works at {scorer.mpp} µm/px, crops are read at {MODEL_MPP}")
+    radius = radius_um / MODEL_MPP
+    per: dict[str, dict] = {}
+    for cls, path in _crop_files(Path(folder)):
+        im = read_rgb(path, mpp=mpp)  # resampled to MODEL_MPP
+        centres, probs = detector.score_candidates(im)
+        d = np.hypot(centres[:, 0] - im.shape[1] / 2, centres[:, 1] - im.shape[0] / 2)
+        det = probs >= scorer.threshold
+        per[f"{cls}/{path.name}"] = {"class": cls, "found": bool((det & (d <= radius)).any()),
+                                     "candidate": bool((d <= radius).any()),
+                                     "best_probability": float(probs[d <= radius].max()) if (d <= radius).any() else None,
+                                     "other_detections": int((det & (d > radius)).sum())}
+    classes = sorted({r["class"] for r in per.values()})
+    return {"radius_um": float(radius_um), "mpp": float(mpp), "model": scorer.description,
+            "validated": bool(scorer.validated), "threshold": float(scorer.threshold),
+            "total": _crop_summary(per.values()),
+            "by_class": {c: _crop_summary(r for r in per.values() if r["class"] == c) for c in classes},
+            "images": per}
+
+
+def _crop_summary(rows) -> dict:
+    rows = list(rows)
+    n = len(rows)
+    found, cand = sum(r["found"] for r in rows), sum(r["candidate"] for r in rows)
+    other = sum(r["other_detections"] for r in rows)
+    return {"crops": n, "found": found, "recall": found / n if n else 0.0, "candidates_found": cand,
+            "candidate_recall": cand / n if n else 0.0, "other_detections": other,
+            "other_detections_per_crop": other / n if n else 0.0}
+
+
+def format_crops_table(result: dict) -> str:
+    """Recall per class and in total, for people."""
+    lines = [f"mitotic figures at the crop centres, found within {result['radius_um']:g} µm "
+             f"(crops at {result['mpp']:g} µm/px)",
+             f"model: {result['model']}",
+             f"{'class':14s} {'crops':>6s} {'found':>6s} {'recall':>7s} {'candidate recall':>17s} {'other det./crop':>16s}"]
+    rows = list(result["by_class"].items())
+    if len(rows) > 1:
+        rows.append(("TOTAL", result["total"]))
+    for name, s in rows:
+        lines.append(f"{name[:14]:14s} {s['crops']:6d} {s['found']:6d} {s['recall']:7.3f} {s['candidate_recall']:17.3f} "
+                     f"{s['other_detections_per_crop']:16.2f}")
+    return "\n".join(lines)
 
 
 def format_points_table(result: dict) -> str:
