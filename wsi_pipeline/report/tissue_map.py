@@ -9,9 +9,10 @@ Which map made it decides how far its ``Tumor`` is trusted as the lesion:
 * ``"model"``: a tissue model trained on a pathologist's annotations (``run --tissue-model``);
 * ``"proposed"``: the weight-free rules (review required), or a map that does not say.
 
-The map says so in its FeatureCollection ``properties``: ``{"regions": {"model": NAME,
-"trained": true|false}}`` (also read: a top-level ``regions_model`` / ``model`` with the same
-keys, or ``"synthetic": true`` for generated truth, which counts as drawn).
+The map says so in its FeatureCollection ``properties``: ``{"regions_model": {"model": NAME,
+"trained": true|false}}`` (also read: the same keys inside ``regions`` or ``model``;
+``"synthetic": true`` marks generated truth, which counts as drawn). A map that names no
+model is taken as the weight-free one.
 """
 
 from __future__ import annotations
@@ -83,17 +84,26 @@ def load_tissue_map(results_dir: str | Path, *, mpp: tuple[float, float]) -> Tis
 
 
 def map_source(properties: dict) -> tuple[str, str]:
-    """(``"model"`` | ``"proposed"`` | ``"drawn"``, description) from the collection's properties."""
+    """(``"model"`` | ``"proposed"`` | ``"drawn"``, description) from the collection's properties.
+
+    A map counts as a trained model's only when it says so (``trained: true``, or a model name
+    that is not weight-free); a map that names no model is the weight-free one (proposed)."""
     props = properties or {}
     if props.get("synthetic") is True:
         return DRAWN, "synthetic ground truth"
-    info = props.get("regions") or props.get("regions_model") or props.get("model")
-    if isinstance(info, str):
-        info = {"model": info}
-    if not isinstance(info, dict):
-        return PROPOSED, "weight-free tissue map (no model recorded)"
-    name = str(info.get("model") or info.get("name") or "tissue map")
-    trained = info.get("trained")
-    if trained is None:
-        trained = not any(w in name.lower() for w in ("weight-free", "weightfree", "rules", "rule-based"))
-    return (MODEL, f"tissue model {name}") if trained else (PROPOSED, f"{name} (weight-free, review required)")
+    for key in ("regions_model", "regions", "model"):
+        info = props.get(key)
+        info = {"model": info} if isinstance(info, str) else info
+        if not isinstance(info, dict):
+            continue
+        name = info.get("model") or info.get("name")
+        trained = info.get("trained")
+        if name is None and trained is None:
+            continue
+        name = str(name or "tissue model")
+        if trained is None:
+            trained = not any(w in name.lower() for w in ("weight-free", "weightfree", "rules", "rule-based"))
+        if trained:
+            return MODEL, f"tissue model {name}"
+        return PROPOSED, f"{name} (weight-free, review required)"
+    return PROPOSED, "weight-free tissue map (review required)"

@@ -1,0 +1,177 @@
+"""The synoptic draft on melanoma-like results folders with known answers (µm unless noted).
+
+Skin 6 x 3 mm, surface on top: keratin 0-20 µm (Other), nucleated epidermis 20-100 µm. A
+junctional tumour replaces the lower epidermis from 60 µm down, so the granular line is
+y = 20 and the Breslow thickness is the tumour's depth below it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from shapely.geometry import Point, box
+
+from tiling._array import ArraySlide
+from wsi_pipeline.cli import main
+from wsi_pipeline.report.breslow import round_tenth_mm
+from wsi_pipeline.report.margins.testing import scatter_cells, tissue_image, write_case
+from wsi_pipeline.report.staging import pt_category
+from wsi_pipeline.report.synoptic import OUTPUTS, build_draft, write_synoptic
+
+MPP = (2.0, 2.0)
+SKIN = box(0, 0, 6_000, 3_000)
+INKS = {"black": [box(0, 2_900, 6_000, 3_100)], "blue": [box(-100, 300, 100, 3_000)]}
+MODEL = {"regions_model": {"model": "tissue-unet-v1", "trained": True}}
+VALIDATED = {"counts": {"mitoses_validated": True, "mitoses_per_mm2": 4.0, "mitosis_model": "cnn",
+                        "mitotic_rate": {"value": 4.0, "area_mm2": 1.0, "assessed": True, "reason": None}}}
+UNVALIDATED = {"counts": {"mitoses_validated": False, "mitoses_per_mm2": None, "mitotic_rate": {
+    "value": None, "assessed": False, "reason": "not assessed: no validated mitosis model"}}}
+
+
+def melanoma_case(folder, *, depth_um, ulcer=None, til="brisk", drawn=None, summary=None, tumour=True):
+    """A results folder; returns the tumour (µm). ulcer : (x0, x1) of an ulcer over the tumour."""
+    nest = box(2_500, 60, 3_500, 20 + depth_um)
+    tissue = SKIN
+    keratin, epidermis = box(0, 0, 6_000, 20), box(0, 20, 6_000, 100).difference(nest)
+    if ulcer is not None:
+        void = box(ulcer[0], -1, ulcer[1], 60)
+        tissue, keratin, epidermis = tissue.difference(void), keratin.difference(void), epidermis.difference(void)
+    regions = {"Other": [keratin], "Epidermis": [epidermis],
+               "Dermis": [tissue.difference(box(0, 0, 6_000, 100)).difference(nest)]}
+    if tumour:
+        regions["Tumor"] = [nest]
+    invasive = nest.difference(box(0, 0, 6_000, 100))
+    cells = scatter_cells(invasive, "Tumor", spacing_um=14, seed=1)
+    if til == "brisk":
+        cells += scatter_cells(invasive, "Lymphocyte", spacing_um=20, seed=2)
+    elif til == "non-brisk":
+        cells += scatter_cells(Point(2_800, 400).buffer(50), "Lymphocyte", spacing_um=20, seed=3)
+    cells += scatter_cells(box(4_000, 1_500, 4_300, 1_700), "Lymphocyte", spacing_um=8, seed=4)  # dermal aggregate
+    write_case(folder, mpp=MPP, tissue=[tissue], inks=INKS, tumour=drawn, regions=regions, regions_properties=MODEL,
+               cells=cells, summary=summary)
+    return nest
+
+
+def _slide():
+    return ArraySlide(tissue_image([SKIN], mpp=MPP, size_px=(3_100, 1_600)), mpp=MPP)
+
+
+def _find(draft_or_dict, name):
+    findings = draft_or_dict["findings"] if isinstance(draft_or_dict, dict) else [f.to_dict() for f in draft_or_dict.findings]
+    return next(f for f in findings if f["name"] == name)
+
+
+def test_ulcerated_brisk_melanoma_pt2b(tmp_path, artifacts_dir):
+    melanoma_case(tmp_path, depth_um=1_240, ulcer=(2_800, 3_200), til="brisk", summary=VALIDATED)
+    out = write_synoptic(_slide(), tmp_path, diagnosis="Melanoma")
+    assert set(OUTPUTS) <= set(out["files"]) and all((tmp_path / n).is_file() for n in out["files"])
+    breslow = _find(out, "Breslow thickness")
+    assert breslow["value"] == 1.2 and breslow["source"] == "model"
+    assert 1_225 <= breslow["details"]["measured_um"] <= 1_241  # the corner under the granular line, or the ulcer base
+    ulcer = _find(out, "Ulceration")
+    assert ulcer["value"] is True and ulcer["details"]["length_mm"] == pytest.approx(0.4, abs=0.02)
+    assert _find(out, "Tumour-infiltrating lymphocytes")["value"] == "brisk"
+    assert _find(out, "Mitotic rate")["value"] == 4.0
+    assert _find(out, "pT (AJCC 8th)")["value"] == "pT2b"
+    assert out["diagnosis"] == {"value": "melanoma", "stated_by": "user"}
+    assert out["caveat"].startswith("Computer-assisted draft")
+    line = np.asarray(out["breslow_line_px"]) * MPP[0]
+    assert line[1][1] == pytest.approx(1_260, abs=3)  # the deepest point is on the tumour's floor
+    geo = json.loads((tmp_path / "synoptic.geojson").read_text())
+    classes = {f["properties"]["classification"]["name"] for f in geo["features"]}
+    assert {"Breslow thickness", "Ulceration"} <= classes
+    assert json.loads((tmp_path / "synoptic.json").read_text())["summary"]["pT"] == "pT2b"
+    assert (tmp_path / "synoptic_report.pdf").read_bytes().startswith(b"%PDF")
+    page = (tmp_path / "synoptic_report.html").read_text()
+    assert "to be confirmed by the pathologist" in page and "Breslow thickness" in page
+    (artifacts_dir / "synoptic_ulcerated.pdf").write_bytes((tmp_path / "synoptic_report.pdf").read_bytes())
+
+
+def test_thin_non_brisk_melanoma_pt1a(tmp_path):
+    melanoma_case(tmp_path, depth_um=520, til="non-brisk", summary=UNVALIDATED)
+    draft = build_draft(tmp_path, mpp=MPP, diagnosis="melanoma")
+    assert _find(draft, "Breslow thickness")["value"] == 0.5
+    assert draft.breslow.thickness_um == pytest.approx(520, abs=3)
+    x0, y0, x1, y1 = draft.breslow.line.bounds
+    assert x1 - x0 < 5 and y0 == pytest.approx(20, abs=3)  # perpendicular: straight down from the granular line
+    assert _find(draft, "Ulceration")["value"] is False
+    tils = _find(draft, "Tumour-infiltrating lymphocytes")
+    assert tils["value"] == "non-brisk" and tils["details"]["lymphocytes_in_invasive_tumour"] > 0
+    assert _find(draft, "pT (AJCC 8th)")["value"] == "pT1a"
+    rate = _find(draft, "Mitotic rate")
+    assert rate["value"] is None and rate["display"] == "not assessed" and "validated" in rate["reason"]
+
+
+def test_absent_tils_and_no_diagnosis_no_pt(tmp_path):
+    melanoma_case(tmp_path, depth_um=2_500, til="absent")
+    draft = build_draft(tmp_path, mpp=MPP)
+    assert _find(draft, "Tumour-infiltrating lymphocytes")["value"] == "absent"
+    assert _find(draft, "Breslow thickness")["value"] == 2.5
+    pt = _find(draft, "pT (AJCC 8th)")
+    assert pt["value"] is None and "no diagnosis stated" in pt["reason"]
+    assert _find(draft, "Mitotic rate")["reason"].startswith("summary.json missing")
+    assert draft.summary()["til_grade"] == "absent"
+
+
+def test_drawn_tumour_wins_and_the_report_says_so(tmp_path):
+    drawn = box(1_000, 60, 1_400, 860)  # another place, 0.8 mm deep below the granular line (y = 20)
+    melanoma_case(tmp_path, depth_um=1_240, drawn=[drawn])
+    draft = build_draft(tmp_path, mpp=MPP, diagnosis="melanoma")
+    assert draft.lesion.kind == "drawn" and draft.lesion.source == "annotations.geojson"
+    assert _find(draft, "Lesion")["display"].startswith("the Tumor annotation drawn on the slide")
+    assert _find(draft, "Breslow thickness")["value"] == 0.8
+    assert _find(draft, "Breslow thickness")["source"] == "model"  # drawn tumour, epidermis from the model
+
+
+def test_no_tumour_found_is_an_answer(tmp_path, capsys):
+    melanoma_case(tmp_path / "res", depth_um=500, tumour=False)
+    slide = tmp_path / "skin.tif"
+    tifffile.imwrite(slide, tissue_image([SKIN], mpp=MPP, size_px=(3_100, 1_600)), tile=(256, 256), photometric="rgb")
+    rc = main(["report", str(slide), "--results", str(tmp_path / "res"), "--mpp", str(MPP[0]),
+               "--diagnosis", "melanoma"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert out.startswith("No tumour found") and "Closest margin" not in out
+    data = json.loads((tmp_path / "res" / "synoptic.json").read_text())
+    assert data["lesion"]["found"] is False and data["summary"]["closest_margin"] is None
+    assert _find(data, "Breslow thickness")["reason"] == "no tumour found"
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--diagnosis", "melanomma"], "--diagnosis: unknown diagnosis 'melanomma'"),
+    (["--lesion", "{tmp}/empty.geojson"], "empty.geojson: holds no polygons"),
+    (["--results", "{tmp}/nowhere"], "nowhere: results folder not found"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, problem):
+    melanoma_case(tmp_path / "res", depth_um=500)
+    (tmp_path / "empty.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    slide = tmp_path / "skin.tif"
+    tifffile.imwrite(slide, tissue_image([SKIN], mpp=MPP, size_px=(3_100, 1_600)), tile=(256, 256), photometric="rgb")
+    argv = ["report", str(slide), "--results", str(tmp_path / "res"), "--mpp", str(MPP[0])]
+    argv += [a.format(tmp=tmp_path) for a in args]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("\n") == 1 and problem in err
+    assert not any((tmp_path / "res" / n).exists() for n in (*OUTPUTS, "margins.json"))
+
+
+def test_missing_tissue_geojson_names_the_file(tmp_path):
+    from tiling.errors import InputError
+
+    with pytest.raises(InputError, match="tissue.geojson: missing"):
+        build_draft(tmp_path, mpp=MPP)
+
+
+@pytest.mark.parametrize("mm, ulcerated, expected", [
+    (0.7, False, "pT1a"), (0.7, True, "pT1b"), (0.8, False, "pT1b"), (1.0, False, "pT1b"), (1.1, False, "pT2a"),
+    (2.0, True, "pT2b"), (2.1, False, "pT3a"), (4.0, True, "pT3b"), (4.1, True, "pT4b"), (1.5, None, "pT2"),
+])
+def test_ajcc8_pt(mm, ulcerated, expected):
+    assert pt_category(mm, ulcerated) == expected
+
+
+def test_thickness_rounds_halves_up():
+    assert round_tenth_mm(0.75) == 0.8 and round_tenth_mm(0.749) == 0.7 and round_tenth_mm(1.05) == 1.1

@@ -1,0 +1,96 @@
+"""Breslow thickness and ulceration (AJCC 8th edition), from the lesion and the tissue map.
+
+Breslow thickness: the largest distance from a tumour point to the reference surface (the
+granular line, or over an ulcer the ulcer base; :mod:`.skin_surface`). The distance from a
+point to a line is taken at the line's nearest point, where the measuring line stands
+perpendicular to the local surface; the measuring line runs from that foot to the deepest
+tumour point. Reported in mm to 0.1 mm (halves up: 0.75-0.84 mm is 0.8 mm). Only tumour and
+surface of the same tissue piece are paired.
+
+Ulceration: present when an ulcer (a stretch of surface without epidermis over the tumour)
+is found; its length is the length of the ulcer base(s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString
+
+from wsi_pipeline.report.findings import Finding, not_assessed
+from wsi_pipeline.report.skin_surface import SkinSurface
+
+BRESLOW = "Breslow thickness"
+ULCERATION = "Ulceration"
+
+
+@dataclass(frozen=True)
+class Breslow:
+    """thickness_um : the measured thickness; line : foot on the reference -> deepest tumour
+    point (µm); from_ulcer : the foot lies on an ulcer base; piece : tissue piece index."""
+
+    thickness_um: float
+    line: LineString
+    from_ulcer: bool
+    piece: int
+
+    @property
+    def thickness_mm(self) -> float:
+        """Rounded to 0.1 mm, halves up (AJCC 8)."""
+        return round_tenth_mm(self.thickness_um / 1000.0)
+
+
+def round_tenth_mm(mm: float) -> float:
+    """``mm`` to the nearest 0.1, halves up (0.75 -> 0.8; Python's round would give 0.8 or 0.7)."""
+    return float(Decimal(repr(float(mm))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def measure_breslow(pieces, lesion_foci, surface: SkinSurface, *, surface_um: float,
+                    step_um: float = 2.0) -> Breslow | None:
+    """The deepest tumour point's distance to the reference surface of its piece (µm);
+    ``None`` when no piece has both tumour and surface."""
+    reference = surface.reference
+    if reference is None or not lesion_foci:
+        return None
+    lesion = shapely.union_all(list(lesion_foci))
+    best = None
+    for index, piece in enumerate(pieces):
+        ref = reference.intersection(piece.buffer(surface_um))
+        tumour = lesion.intersection(piece)
+        if ref.is_empty or tumour.is_empty or tumour.area <= 0:
+            continue
+        pts = shapely.get_coordinates(shapely.segmentize(tumour.boundary, step_um))
+        d = shapely.distance(shapely.points(pts), ref)
+        i = int(np.argmax(d))
+        if best is None or d[i] > best[0]:
+            foot = shapely.get_coordinates(shapely.shortest_line(shapely.Point(pts[i]), ref))[1]
+            best = (float(d[i]), LineString([foot, pts[i]]), index)
+    if best is None:
+        return None
+    d, line, index = best
+    foot = shapely.Point(line.coords[0])
+    from_ulcer = any(u.piece == index and u.base.distance(foot) < 1e-6 + 1.0 for u in surface.ulcers)
+    return Breslow(d, line, from_ulcer, index)
+
+
+def breslow_finding(breslow: Breslow | None, *, source: str, reason: str | None = None) -> Finding:
+    """The Breslow line of the draft (``reason`` when it could not be measured)."""
+    if breslow is None:
+        return not_assessed(BRESLOW, reason or "no tumour under an identified epidermal surface", source=source)
+    ref = "the ulcer base" if breslow.from_ulcer else "the top of the granular layer"
+    return Finding(BRESLOW, breslow.thickness_mm, f"{breslow.thickness_mm:.1f} mm", source,
+                   details={"measured_um": round(breslow.thickness_um, 1), "from": ref, "piece": breslow.piece + 1})
+
+
+def ulceration_finding(surface: SkinSurface | None, *, source: str, reason: str | None = None) -> Finding:
+    """Present / absent with the length (mm) of the ulcer base(s)."""
+    if surface is None:
+        return not_assessed(ULCERATION, reason or "no epidermis identified", source=source)
+    if not surface.ulcers:
+        return Finding(ULCERATION, False, "absent", source, details={"length_mm": 0.0})
+    length = sum(u.length_um for u in surface.ulcers) / 1000.0
+    return Finding(ULCERATION, True, f"present, {length:.2f} mm", source,
+                   details={"length_mm": round(length, 3), "stretches": len(surface.ulcers)})

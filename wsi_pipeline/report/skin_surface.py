@@ -1,0 +1,128 @@
+"""The skin surface Breslow is measured from: the granular line and the ulcer bases.
+
+All geometry in micrometres.
+
+* **Granular line**: the upper boundary of the nucleated epidermis (the tissue map's
+  ``Epidermis``), i.e. its boundary that does not touch the tissue below (Dermis, Tumor,
+  Inflammation) and lies within ``surface_um`` of the tissue's outer edge.
+* **Ulcer**: a stretch of the tissue's outer edge where the epidermis is absent (no
+  epidermis right under the edge), bounded by epidermal surface on both sides, uninked,
+  roughly straight (its length at most twice the chord: not the way round the specimen),
+  with tumour lying under most of it (within ``ulcer_depth_um`` of the edge). The ulcer base
+  is that stretch of edge.
+* **Reference**: the granular line plus the ulcer bases (AJCC 8: Breslow thickness is
+  measured from the top of the granular layer or, over an ulcer, from the ulcer base).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString, MultiLineString
+
+from wsi_pipeline.report.margins.edges import along_epidermis, polygons_of
+
+
+@dataclass(frozen=True)
+class Ulcer:
+    """One ulcer: the edge stretch (µm) and the piece it is on."""
+
+    piece: int
+    base: LineString
+
+    @property
+    def length_um(self) -> float:
+        return float(self.base.length)
+
+
+@dataclass(frozen=True)
+class SkinSurface:
+    """granular : the granular line (µm); ulcers : the ulcer bases; reference : both together."""
+
+    granular: MultiLineString
+    ulcers: tuple[Ulcer, ...]
+
+    @property
+    def reference(self):
+        parts = list(self.granular.geoms) + [u.base for u in self.ulcers]
+        return MultiLineString(parts) if parts else None
+
+    @property
+    def found(self) -> bool:
+        return not self.granular.is_empty or bool(self.ulcers)
+
+
+def granular_line(epidermis, below, tissue_edge, *, surface_um: float, step_um: float = 4.0,
+                  touch_um: float = 6.0) -> MultiLineString:
+    """The upper boundary of ``epidermis`` as lines (µm).
+
+    epidermis : the map's Epidermis; below : the tissue under it (Dermis, Tumor,
+    Inflammation); tissue_edge : the tissue pieces' outer rings. A boundary point is kept
+    when it is farther than ``touch_um`` from ``below`` and within ``surface_um`` of the
+    tissue edge (islands of "epidermis" deep in the dermis are not the surface).
+    """
+    lines = []
+    for poly in polygons_of(epidermis):
+        ring = LineString(poly.exterior.coords)
+        n = max(8, math.ceil(ring.length / step_um))
+        s = np.arange(n) * (ring.length / n)
+        pts = shapely.line_interpolate_point(ring, s)
+        keep = shapely.distance(pts, tissue_edge) <= surface_um
+        if below is not None and not below.is_empty:
+            keep &= shapely.distance(pts, below) > touch_um
+        lines += _runs(shapely.get_coordinates(pts), keep)
+    return MultiLineString(lines)
+
+
+def find_ulcers(pieces, epidermis, tumour, inks, *, surface_um: float, ulcer_depth_um: float,
+                ink_distance_um: float, step_um: float = 5.0, min_ulcer_um: float = 30.0) -> tuple[Ulcer, ...]:
+    """Ulcers along each piece's outer edge (see module docstring); µm throughout."""
+    if epidermis is None or epidermis.is_empty or tumour is None or tumour.is_empty:
+        return ()
+    ink = shapely.union_all(list(inks.values())) if inks else None
+    out = []
+    for index, piece in enumerate(pieces):
+        ring = LineString(piece.exterior.coords)
+        n = max(16, math.ceil(ring.length / step_um))
+        s = np.arange(n) * (ring.length / n)
+        pts = shapely.line_interpolate_point(ring, s)
+        surface = along_epidermis(ring, s, epidermis, surface_um=surface_um)
+        if not surface.any() or surface.all():
+            continue
+        inked = np.zeros(n, bool) if ink is None else shapely.distance(pts, ink) <= ink_distance_um
+        under = shapely.distance(pts, tumour) <= ulcer_depth_um
+        xy = shapely.get_coordinates(pts)
+        for run in _cyclic_runs(~surface):
+            if inked[run].any() or under[run].mean() < 0.5:
+                continue
+            coords = xy[run]
+            if len(coords) < 2:
+                continue
+            base = LineString(coords)
+            chord = float(np.hypot(*(coords[-1] - coords[0])))
+            if base.length < min_ulcer_um or base.length > 2.0 * max(chord, 1e-9):
+                continue
+            out.append(Ulcer(index, base))
+    return tuple(out)
+
+
+def _runs(xy: np.ndarray, keep: np.ndarray) -> list[LineString]:
+    """Lines through consecutive kept points of a closed ring (runs across the start joined)."""
+    return [LineString(xy[run]) for run in _cyclic_runs(keep) if len(run) >= 2]
+
+
+def _cyclic_runs(mask: np.ndarray) -> list[np.ndarray]:
+    """Index arrays of the maximal runs of True in a cyclic ``(N,)`` bool array."""
+    n = len(mask)
+    if n == 0 or not mask.any():
+        return []
+    if mask.all():
+        return [np.arange(n)]
+    start = int(np.flatnonzero(~mask)[0])  # roll so that a run never wraps
+    order = (np.arange(n) + start) % n
+    m = mask[order]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], m.astype(np.int8), [0]])))
+    return [order[a:b] for a, b in zip(edges[::2], edges[1::2])]
