@@ -2,7 +2,8 @@
 
 Skin 6 x 3 mm, surface on top: keratin 0-20 µm (Other), nucleated epidermis 20-100 µm. A
 junctional tumour replaces the lower epidermis from 60 µm down, so the granular line is
-y = 20 and the Breslow thickness is the tumour's depth below it.
+y = 20 and the Breslow thickness is the tumour's depth below it. Everything is shifted by
+:data:`OFF` so the tissue lies inside the scanned area (edges on its border are no margins).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from shapely.geometry import Point, box
+from shapely import affinity
+from shapely.geometry import Point
+from shapely.geometry import box as _box
 
 from tiling._array import ArraySlide
 from wsi_pipeline.cli import main
@@ -22,7 +25,15 @@ from wsi_pipeline.report.staging import pt_category
 from wsi_pipeline.report.synoptic import OUTPUTS, build_draft, write_synoptic
 
 MPP = (2.0, 2.0)
+OFF = 300.0
+
+
+def box(x0, y0, x1, y1):
+    return affinity.translate(_box(x0, y0, x1, y1), OFF, OFF)
+
+
 SKIN = box(0, 0, 6_000, 3_000)
+SIZE_PX = (3_300, 1_800)
 INKS = {"black": [box(0, 2_900, 6_000, 3_100)], "blue": [box(-100, 300, 100, 3_000)]}
 MODEL = {"regions_model": {"model": "tissue-unet-v1", "trained": True}}
 VALIDATED = {"counts": {"mitoses_validated": True, "mitoses_per_mm2": 4.0, "mitosis_model": "cnn",
@@ -37,7 +48,7 @@ def melanoma_case(folder, *, depth_um, ulcer=None, til="brisk", drawn=None, summ
     tissue = SKIN
     keratin, epidermis = box(0, 0, 6_000, 20), box(0, 20, 6_000, 100).difference(nest)
     if ulcer is not None:
-        void = box(ulcer[0], -1, ulcer[1], 60)
+        void = box(ulcer[0], -50, ulcer[1], 60)
         tissue, keratin, epidermis = tissue.difference(void), keratin.difference(void), epidermis.difference(void)
     regions = {"Other": [keratin], "Epidermis": [epidermis],
                "Dermis": [tissue.difference(box(0, 0, 6_000, 100)).difference(nest)]}
@@ -48,7 +59,7 @@ def melanoma_case(folder, *, depth_um, ulcer=None, til="brisk", drawn=None, summ
     if til == "brisk":
         cells += scatter_cells(invasive, "Lymphocyte", spacing_um=20, seed=2)
     elif til == "non-brisk":
-        cells += scatter_cells(Point(2_800, 400).buffer(50), "Lymphocyte", spacing_um=20, seed=3)
+        cells += scatter_cells(Point(2_800 + OFF, 400 + OFF).buffer(50), "Lymphocyte", spacing_um=20, seed=3)
     cells += scatter_cells(box(4_000, 1_500, 4_300, 1_700), "Lymphocyte", spacing_um=8, seed=4)  # dermal aggregate
     write_case(folder, mpp=MPP, tissue=[tissue], inks=INKS, tumour=drawn, regions=regions, regions_properties=MODEL,
                cells=cells, summary=summary)
@@ -56,7 +67,7 @@ def melanoma_case(folder, *, depth_um, ulcer=None, til="brisk", drawn=None, summ
 
 
 def _slide():
-    return ArraySlide(tissue_image([SKIN], mpp=MPP, size_px=(3_100, 1_600)), mpp=MPP)
+    return ArraySlide(tissue_image([SKIN], mpp=MPP, size_px=SIZE_PX), mpp=MPP)
 
 
 def _find(draft_or_dict, name):
@@ -77,9 +88,13 @@ def test_ulcerated_brisk_melanoma_pt2b(tmp_path, artifacts_dir):
     assert _find(out, "Mitotic rate")["value"] == 4.0
     assert _find(out, "pT (AJCC 8th)")["value"] == "pT2b"
     assert out["diagnosis"] == {"value": "melanoma", "stated_by": "user"}
+    # the ulcer base is skin surface, not an involved uninked margin; the headline is the deep ink
+    assert out["headline"] == "Closest margin: 1.7 mm to black ink (deep). CLEAR."
+    assert _find(out, "Peripheral margin")["value"] == pytest.approx(2.5, abs=0.01)
+    assert out["margins"]["epidermal_surface"]["identified"]
     assert out["caveat"].startswith("Computer-assisted draft")
     line = np.asarray(out["breslow_line_px"]) * MPP[0]
-    assert line[1][1] == pytest.approx(1_260, abs=3)  # the deepest point is on the tumour's floor
+    assert line[1][1] == pytest.approx(1_260 + OFF, abs=3)  # the deepest point is on the tumour's floor
     geo = json.loads((tmp_path / "synoptic.geojson").read_text())
     classes = {f["properties"]["classification"]["name"] for f in geo["features"]}
     assert {"Breslow thickness", "Ulceration"} <= classes
@@ -96,7 +111,7 @@ def test_thin_non_brisk_melanoma_pt1a(tmp_path):
     assert _find(draft, "Breslow thickness")["value"] == 0.5
     assert draft.breslow.thickness_um == pytest.approx(520, abs=3)
     x0, y0, x1, y1 = draft.breslow.line.bounds
-    assert x1 - x0 < 5 and y0 == pytest.approx(20, abs=3)  # perpendicular: straight down from the granular line
+    assert x1 - x0 < 5 and y0 == pytest.approx(20 + OFF, abs=3)  # perpendicular: straight down from the granular line
     assert _find(draft, "Ulceration")["value"] is False
     tils = _find(draft, "Tumour-infiltrating lymphocytes")
     assert tils["value"] == "non-brisk" and tils["details"]["lymphocytes_in_invasive_tumour"] > 0
@@ -129,7 +144,7 @@ def test_drawn_tumour_wins_and_the_report_says_so(tmp_path):
 def test_no_tumour_found_is_an_answer(tmp_path, capsys):
     melanoma_case(tmp_path / "res", depth_um=500, tumour=False)
     slide = tmp_path / "skin.tif"
-    tifffile.imwrite(slide, tissue_image([SKIN], mpp=MPP, size_px=(3_100, 1_600)), tile=(256, 256), photometric="rgb")
+    tifffile.imwrite(slide, tissue_image([SKIN], mpp=MPP, size_px=SIZE_PX), tile=(256, 256), photometric="rgb")
     rc = main(["report", str(slide), "--results", str(tmp_path / "res"), "--mpp", str(MPP[0]),
                "--diagnosis", "melanoma"])
     out = capsys.readouterr().out
@@ -149,7 +164,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, proble
     melanoma_case(tmp_path / "res", depth_um=500)
     (tmp_path / "empty.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     slide = tmp_path / "skin.tif"
-    tifffile.imwrite(slide, tissue_image([SKIN], mpp=MPP, size_px=(3_100, 1_600)), tile=(256, 256), photometric="rgb")
+    tifffile.imwrite(slide, tissue_image([SKIN], mpp=MPP, size_px=SIZE_PX), tile=(256, 256), photometric="rgb")
     argv = ["report", str(slide), "--results", str(tmp_path / "res"), "--mpp", str(MPP[0])]
     argv += [a.format(tmp=tmp_path) for a in args]
     rc = main(argv)

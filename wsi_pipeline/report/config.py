@@ -17,13 +17,12 @@ from wsi_pipeline.report.tils import TilConfig
 
 
 class SynopticConfig(BaseModel):
-    """ulcer_depth_um : tumour within this of a surface stretch without epidermis makes it an
-    ulcer; min_ulcer_um : shorter gaps in the epidermis are ignored (map noise);
+    """min_ulcer_um : shorter gaps in the epidermis over tumour are not reported as ulceration
+    (map noise; what makes a gap an ulcer is the margin config's ``ulcer_depth_um``);
     tils : :class:`~wsi_pipeline.report.tils.TilConfig`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ulcer_depth_um: float = Field(100.0, ge=0)
     min_ulcer_um: float = Field(30.0, ge=0)
     tils: TilConfig = Field(default_factory=TilConfig)
 

@@ -5,11 +5,9 @@ All geometry in micrometres.
 * **Granular line**: the upper boundary of the nucleated epidermis (the tissue map's
   ``Epidermis``), i.e. its boundary that does not touch the tissue below (Dermis, Tumor,
   Inflammation) and lies within ``surface_um`` of the tissue's outer edge.
-* **Ulcer**: a stretch of the tissue's outer edge where the epidermis is absent (no
-  epidermis right under the edge), bounded by epidermal surface on both sides, uninked,
-  roughly straight (its length at most twice the chord: not the way round the specimen),
-  with tumour lying under most of it (within ``ulcer_depth_um`` of the edge). The ulcer base
-  is that stretch of edge.
+* **Ulcer**: a stretch of the tissue's outer edge where the epidermis is absent, over
+  tumour (:func:`~wsi_pipeline.report.margins.surface.surface_mask`). The ulcer base is that
+  stretch of edge.
 * **Reference**: the granular line plus the ulcer bases (AJCC 8: Breslow thickness is
   measured from the top of the granular layer or, over an ulcer, from the ulcer base).
 """
@@ -23,7 +21,8 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiLineString
 
-from wsi_pipeline.report.margins.edges import along_epidermis, polygons_of
+from wsi_pipeline.report.margins.edges import polygons_of
+from wsi_pipeline.report.margins.surface import cyclic_runs, surface_mask
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,8 @@ def granular_line(epidermis, below, tissue_edge, *, surface_um: float, step_um: 
 
 def find_ulcers(pieces, epidermis, tumour, inks, *, surface_um: float, ulcer_depth_um: float,
                 ink_distance_um: float, step_um: float = 5.0, min_ulcer_um: float = 30.0) -> tuple[Ulcer, ...]:
-    """Ulcers along each piece's outer edge (see module docstring); µm throughout."""
+    """Ulcers along each piece's outer edge (see :func:`~wsi_pipeline.report.margins.surface.surface_mask`);
+    gaps shorter than ``min_ulcer_um`` are not reported. µm throughout."""
     if epidermis is None or epidermis.is_empty or tumour is None or tumour.is_empty:
         return ()
     ink = shapely.union_all(list(inks.values())) if inks else None
@@ -89,40 +89,16 @@ def find_ulcers(pieces, epidermis, tumour, inks, *, surface_um: float, ulcer_dep
         n = max(16, math.ceil(ring.length / step_um))
         s = np.arange(n) * (ring.length / n)
         pts = shapely.line_interpolate_point(ring, s)
-        surface = along_epidermis(ring, s, epidermis, surface_um=surface_um)
-        if not surface.any() or surface.all():
-            continue
         inked = np.zeros(n, bool) if ink is None else shapely.distance(pts, ink) <= ink_distance_um
-        under = shapely.distance(pts, tumour) <= ulcer_depth_um
+        _, runs = surface_mask(ring, s, epidermis, inked=inked, tumour=tumour, surface_um=surface_um,
+                               ulcer_depth_um=ulcer_depth_um)
         xy = shapely.get_coordinates(pts)
-        for run in _cyclic_runs(~surface):
-            if inked[run].any() or under[run].mean() < 0.5:
-                continue
-            coords = xy[run]
-            if len(coords) < 2:
-                continue
-            base = LineString(coords)
-            chord = float(np.hypot(*(coords[-1] - coords[0])))
-            if base.length < min_ulcer_um or base.length > 2.0 * max(chord, 1e-9):
-                continue
-            out.append(Ulcer(index, base))
+        for run in runs:
+            if len(run) >= 2 and LineString(xy[run]).length >= min_ulcer_um:
+                out.append(Ulcer(index, LineString(xy[run])))
     return tuple(out)
 
 
 def _runs(xy: np.ndarray, keep: np.ndarray) -> list[LineString]:
     """Lines through consecutive kept points of a closed ring (runs across the start joined)."""
-    return [LineString(xy[run]) for run in _cyclic_runs(keep) if len(run) >= 2]
-
-
-def _cyclic_runs(mask: np.ndarray) -> list[np.ndarray]:
-    """Index arrays of the maximal runs of True in a cyclic ``(N,)`` bool array."""
-    n = len(mask)
-    if n == 0 or not mask.any():
-        return []
-    if mask.all():
-        return [np.arange(n)]
-    start = int(np.flatnonzero(~mask)[0])  # roll so that a run never wraps
-    order = (np.arange(n) + start) % n
-    m = mask[order]
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], m.astype(np.int8), [0]])))
-    return [order[a:b] for a, b in zip(edges[::2], edges[1::2])]
+    return [LineString(xy[run]) for run in cyclic_runs(keep) if len(run) >= 2]

@@ -161,7 +161,7 @@ def build_draft(
         surface = SkinSurface(
             granular_line(epidermis, below, edge, surface_um=margin_config.surface_distance_um),
             find_ulcers(pieces, epidermis, lesion_geom, inks, surface_um=margin_config.surface_distance_um,
-                        ulcer_depth_um=config.ulcer_depth_um, ink_distance_um=margin_config.ink_distance_um,
+                        ulcer_depth_um=margin_config.ulcer_depth_um, ink_distance_um=margin_config.ink_distance_um,
                         min_ulcer_um=config.min_ulcer_um))
         breslow = measure_breslow(pieces, lesion.foci, surface, surface_um=margin_config.surface_distance_um)
         findings.append(breslow_finding(breslow, source=source))

@@ -27,7 +27,7 @@ from scipy.signal import fftconvolve
 from shapely.geometry import LineString, MultiLineString
 
 from wsi_pipeline.report.findings import Finding, not_assessed
-from wsi_pipeline.report.skin_surface import _cyclic_runs
+from wsi_pipeline.report.margins.surface import cyclic_runs
 
 TILS = "Tumour-infiltrating lymphocytes"
 GRADES = ("absent", "non-brisk", "brisk")
@@ -82,7 +82,7 @@ def tumour_base(invasive, reference, *, step_um: float = 5.0) -> MultiLineString
             continue
         d = shapely.distance(pts, reference)
         deep = d >= d.min() + 0.5 * (d.max() - d.min())
-        lines += [LineString(xy[r]) for r in _cyclic_runs(deep) if len(r) >= 2]
+        lines += [LineString(xy[r]) for r in cyclic_runs(deep) if len(r) >= 2]
     return MultiLineString(lines)
 
 

@@ -53,10 +53,14 @@ def assess_margins(results_dir, *, mpp, config=None, lesion_file=None, frame_px=
         x, y, w, h = frame_px
         frame = box(x * mpp[0], y * mpp[1], (x + w) * mpp[0], (y + h) * mpp[1])
     epidermis = None if tissue_map is None else tissue_map.epidermis
-    segments = split_edges(pieces, inks, ink_distance_um=config.ink_distance_um, step_um=config.profile_step_um,
-                           frame=frame, epidermis=epidermis, surface_um=config.surface_distance_um)
     lesion = find_lesion(results_dir, mpp=mpp, lesion_file=lesion_file, proposal=config.proposal,
                          tissue_map=tissue_map)
+    import shapely
+
+    tumour = shapely.union_all(list(lesion.foci)) if lesion.found else None
+    segments = split_edges(pieces, inks, ink_distance_um=config.ink_distance_um, step_um=config.profile_step_um,
+                           frame=frame, epidermis=epidermis, surface_um=config.surface_distance_um, tumour=tumour,
+                           ulcer_depth_um=config.ulcer_depth_um)
     surface = "no tissue map" if tissue_map is None else (
         "no epidermis in the tissue map" if epidermis is None else tissue_map.description)
     return compute_margins(pieces, segments, lesion, config=config, surface_from=surface,

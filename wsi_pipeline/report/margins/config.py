@@ -46,6 +46,7 @@ class MarginConfig(BaseModel):
     surface_name: str = "epidermal surface"
     surface_is_margin: bool = False
     surface_distance_um: float = Field(80.0, ge=0)
+    ulcer_depth_um: float = Field(100.0, ge=0)
     close_mm: float = Field(1.0, ge=0)
     ink_distance_um: float = Field(150.0, ge=0)
     profile_step_um: float = Field(50.0, gt=0)

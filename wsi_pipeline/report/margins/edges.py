@@ -24,6 +24,7 @@ from tiling.errors import InputError
 from wsi_pipeline.report.margins._io import read_features
 from wsi_pipeline.report.margins._units import to_um
 from wsi_pipeline.report.margins.config import SCAN_BORDER, SURFACE, UNINKED
+from wsi_pipeline.report.margins.surface import surface_mask
 
 
 @dataclass(frozen=True)
@@ -84,32 +85,38 @@ def split_edges(
     frame: Polygon | None = None,
     epidermis=None,
     surface_um: float = 80.0,
+    tumour=None,
+    ulcer_depth_um: float = 100.0,
 ) -> list[EdgeSegment]:
     """Split every piece's exterior into :class:`EdgeSegment` by nearest ink colour.
 
     Edge colour is decided at points every ``step_um`` along the ring, so segment ends are
     exact to ``step_um / 2``. ``frame``: the scanned area (µm); edge points within
     ``step_um / 2`` of its border are labelled ``"scan border"``. ``epidermis``: the tissue
-    map's Epidermis (µm) or ``None`` (surface not assessable: uninked edges stay uninked).
+    map's Epidermis (µm) or ``None`` (surface not assessable: uninked edges stay uninked);
+    ``tumour`` (µm): an uninked gap in the surface over it is an ulcer, which is surface too
+    (:func:`~wsi_pipeline.report.margins.surface.surface_mask`).
     """
     segments: list[EdgeSegment] = []
     for index, piece in enumerate(pieces):
         ring = LineString(piece.exterior.coords)
         segments.extend(_split_ring(index, ring, inks, ink_distance_um=ink_distance_um, step_um=step_um, frame=frame,
-                                    epidermis=epidermis, surface_um=surface_um))
+                                    epidermis=epidermis, surface_um=surface_um, tumour=tumour,
+                                    ulcer_depth_um=ulcer_depth_um))
     return segments
 
 
 def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_um: float, frame,
-                epidermis=None, surface_um: float = 80.0) -> list[EdgeSegment]:
+                epidermis=None, surface_um: float = 80.0, tumour=None, ulcer_depth_um: float = 100.0) -> list[EdgeSegment]:
     length = ring.length
     n = max(8, math.ceil(length / step_um))
     s = np.arange(n) * (length / n)
     points = shapely.line_interpolate_point(ring, s)
     labels = _colour_at(points, inks, ink_distance_um)
     if epidermis is not None and not epidermis.is_empty:
-        under = along_epidermis(ring, s, epidermis, surface_um=surface_um)
-        labels[under & (labels == UNINKED)] = SURFACE
+        surface, _ = surface_mask(ring, s, epidermis, inked=labels != UNINKED, tumour=tumour,
+                                  surface_um=surface_um, ulcer_depth_um=ulcer_depth_um)
+        labels[surface & (labels == UNINKED)] = SURFACE
     if frame is not None:
         labels[shapely.distance(points, frame.exterior) <= step_um / 2] = SCAN_BORDER
     changes = np.flatnonzero(labels != np.roll(labels, 1))
@@ -123,33 +130,6 @@ def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_u
         end = bounds[i + 1] if i + 1 < len(bounds) else bounds[0] + length
         out.append(EdgeSegment(index, labels[k], _ring_part(ring, start, end), start % length))
     return out
-
-
-def inward_normals(ring: LineString, s: np.ndarray) -> np.ndarray:
-    """Unit normals pointing into the polygon at perimeter positions ``s`` (µm); ``(N, 2)``."""
-    length = ring.length
-    h = max(min(length / 200, 10.0), 1e-6)
-    a = shapely.get_coordinates(shapely.line_interpolate_point(ring, (s - h) % length))
-    b = shapely.get_coordinates(shapely.line_interpolate_point(ring, (s + h) % length))
-    t = b - a
-    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    left = np.stack([-t[:, 1], t[:, 0]], axis=1)
-    return left if shapely.is_ccw(ring) else -left
-
-
-def along_epidermis(ring: LineString, s: np.ndarray, epidermis, *, surface_um: float) -> np.ndarray:
-    """``(N,)`` bool: the epidermis lies right under the edge point at perimeter position ``s``.
-
-    True when the nearest epidermis is within ``surface_um`` and lies inward (within 50° of
-    the inward normal), or touches the edge (< 2 µm). A point beside the epidermis (at the
-    rim of an ulcer, or on a lateral edge next to the epidermis' cut end) is not surface.
-    """
-    points = shapely.line_interpolate_point(ring, s)
-    d = shapely.distance(points, epidermis)
-    near = shapely.get_coordinates(shapely.shortest_line(points, epidermis))[1::2]
-    v = near - shapely.get_coordinates(points)
-    cos = np.einsum("ij,ij->i", v, inward_normals(ring, s)) / np.maximum(np.linalg.norm(v, axis=1), 1e-12)
-    return (d < 2.0) | ((d <= surface_um) & (cos >= np.cos(np.radians(50))))
 
 
 def _colour_at(points: np.ndarray, inks: dict[str, MultiPolygon], ink_distance_um: float) -> np.ndarray:
