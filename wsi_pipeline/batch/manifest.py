@@ -2,8 +2,10 @@
 
 Manifest columns: ``path`` (required; relative paths are relative to the manifest) and
 the optional metadata ``specimen_id``, ``body_site``, ``specimen_type``,
-``fitzpatrick_type``, ``mpp``. Other columns are refused: a free-text column is where
-patient names end up, and metadata is copied into outputs.
+``fitzpatrick_type``, ``diagnosis``, ``mpp``. Other columns are refused: a free-text column
+is where patient names end up, and metadata is copied into outputs. ``diagnosis`` (the one
+the pathologist states; the synoptic draft gives pT for ``melanoma`` only) takes only the
+values of :data:`wsi_pipeline.report.staging.DIAGNOSES` (or is left empty).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ SLIDE_SUFFIXES = {
     ".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".vms", ".vmu", ".scn", ".bif", ".svslide",
     ".dcm", ".png", ".jpg", ".jpeg",
 }
-METADATA_COLUMNS = ("specimen_id", "body_site", "specimen_type", "fitzpatrick_type")
+METADATA_COLUMNS = ("specimen_id", "body_site", "specimen_type", "fitzpatrick_type", "diagnosis")
 ALLOWED_COLUMNS = {"path", "mpp", *METADATA_COLUMNS}
 
 
@@ -90,6 +92,8 @@ def jobs_from_manifest(manifest: Path, *, deidentify: bool = False) -> list[Slid
         if mpp is not None and mpp <= 0:
             raise InputError(manifest, f"line {line}: mpp must be positive")
         meta = {k: row[k].strip() for k in METADATA_COLUMNS if row.get(k) and row[k].strip()}
+        if "diagnosis" in meta:
+            meta["diagnosis"] = _diagnosis(manifest, line, meta["diagnosis"])
         job = _make_job(path, mpp=mpp, metadata=meta, deidentify=deidentify)
         if meta.get("specimen_id") and not deidentify:
             job = SlideJob(path, safe_id(meta["specimen_id"]), mpp, meta)
@@ -98,6 +102,15 @@ def jobs_from_manifest(manifest: Path, *, deidentify: bool = False) -> list[Slid
         seen.add(job.slide_id)
         jobs.append(job)
     return jobs
+
+
+def _diagnosis(manifest: Path, line: int, value: str) -> str:
+    from wsi_pipeline.report.staging import check_diagnosis
+
+    try:
+        return check_diagnosis(value)
+    except InputError as exc:
+        raise InputError(manifest, f"line {line}: {exc.problem}") from None
 
 
 def read_jobs(source: str | Path, *, deidentify: bool = False) -> list[SlideJob]:
