@@ -18,8 +18,9 @@ from PIL import Image
 
 from wsi_pipeline.atomic import atomic_path, write_text_atomic
 
+SYNOPTIC_COLUMNS = ("lesion", "breslow_mm", "ulceration", "til_grade", "pT", "closest_margin_mm", "closest_margin")
 COLUMNS = ("slide_id", "status", "seconds", "tissue_mm2", "nuclei", "mitosis_candidates", "mitoses", "mitoses_per_mm2",
-           "error")
+           *SYNOPTIC_COLUMNS, "error")
 NOT_ASSESSED = "not assessed"
 
 
@@ -43,8 +44,38 @@ class SlideRow:
             "mitosis_candidates": _fmt(c.get("mitosis_candidates")),
             "mitoses": _assessed(c, c.get("mitoses")),
             "mitoses_per_mm2": _assessed(c, c.get("mitoses_per_mm2")),
+            **synoptic_columns(self),
             "error": self.error,
         }
+
+
+def synoptic_columns(row: SlideRow) -> dict[str, str]:
+    """The synoptic draft's values (``counts["synoptic"]``, else ``synoptic.json``'s summary
+    beside the thumbnail); '' when no draft was written, "not assessed" for missing values."""
+    s = row.counts.get("synoptic")
+    if not isinstance(s, dict) and row.thumbnail is not None and (row.thumbnail.parent / "synoptic.json").is_file():
+        import json
+
+        try:
+            s = json.loads((row.thumbnail.parent / "synoptic.json").read_text()).get("summary")
+        except (OSError, ValueError):
+            s = None
+    if not isinstance(s, dict):
+        return dict.fromkeys(SYNOPTIC_COLUMNS, "")
+    found = s.get("lesion_source") not in (None, "none")
+
+    def value(v, fmt=str):
+        return (fmt(v) if v is not None else NOT_ASSESSED) if found else ""
+
+    return {
+        "lesion": s.get("lesion_source") if found else "no tumour found",
+        "breslow_mm": value(s.get("breslow_mm"), lambda v: f"{v:.1f}"),
+        "ulceration": value(s.get("ulceration"), lambda v: "present" if v else "absent"),
+        "til_grade": value(s.get("til_grade")),
+        "pT": value(s.get("pT")) if s.get("pT") or not found else "",
+        "closest_margin_mm": value(s.get("closest_margin_mm"), lambda v: f"{v:.2f}"),
+        "closest_margin": s.get("closest_margin") or "",
+    }
 
 
 def rate_reason(counts: dict) -> str:
@@ -110,7 +141,9 @@ def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch re
         f"<p>{len(rows)} slide(s): {n['done']} done, {n['skipped']} already complete, "
         f"<span class='failed'>{n['failed']} failed</span>. {html.escape(started)}</p>",
         "<table><tr><th>thumbnail</th><th>slide</th><th>status</th><th>time (s)</th><th>tissue (mm²)</th>"
-        "<th>nuclei</th><th>mitosis candidates</th><th>mitoses</th><th>mitoses/mm² (hotspot)</th><th>error</th></tr>",
+        "<th>nuclei</th><th>mitosis candidates</th><th>mitoses</th><th>mitoses/mm² (hotspot)</th>"
+        "<th>lesion</th><th>Breslow (mm)</th><th>ulceration</th><th>TILs</th><th>pT</th><th>closest margin (mm)</th>"
+        "<th>error</th></tr>",
     ]
     for r in rows:
         c = r.as_csv()
@@ -120,7 +153,10 @@ def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch re
             f"<tr><td>{img}</td><td>{html.escape(r.slide_id)}</td><td class='{r.status}'>{r.status}</td>"
             f"<td>{c['seconds']}</td><td>{c['tissue_mm2']}</td><td>{c['nuclei']}</td><td>{c['mitosis_candidates']}</td>"
             f"<td>{c['mitoses']}</td><td title='{html.escape(rate_reason(r.counts), quote=True)}'>"
-            f"{html.escape(c['mitoses_per_mm2'])}</td><td class='err'>{html.escape(r.error)}</td></tr>"
+            f"{html.escape(c['mitoses_per_mm2'])}</td>"
+            + "".join(f"<td>{html.escape(c[k])}</td>" for k in SYNOPTIC_COLUMNS[:5])
+            + f"<td title='{html.escape(c['closest_margin'], quote=True)}'>{html.escape(c['closest_margin_mm'])}</td>"
+            f"<td class='err'>{html.escape(r.error)}</td></tr>"
         )
     lines.append("</table>")
     reasons = [(r.slide_id, rate_reason(r.counts)) for r in rows if rate_reason(r.counts)]
