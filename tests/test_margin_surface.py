@@ -101,3 +101,16 @@ def test_lesion_file_without_polygons_is_an_error(tmp_path):
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, "properties": {}}]}))
     with pytest.raises(InputError, match="lesion.geojson: holds no polygons"):
         assess_margins(tmp_path, mpp=MPP, config=CONFIG, lesion_file=bad)
+
+
+@pytest.mark.parametrize("props, source", [
+    ({"regionsSource": "model", "regionsModel": "tissue model skin-v2"}, "model"),
+    ({"regionsSource": "weight-free", "regionsModel": "weight-free rules"}, "proposed"),
+    ({"regions": {"um_per_px": 8.0, "downsample": 32.0}}, "proposed"),  # names no model: the weight-free map
+    ({"regions_model": {"model": "tissue-unet-v1", "trained": True}}, "model"),
+    ({"synthetic": True}, "drawn"),
+])
+def test_map_source_from_the_collection_properties(props, source):
+    from wsi_pipeline.report.tissue_map import map_source
+
+    assert map_source(props)[0] == source

@@ -284,13 +284,15 @@ def _margin_findings(a: MarginAssessment) -> list[Finding]:
 
 def write_synoptic(slide, results_dir, *, diagnosis: str | None = None, lesion_file=None,
                    config: SynopticConfig | str | Path | None = None, margin_config: MarginConfig | None = None,
-                   specimen_id: str | None = None, with_margins: bool = True) -> dict:
+                   specimen_id: str | None = None, with_margins: bool = True, summary: dict | None = None) -> dict:
     """Draft the synoptic report of one slide and write it into ``results_dir``.
 
     slide : an open :class:`tiling` slide, or its path (opened here; for the overview picture,
     its mpp and bounds). Writes :data:`OUTPUTS` (and ``margins.json``, ``margins.geojson``,
-    ``margin_report.pdf/.html`` when ``with_margins``). Returns the ``synoptic.json`` content
-    plus ``"files"`` (the names written). Raises :class:`InputError` (one line, naming the
+    ``margin_report.pdf/.html`` when ``with_margins``). ``summary``: the ``summary.json``
+    content when the run has not written the file yet (its counts give the mitotic rate, its
+    metadata the manifest's diagnosis). Returns the ``synoptic.json`` content plus ``"files"``
+    (the names written; ``"summary"`` holds flat values for the batch report). Raises :class:`InputError` (one line, naming the
     file) for bad input, before anything is written.
     """
     from tiling.open import open_slide
@@ -301,8 +303,9 @@ def write_synoptic(slide, results_dir, *, diagnosis: str | None = None, lesion_f
     if isinstance(slide, (str, Path)):
         with open_slide(slide) as opened:
             return write_synoptic(opened, results_dir, diagnosis=diagnosis, lesion_file=lesion_file, config=config,
-                                  margin_config=margin_config, specimen_id=specimen_id, with_margins=with_margins)
+                                  margin_config=margin_config, specimen_id=specimen_id, with_margins=with_margins,
+                                  summary=summary)
     mpp = tuple(slide.mpp)
     draft = build_draft(results_dir, mpp=mpp, frame_px=slide.bounds, diagnosis=diagnosis, lesion_file=lesion_file,
-                        config=config, margin_config=margin_config, specimen_id=specimen_id)
+                        config=config, margin_config=margin_config, specimen_id=specimen_id, summary=summary)
     return write_draft(Path(results_dir), draft, slide=slide, with_margins=with_margins)

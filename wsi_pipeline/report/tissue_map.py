@@ -9,8 +9,10 @@ Which map made it decides how far its ``Tumor`` is trusted as the lesion:
 * ``"model"``: a tissue model trained on a pathologist's annotations (``run --tissue-model``);
 * ``"proposed"``: the weight-free rules (review required), or a map that does not say.
 
-The map says so in its FeatureCollection ``properties``: ``{"regions_model": {"model": NAME,
-"trained": true|false}}`` (also read: the same keys inside ``regions`` or ``model``;
+The map says so in its FeatureCollection ``properties``: ``regionsSource`` ("model" |
+"weight-free") and ``regionsModel`` (its name), as the run's region stage writes them; also
+read: ``{"regions_model": {"model": NAME, "trained": true|false}}`` (or those keys inside
+``regions`` or ``model``;
 ``"synthetic": true`` marks generated truth, which counts as drawn). A map that names no
 model is taken as the weight-free one.
 """
@@ -91,6 +93,12 @@ def map_source(properties: dict) -> tuple[str, str]:
     props = properties or {}
     if props.get("synthetic") is True:
         return DRAWN, "synthetic ground truth"
+    source = str(props.get("regionsSource") or "").lower()
+    if source in ("model", "weight-free"):  # what the run's region stage writes
+        name = str(props.get("regionsModel") or ("tissue model" if source == "model" else "weight-free rules"))
+        if source == "model":
+            return MODEL, name if name.startswith("tissue model") else f"tissue model {name}"
+        return PROPOSED, f"weight-free tissue map ({name}; review required)"
     for key in ("regions_model", "regions", "model"):
         info = props.get(key)
         info = {"model": info} if isinstance(info, str) else info
