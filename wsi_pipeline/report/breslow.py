@@ -39,8 +39,9 @@ class Breslow:
 
     @property
     def thickness_mm(self) -> float:
-        """Rounded to 0.1 mm, halves up (AJCC 8)."""
-        return round_tenth_mm(self.thickness_um / 1000.0)
+        """Rounded to 0.1 mm, halves up (AJCC 8), from the thickness taken to 0.1 µm first (far
+        finer than any pixel), so float noise cannot tip 750.0 µm to 0.7 mm."""
+        return round_tenth_mm(round(self.thickness_um, 1) / 1000.0)
 
 
 def round_tenth_mm(mm: float) -> float:
