@@ -123,7 +123,7 @@ def _legend(fig: Figure, draft: SynopticDraft) -> None:
 
 def _table(fig: Figure, rows, *, top: float) -> None:
     xs = (0.06, 0.29, 0.60, 0.72)
-    widths = (28, 34, 16, 42)
+    widths = (28, 34, 16, 34)
     y = top
     for i, head in enumerate(("Item", "Value", "Source", "Note")):
         fig.text(xs[i], y, head, fontsize=9, fontweight="bold", va="top")
