@@ -1,7 +1,7 @@
 """Measure the synoptic draft against synthetic truth (issue 17's done-when numbers).
 
-    # the demo: headline margin vs the truly closest inked margin (results + truth regions,
-    # and, with --predicted, the weight-free region map computed here)
+    # the demo: headline margin vs the truly closest inked margin (the run's tissue and ink +
+    # the truth regions, and, with --predicted, the weight-free region map computed here)
     python scripts/check_synoptic.py demo demo-output [--predicted]
 
     # melanoma-like scenes (truth geometry only, no painting): Breslow, ulceration, TILs, pT
@@ -71,9 +71,12 @@ def check_demo(demo: Path, *, predicted: bool) -> list[dict]:
     kinds = [("truth regions", None)]
     if predicted:
         kinds.append(("predicted regions", predicted_regions(demo / "demo.svs", demo / "demo", demo / "pred_regions")))
-    for name, regions in kinds:
-        res = assemble(demo / "demo_truth", demo / f"check_{name.split()[0]}", mpp=mpp, regions=regions)
-        shutil.copy(demo / "demo" / "summary.json", res / "summary.json")
+    for name, regions in kinds:  # the run's own results (detected tissue and ink), plus a region map
+        res = demo / f"check_{name.split()[0]}"
+        res.mkdir(exist_ok=True)
+        for f in ("tissue.geojson", "nuclei.parquet", "summary.json", "mitoses.geojson"):
+            shutil.copy(demo / "demo" / f, res / f)
+        shutil.copy(regions or demo / "demo_truth" / "regions.geojson", res / "regions.geojson")
         out = write_synoptic(demo / "demo.svs", res)
         m = out["margins"]
         closest = m["closest"] or {}

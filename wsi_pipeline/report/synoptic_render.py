@@ -96,7 +96,7 @@ def report_figure(draft: SynopticDraft, thumb: Thumbnail) -> Figure:
     draw_synoptic_overview(ax, draft, thumb)
     _legend(fig, draft)
     _table(fig, table_rows(draft), top=0.455)
-    fig.text(0.06, 0.085, textwrap.fill("Method: " + method_text(draft), 150), fontsize=6.5, va="top",
+    fig.text(0.06, 0.072, textwrap.fill("Method: " + method_text(draft), 160), fontsize=6.2, va="top",
              color="#333333", linespacing=1.25)
     fig.text(0.5, 0.015, CAVEAT, fontsize=10, fontweight="bold", ha="center", va="bottom")
     return fig
@@ -130,7 +130,7 @@ def _table(fig: Figure, rows, *, top: float) -> None:
     y -= 0.018
     for row in rows:
         cells = [textwrap.wrap(c, w) or [""] for c, w in zip(row, widths)]
-        height = max(len(c) for c in cells) * 0.0125 + 0.006
+        height = max(len(c) for c in cells) * 0.0117 + 0.005
         fig.add_artist(matplotlib.lines.Line2D([0.06, 0.94], [y + 0.004, y + 0.004], color="#d1d5db", linewidth=0.6))
         for i, c in enumerate(cells):
             not_assessed = i == 1 and row[1] == "not assessed"
