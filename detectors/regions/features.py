@@ -72,6 +72,17 @@ def read_fine(slide, grid: Grid) -> np.ndarray:
     return out
 
 
+def fine_tint(rgb: torch.Tensor, *, sigma: float = 1.5) -> torch.Tensor:
+    """(Hs, Ws, 3) uint8 -> (Hs, Ws) float16: hematoxylin OD of the non-nuclear tissue
+    around each fine pixel (Gaussian-weighted, ``sigma`` fine px; nuclei take their
+    surroundings' value, glass 0). Epithelial cytoplasm is bluer than collagen or keratin."""
+    od = rgb_to_od(rgb[None])
+    h = unmix(od)[:, 0:1].clamp(min=0)
+    cyto = ((h <= NUCLEAR_H) & (od.sum(1, keepdim=True) > TISSUE_OD)).float()
+    both = gaussian(torch.cat([h * cyto, cyto], 1)[0], sigma)
+    return (both[0] / both[1].clamp(min=1e-2)).half()
+
+
 def stain_features(rgb: torch.Tensor) -> torch.Tensor:
     """(Hs, Ws, 3) uint8 on the device -> (len(STAIN_NAMES), Hs/SUB, Ws/SUB) float32."""
     od = rgb_to_od(rgb[None])  # (1, 3, Hs, Ws)

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from detectors.device import select_device
 from detectors.regions.features import (
-    NUCLEUS_NAMES, STAIN_NAMES, Grid, gaussian, nucleus_maps, read_fine, stain_features,
+    NUCLEUS_NAMES, STAIN_NAMES, Grid, fine_tint, gaussian, nucleus_maps, read_fine, stain_features,
 )
 from detectors.regions.regionmap import RegionMap
 
@@ -33,24 +33,30 @@ class FeatureSet:
         sigma as ``<name>@<sigma>``; ``area@<sigma>`` mean nuclear area in µm²).
     tissue : (H, W) bool tensor. edge_um : (H, W) float32 tensor, distance to the nearest
         non-tissue pixel inside the slide (the image border is not a surface).
+    ink : (H, W) bool tensor, surgical ink on the tissue (None when unknown).
+    tint : (H*SUB, W*SUB) float16 tensor, :func:`~detectors.regions.features.fine_tint`
+        (boundaries finer than the label grid).
     """
 
     grid: Grid
     maps: dict[str, torch.Tensor]
     tissue: torch.Tensor
     edge_um: torch.Tensor
+    ink: torch.Tensor | None = None
+    tint: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
         return self.tissue.device
 
 
-def tissue_on_grid(tissue, grid: Grid) -> np.ndarray:
-    """(H, W) bool: the TissueResult mask sampled at the label pixels' centres."""
+def tissue_on_grid(tissue, grid: Grid, *, ink: bool = False) -> np.ndarray:
+    """(H, W) bool: the TissueResult mask (its ink mask when ``ink``) sampled at the label
+    pixels' centres."""
     h, w = grid.shape
     ys = ((np.arange(h) + 0.5) * grid.downsample / tissue.downsample).astype(np.int64)
     xs = ((np.arange(w) + 0.5) * grid.downsample / tissue.downsample).astype(np.int64)
-    m = np.asarray(tissue.mask, bool)
+    m = np.asarray(tissue.ink_mask if ink else tissue.mask) > 0
     ys, xs = np.clip(ys, 0, m.shape[0] - 1), np.clip(xs, 0, m.shape[1] - 1)
     return m[np.ix_(ys, xs)]
 
@@ -71,7 +77,10 @@ def compute_features(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
     grid = Grid.for_slide(slide.dimensions, mpp, grid_um)
     fine = read_fine(slide, grid)
     with torch.inference_mode():
-        stain = stain_features(torch.from_numpy(fine).to(dev))
+        rgb = torch.from_numpy(fine).to(dev)
+        stain = stain_features(rgb)
+        tint = fine_tint(rgb)
+        del rgb
         maps = {name: stain[i] for i, name in enumerate(STAIN_NAMES)}
         raw = nucleus_maps(nuclei, grid, mpp=mpp, device=dev)
         px_mm2 = (grid.um_per_px / 1000.0) ** 2
@@ -81,8 +90,10 @@ def compute_features(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
                 maps[f"{name}@{s_um:g}"] = sm[i] / px_mm2
             maps[f"area@{s_um:g}"] = sm[5] / sm[0].clamp(min=1e-3)
     mask = tissue_on_grid(tissue, grid)
+    ink = tissue_on_grid(tissue, grid, ink=True) if getattr(tissue, "ink_mask", None) is not None else None
     return FeatureSet(grid, maps, torch.from_numpy(mask).to(dev),
-                      torch.from_numpy(edge_distance_um(mask, grid.um_per_px)).to(dev))
+                      torch.from_numpy(edge_distance_um(mask, grid.um_per_px)).to(dev),
+                      None if ink is None else torch.from_numpy(ink).to(dev), tint)
 
 
 def map_regions(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,

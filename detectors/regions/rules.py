@@ -28,24 +28,33 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from detectors.regions.features import gaussian
+import torch.nn.functional as F
+
+from detectors.regions.features import SUB, gaussian
 from detectors.regions.regionmap import LABELS
 
 
 @dataclass(frozen=True)
 class RuleParams:
-    epi_density: float = 7000.0
-    epi_h_cyto: float = 0.08
+    epi_density: float = 5000.0
+    epi_h_cyto: float = 0.06
+    epi_h_min: float = 0.02
+    min_ref_px: int = 20
+    h_sigma: float = 1.0
+    mask_sigma: float = 1.0
     sparse_density: float = 3000.0
+    lym_dominant: float = 0.5
     hole_um2: float = 2500.0
-    tumor_fraction: float = 0.4
-    tumor_density: float = 4000.0
+    tumor_fraction: float = 0.3
+    tumor_density: float = 800.0
+    tumor_component: float = 0.5
     min_tumor_mm2: float = 0.01
     min_epi_mm2: float = 0.002
     keratin_um: float = 60.0
-    lym_density: float = 1500.0
+    lym_density: float = 4000.0
     lym_fraction: float = 0.5
-    min_inflammation_mm2: float = 0.003
+    lym_sigma: float = 24.0
+    min_inflammation_mm2: float = 0.004
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,15 +82,39 @@ def _smooth_mask(mask: torch.Tensor, sigma_px: float) -> torch.Tensor:
     return gaussian(mask.float()[None], sigma_px)[0] > 0.5
 
 
+def lymphoid(fs, p: RuleParams, sigma: str = "24") -> torch.Tensor:
+    """(H, W) bool: lymphocytes make at least ``lym_fraction`` of the nuclei."""
+    m = fs.maps
+    return m[f"n_lym@{sigma}"] >= p.lym_fraction * m[f"n_all@{sigma}"].clamp(min=1.0)
+
+
 def epithelium(fs, p: RuleParams) -> torch.Tensor:
     """(H, W) bool epithelial pixels (step 1)."""
     m, tissue = fs.maps, fs.tissue
     dens = m["n_all@8"]
     sparse = tissue & (m["n_all@24"] < p.sparse_density)
-    ref = torch.median(m["h_cyto"][sparse]) if bool(sparse.any()) else torch.median(m["h_cyto"][tissue])
-    h_cyto = gaussian(m["h_cyto"][None], 1.0)[0]
-    epi = tissue & ((dens >= p.epi_density) | (h_cyto >= ref + p.epi_h_cyto))
-    return _smooth_mask(epi, 1.0) & tissue
+    lym = m["n_lym@8"] >= p.lym_dominant * dens.clamp(min=1.0)
+    thr = tint_threshold(m["h_cyto"], sparse=sparse, dense=tissue & ~lym & (dens >= p.epi_density), tissue=tissue, p=p)
+    if fs.tint is not None:  # majority of the fine pixels inside each label pixel
+        tinted = F.avg_pool2d((fs.tint >= thr).float()[None, None], SUB)[0, 0] >= 0.5
+    else:
+        tinted = gaussian(m["h_cyto"][None], p.h_sigma)[0] >= thr
+    epi = tissue & ~lym & ((dens >= p.epi_density) | tinted)
+    if fs.ink is not None:
+        epi &= ~fs.ink
+    return (_smooth_mask(epi, p.mask_sigma) if p.mask_sigma > 0 else epi) & tissue
+
+
+def tint_threshold(h_cyto: torch.Tensor, *, sparse, dense, tissue, p: RuleParams) -> float:
+    """Cytoplasm-tint threshold (hematoxylin OD): halfway between the dermis reference
+    (median over tissue with sparse nuclei) and the epithelial one (median over densely
+    nucleated, non-lymphoid tissue), at least ``epi_h_min`` above the dermis; without
+    enough dense pixels (``min_ref_px``), the dermis reference plus ``epi_h_cyto``."""
+    ref_d = float(torch.median(h_cyto[sparse])) if int(sparse.sum()) >= p.min_ref_px else float(torch.median(h_cyto[tissue]))
+    if int(dense.sum()) < p.min_ref_px:
+        return ref_d + p.epi_h_cyto
+    ref_e = float(torch.median(h_cyto[dense]))
+    return max(0.5 * (ref_d + ref_e), ref_d + p.epi_h_min)
 
 
 def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
@@ -92,20 +125,16 @@ def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
     if not tissue.any():
         return np.zeros(fs.grid.shape, np.uint8)
     m = fs.maps
-    epi = _np(epithelium(fs, p)).astype(bool)
-    epi = ndimage.binary_fill_holes(epi) & tissue if p.hole_um2 <= 0 else _fill_small_holes(epi, p.hole_um2 / px_um2) & tissue
-
-    n_all = _np(m["n_all@24"])
-    n_tum = _np(m["n_tum@24"])
-    tum = epi & (n_tum >= p.tumor_density) & (n_tum >= p.tumor_fraction * np.maximum(n_all, 1.0))
-    tum = _drop_small(ndimage.binary_opening(tum, iterations=1), p.min_tumor_mm2 * 1e6 / px_um2)
+    epi = _fill_small_holes(_np(epithelium(fs, p)).astype(bool), p.hole_um2 / px_um2) & tissue
+    tum = _tumour(epi, _np(m["n_tum@24"]), _np(m["n_all@24"]), p, px_um2)
     epid = _drop_small(epi & ~tum, p.min_epi_mm2 * 1e6 / px_um2)
 
     edge = _np(fs.edge_um)
     other = _keratin(tissue & ~epid & ~tum, epid, edge, fs.grid.um_per_px, p.keratin_um)
 
-    n_lym = _np(m["n_lym@24"])
-    infl = tissue & ~epid & ~tum & ~other & (n_lym >= p.lym_density) & (n_lym >= p.lym_fraction * np.maximum(n_all, 1.0))
+    sig = f"{p.lym_sigma:g}"
+    n_lym = _np(m[f"n_lym@{sig}"])
+    infl = tissue & ~epid & ~tum & ~other & (n_lym >= p.lym_density) & _np(lymphoid(fs, p, sig)).astype(bool)
     infl = _drop_small(infl, p.min_inflammation_mm2 * 1e6 / px_um2)
 
     out = np.zeros(fs.grid.shape, np.uint8)
@@ -115,6 +144,21 @@ def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
     out[epid] = LABELS["Epidermis"]
     out[tum] = LABELS["Tumor"]
     return out
+
+
+def _tumour(epi: np.ndarray, n_tum: np.ndarray, n_all: np.ndarray, p: RuleParams, px_um2: float) -> np.ndarray:
+    """Step 2: epithelial parts made of tumour-like nuclei. A whole epithelial component
+    becomes Tumor when ``tumor_component`` of it is tumour-like; elsewhere only its
+    tumour-like pixels (opened, parts >= ``min_tumor_mm2``)."""
+    like = epi & (n_tum >= p.tumor_density) & (n_tum >= p.tumor_fraction * np.maximum(n_all, 1.0))
+    lab, n = ndimage.label(epi)
+    out = np.zeros_like(epi)
+    if n:
+        frac = ndimage.mean(like, lab, index=np.arange(1, n + 1))
+        whole = np.concatenate([[False], np.asarray(frac) >= p.tumor_component])
+        out = whole[lab]
+    part = ndimage.binary_opening(like & ~out, iterations=1)
+    return _drop_small(out | part, p.min_tumor_mm2 * 1e6 / px_um2)
 
 
 def _fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
