@@ -1,19 +1,27 @@
-"""DICOM-WSI backend (wsidicom) for files and folders openslide cannot open.
+"""DICOM-WSI backend: a single file, or a folder/series of files, as labs export them.
 
-A DICOM-WSI slide is a series of instances (one per pyramid level, plus label and
-overview). ``path`` may be the folder holding them or one file of the series (its
-sibling ``.dcm`` files are then read too). One ``WsiDicom`` handle per thread.
+The instances are read header-only and classified by :mod:`tiling._dicom_series` (levels,
+label, overview, thumbnail). Pixels of the levels come from wsidicom when it accepts the
+level files and agrees on their sizes, else from the small pydicom-located frame reader of
+:mod:`tiling._dicom_frames` (files without ``ImageType``, single files of a series, ...).
+Label, overview and thumbnail images are never levels; they are reachable only through
+:meth:`DicomSlide.read_associated_image`. Library warnings go to the log at DEBUG
+(:mod:`tiling._dicom_quiet`). One handle per slide, shared by reader threads.
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 from pathlib import Path
 
 import numpy as np
 
+from tiling._dicom_quiet import quiet_dicom
+from tiling._dicom_series import DicomInstance, DicomLayout, plan_layout, read_instance
 from tiling.errors import SlideError, first_line
 from tiling.slide import Slide
+
+log = logging.getLogger("tiling.dicom")
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -32,8 +40,9 @@ def dicom_files(path: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and is_dicom_file(p))
     if path.is_dir():
         return files
-    series = _series_uid(path)
-    same = [p for p in files if p != path and series is not None and _series_uid(p) == series]
+    with quiet_dicom(path):
+        series = _series_uid(path)
+        same = [p for p in files if p != path and series is not None and _series_uid(p) == series]
     return [path, *same]
 
 
@@ -48,90 +57,131 @@ def _series_uid(path: Path) -> str | None:
 
 
 class DicomSlide(Slide):
-    """A DICOM-WSI series read with wsidicom."""
+    """A DICOM-WSI slide: levels by size from the series, associated images kept private."""
 
     vendor = "dicom"
 
-    def __init__(self, path: str | Path, *, mpp=None) -> None:
+    def __init__(self, path: str | Path, *, mpp=None, reader: str = "auto") -> None:
+        """``reader``: ``"auto"`` (wsidicom when it accepts the levels, else frames),
+        ``"wsidicom"`` or ``"frames"`` (to compare the two on one series)."""
+        if reader not in ("auto", "wsidicom", "frames"):
+            raise ValueError(f"reader must be 'auto', 'wsidicom' or 'frames', got {reader!r}")
         super().__init__(path, mpp=mpp)
-        self._local = threading.local()
-        self._handles: list = []
-        self._lock = threading.Lock()
-        self._files = dicom_files(self.path)
-        if not self._files:
-            raise SlideError(self.path, "no DICOM files found")
-        wsi = self._handle()
-        levels = list(wsi.levels)
-        if not levels:
-            raise SlideError(self.path, "the DICOM series has no whole-slide image levels")
-        self._levels = [lvl.level for lvl in levels]
-        self._dims = tuple((int(lvl.size.width), int(lvl.size.height)) for lvl in levels)
-        t = levels[0].tile_size
-        self._tile = (int(t.width), int(t.height))
-        try:
-            m = levels[0].mpp
-            self._mpp = (float(m.width), float(m.height)) if m and m.width > 0 else None
-        except Exception:  # mpp missing or malformed in the dataset
-            self._mpp = None
-        names = []
-        for name, attr in (("label", "labels"), ("macro", "overviews")):
-            try:
-                if getattr(wsi, attr, None):
-                    names.append(name)
-            except Exception:  # noqa: BLE001 - optional metadata
-                pass
-        self._assoc = tuple(names)
+        with quiet_dicom(self.path):
+            files = dicom_files(self.path)
+            if not files:
+                raise SlideError(self.path, "no DICOM files found")
+            self._layout = plan_layout(self.path, [_read_header(p) for p in files], files)
+            self._backend = _open_levels(self.path, self._layout, reader=reader)
+        log.debug("%s: %d DICOM level(s) read with %s", self.path, len(self._layout.levels), self._backend.name)
 
-    def _handle(self):
-        wsi = getattr(self._local, "wsi", None)
-        if wsi is None:
-            from wsidicom import WsiDicom
-
-            try:
-                wsi = WsiDicom.open(self._files)
-            except Exception as exc:  # wsidicom raises many types for unusable series
-                raise SlideError(self.path, f"no usable DICOM whole-slide image ({first_line(exc)})") from None
-            self._local.wsi = wsi
-            with self._lock:
-                self._handles.append(wsi)
-        return wsi
+    @property
+    def backend(self) -> str:
+        """``"wsidicom"`` or ``"frames"`` (the pydicom-located frame reader)."""
+        return self._backend.name
 
     @property
     def level_dimensions(self):
-        return self._dims
+        return tuple(inst.matrix for inst in self._layout.levels)
 
     @property
     def file_mpp(self):
-        return self._mpp
+        return self._layout.mpp
 
     @property
     def tile_size(self):
-        return self._tile
+        return self._layout.levels[0].frame
+
+    def level_tile_size(self, level: int) -> tuple[int, int]:
+        return self._layout.levels[level].frame
 
     @property
     def associated_image_names(self):
-        return self._assoc
+        return tuple(sorted(self._layout.associated))
 
     def read_associated_image(self, name: str) -> np.ndarray:
-        """Explicit access to label/overview. May contain patient data."""
-        wsi = self._handle()
-        if name == "label" and name in self._assoc:
-            return np.asarray(wsi.read_label().convert("RGB"))
-        if name == "macro" and name in self._assoc:
-            return np.asarray(wsi.read_overview().convert("RGB"))
-        raise SlideError(self.path, f"no associated image named {name!r}")
+        """Explicit access to label/macro/thumbnail. May contain patient data."""
+        from tiling._dicom_frames import FrameReader
+
+        inst = self._layout.associated.get(name)
+        if inst is None:
+            raise SlideError(self.path, f"no associated image named {name!r}")
+        reader = FrameReader(inst)
+        try:
+            return reader.read(0, 0, *inst.matrix)
+        finally:
+            reader.close()
 
     def _read_level(self, level, x, y, width, height):
-        wsi = self._handle()
+        return self._backend.read(level, x, y, width, height)
+
+    def close(self) -> None:
+        self._backend.close()
+
+
+def _read_header(path: Path) -> DicomInstance | str:
+    try:
+        return read_instance(path)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken headers
+        raise SlideError(path, f"cannot read the DICOM header ({first_line(exc)})") from None
+
+
+def _open_levels(path: Path, layout: DicomLayout, *, reader: str):
+    """wsidicom when it accepts the level files and sees the same levels; else the frame reader."""
+    if reader == "frames":
+        return _FrameLevels(layout)
+    try:
+        return _WsidicomLevels(layout)
+    except Exception as exc:  # noqa: BLE001 - wsidicom raises many types for series it refuses
+        if reader == "wsidicom":
+            raise SlideError(path, f"wsidicom does not read this DICOM series ({first_line(exc)})") from None
+        log.debug("%s: wsidicom does not read this series (%s); using the frame reader", path, first_line(exc))
+    return _FrameLevels(layout)
+
+
+class _WsidicomLevels:
+    name = "wsidicom"
+
+    def __init__(self, layout: DicomLayout) -> None:
+        from wsidicom import WsiDicom
+
+        self._path = layout.levels[0].path
+        self._wsi = WsiDicom.open([inst.path for inst in layout.levels])
+        sizes = [(int(lvl.size.width), int(lvl.size.height)) for lvl in self._wsi.levels]
+        wanted = [inst.matrix for inst in layout.levels]
+        if sizes != wanted:
+            self._wsi.close()
+            raise ValueError(f"wsidicom sees levels {sizes}, the series holds {wanted}")
+        self._levels = [lvl.level for lvl in self._wsi.levels]
+
+    def read(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         try:
-            region = wsi.read_region((x, y), self._levels[level], (width, height))
-        except Exception as exc:
-            raise SlideError(self.path, f"cannot decode level {level} at ({x}, {y}): {first_line(exc)}") from None
+            region = self._wsi.read_region((x, y), self._levels[level], (width, height))
+        except Exception as exc:  # noqa: BLE001 - decoder errors come in many types
+            raise SlideError(self._path, f"cannot decode level {level} at ({x}, {y}): {first_line(exc)}") from None
         return np.asarray(region.convert("RGB"))
 
     def close(self) -> None:
-        with self._lock:
-            handles, self._handles = self._handles, []
-        for wsi in handles:
-            wsi.close()
-        self._local = threading.local()
+        self._wsi.close()
+
+
+class _FrameLevels:
+    name = "frames"
+
+    def __init__(self, layout: DicomLayout) -> None:
+        from tiling._dicom_frames import FrameReader
+
+        self._readers: list = []
+        try:
+            for inst in layout.levels:
+                self._readers.append(FrameReader(inst))
+        except Exception:
+            self.close()
+            raise
+
+    def read(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        return self._readers[level].read(x, y, width, height)
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.close()

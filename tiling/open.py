@@ -1,9 +1,10 @@
 """``open_slide``: pick the backend that can read a file, or say clearly why none can.
 
-Order: a folder is a DICOM-WSI series (wsidicom); a file goes to openslide when openslide
-recognises it (except OME-TIFF, whose SubIFD pyramid and physical size openslide ignores),
-then tifffile for other TIFFs, wsidicom for DICOM files openslide refused, and Pillow for
-plain images (PNG, JPEG, ...). Every opened slide is probed by decoding its last tile at
+Order: a folder, or a file with the DICOM magic, is a DICOM-WSI series (tiling._dicom:
+wsidicom or its own frame reader; openslide only if both refuse a file); other files go to
+openslide when openslide recognises them (except OME-TIFF, whose SubIFD pyramid and physical
+size openslide ignores), then tifffile for other TIFFs, and Pillow for plain images
+(PNG, JPEG, ...). Every opened slide is probed by decoding its last tile at
 level 0 and at the last level, so a truncated file fails here with one clear line.
 """
 
@@ -76,6 +77,8 @@ def _open_file(path: Path, head: bytes, *, mpp) -> Slide:
 
     is_tiff = head[:4] in _TIFF_MAGIC
     is_dicom = head[128:132] == b"DICM"
+    if is_dicom:
+        return _open_dicom_file(path, mpp=mpp)
     try:
         fmt = openslide.OpenSlide.detect_format(str(path))
     except (openslide.OpenSlideError, OSError):
@@ -101,10 +104,6 @@ def _open_file(path: Path, head: bytes, *, mpp) -> Slide:
             if first_error is not None:
                 raise first_error from None
             raise
-    if is_dicom:
-        from tiling._dicom import DicomSlide
-
-        return DicomSlide(path, mpp=mpp)
     if first_error is not None:
         raise first_error
     if _pillow_can_open(path):
@@ -112,6 +111,31 @@ def _open_file(path: Path, head: bytes, *, mpp) -> Slide:
 
         return open_image(path, mpp=mpp)
     raise SlideError(path, "not a slide or image format this tool can read (openslide formats, TIFF, DICOM-WSI, PNG/JPEG)")
+
+
+def _open_dicom_file(path: Path, *, mpp) -> Slide:
+    """Our DICOM reader first (it knows label/overview from levels); openslide if it refuses."""
+    import openslide
+
+    from tiling._dicom import DicomSlide
+    from tiling._dicom_series import NotASlideError
+
+    try:
+        return DicomSlide(path, mpp=mpp)
+    except NotASlideError:
+        raise
+    except SlideError as exc:
+        first_error = exc
+    try:
+        if openslide.OpenSlide.detect_format(str(path)) == "dicom":
+            from tiling._openslide import OpenSlideSlide
+
+            slide = OpenSlideSlide(path, mpp=mpp)
+            probe(slide)
+            return slide
+    except (openslide.OpenSlideError, OSError, SlideError):
+        pass
+    raise first_error
 
 
 def _is_ome_tiff(path: Path) -> bool:
