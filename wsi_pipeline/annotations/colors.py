@@ -42,6 +42,10 @@ DEFAULT_CLASS_COLORS: dict[str, RGB] = {
     "Mitosis candidate (unvalidated)": (255, 150, 255),
     "Mitotic hotspot": (255, 90, 0),
     "Margin": (0, 200, 200),
+    # cell types (detectors.cells); Tumor and Other are QuPath's above
+    "Lymphocyte": (160, 90, 160),
+    "Epithelial": (0, 140, 230),
+    "Stromal": (90, 180, 90),
     **{f"Ink: {name}": rgb for name, rgb in INK_COLORS.items()},
 }
 
