@@ -24,7 +24,7 @@ from wsi_pipeline.report.margins.testing import scatter_cells, tissue_image, wri
 from wsi_pipeline.report.staging import pt_category
 from wsi_pipeline.report.synoptic import OUTPUTS, build_draft, write_synoptic
 
-MPP = (2.0, 2.0)
+MPP = (4.0, 4.0)
 OFF = 300.0
 
 
@@ -33,7 +33,7 @@ def box(x0, y0, x1, y1):
 
 
 SKIN = box(0, 0, 6_000, 3_000)
-SIZE_PX = (3_300, 1_800)
+SIZE_PX = (1_650, 900)
 INKS = {"black": [box(0, 2_900, 6_000, 3_100)], "blue": [box(-100, 300, 100, 3_000)]}
 MODEL = {"regions_model": {"model": "tissue-unet-v1", "trained": True}}
 VALIDATED = {"counts": {"mitoses_validated": True, "mitoses_per_mm2": 4.0, "mitosis_model": "cnn",
