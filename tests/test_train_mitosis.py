@@ -167,3 +167,71 @@ def test_model_cards_name_no_machine_paths():
             check_portable(json.loads((DEFAULT_MODEL / name).read_text()))
         md = (DEFAULT_MODEL / "model_card.md").read_text()
         assert "/work/" not in md and "/home/" not in md and "research use" in md
+
+
+# -- scanner augmentation and leave-one-scanner-out ------------------------------------------
+def test_augment_shapes_ranges_and_seed():
+    import torch
+
+    from wsi_pipeline.training.mitosis_augment import augment
+
+    rng = np.random.default_rng(0)
+    patches = np.stack([_figure_crop(rng)[:96, :96] for _ in range(8)])
+    a = augment(torch.from_numpy(patches), 64, torch.Generator().manual_seed(3))
+    b = augment(torch.from_numpy(patches), 64, torch.Generator().manual_seed(3))
+    assert a.shape == (8, 3, 64, 64) and a.dtype == torch.float32
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert torch.equal(a, b)  # same seed, same batch
+    c = augment(torch.from_numpy(patches), 64, torch.Generator().manual_seed(4))
+    assert not torch.equal(a, c)
+    # the dark figure at the patch centre stays inside the crop (shift bounded by the margin)
+    plain = augment(torch.from_numpy(patches), 64, torch.Generator().manual_seed(5), scanner=False)
+    centre = plain[:, :, 24:40, 24:40].mean((1, 2, 3))
+    border = torch.cat([plain[:, :, :6].flatten(1), plain[:, :, -6:].flatten(1)], 1).mean(1)
+    assert (centre < border).all()
+
+
+def test_sample_pack_round_trip(tiny, tmp_path):
+    from wsi_pipeline.training.mitosis_data import load_crop_folders
+
+    s = load_crop_folders(tiny / "crops", mpp=0.25, patch=80)
+    s.field_area_mm2["neg/a"] = 0.0625
+    s.save(tmp_path / "pack.npz")
+    back = SampleSet.load(tmp_path / "pack.npz")
+    np.testing.assert_array_equal(back.patches, s.patches)
+    assert back.label.tolist() == s.label.tolist() and back.group.tolist() == s.group.tolist()
+    assert back.source.tolist() == s.source.tolist() and back.field_area_mm2 == {"neg/a": 0.0625}
+
+
+def test_leave_one_scanner_out_split_and_summary():
+    from wsi_pipeline.training.mitosis_loso import fold_report, loso_split, midog21_scanner, summarise
+
+    assert [midog21_scanner(s) for s in ("001.tiff", "050.tiff", "051.tiff", "150.tiff", "x.tiff")] == \
+        ["Hamamatsu XR", "Hamamatsu XR", "Hamamatsu S360", "Aperio CS2", None]
+    groups = ["002.tiff"] * 2 + ["003.tiff", "004.tiff", "005.tiff", "060.tiff", "120.tiff",
+                                 "monuseg-train/a", "monuseg-dev/b", "cmu1/c"]
+    source = ["crops", "crop-neighbours"] + ["crops"] * 5 + ["fields"] * 3
+    label = ["normal", "imposter"] + ["normal"] * 5 + ["imposter"] * 3
+    n = len(groups)
+    data = SampleSet(np.zeros((n, 8, 8, 3), np.uint8), np.array(label, object), np.array(groups, object),
+                     np.array(source, object), {"monuseg-dev/b": 0.5, "cmu1/c": 0.25})
+    split = loso_split(data, "Hamamatsu XR", train_fields={"monuseg-train"}, test_fields={"monuseg-dev", "cmu1"})
+    assert split[:5].tolist() == ["test"] * 5  # the XR slides' crops and the neighbour
+    assert set(split[5:7].tolist()) <= {"train", "val"}  # the other scanners, split by slide
+    assert split[7:].tolist() == ["train", "test", "test"]  # fields by folder
+
+    test = data.subset(split == "test")
+    # test = 4 XR figures (0.9, 0.3, 0.6, 0.2) + 1 neighbour (0.8) + monuseg-dev (0.1) + cmu1 (0.95)
+    scores = np.array([0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.95])
+    r = fold_report(test, scores, val_threshold=0.5)
+    assert r["figures"] == 4 and r["crop_imposters"] == 1
+    assert r["recall_at_val_threshold"] == 0.5 and r["recall_by_threshold"]["0.25"] == 0.75
+    assert r["fields"]["cmu1"]["per_mm2_by_threshold"]["0.50"] == 4.0  # 1 detection in 0.25 mm²
+    assert r["fields"]["monuseg-dev"]["per_mm2_by_threshold"]["0.50"] == 0.0
+    s = summarise({"XR": r, "other": {**r, "recall_by_threshold": {k: 1.0 for k in r["recall_by_threshold"]}}},
+                  target_recall=0.75)
+    assert s["threshold"] == 0.3 and s["recall"] == {"XR": 0.75, "other": 1.0}  # 0.3 still keeps 0.3
+    assert s["detections_per_mm2"] == {"cmu1": 4.0, "monuseg-dev": 0.0}
+    assert summarise({"XR": r}, target_recall=0.99)["threshold"] == 0.2  # all 4 figures score >= 0.2
+    low = {**r, "recall_by_threshold": {k: 0.5 for k in r["recall_by_threshold"]}}
+    assert summarise({"XR": r, "low": low}, target_recall=0.8)["threshold"] is None

@@ -60,15 +60,17 @@ class MitosisDetector(Detector):
     def _predict_batch(self, tiles: np.ndarray) -> list[Instances]:
         return [self._one(tile, nuc) for tile, nuc in zip(tiles, self.nuclei.predict_batch(tiles))]
 
-    def score_candidates(self, tile: np.ndarray, nuclei: Instances | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def score_candidates(self, tile: np.ndarray, nuclei: Instances | None = None, *,
+                         candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) (x, y) tile-pixel centres of the candidate nuclei and their (N,) float32
         probabilities (detections are those >= ``scorer.threshold``). ``tile`` (H, W, 3)
-        uint8 at the scorer's mpp; ``nuclei`` found here when not given."""
+        uint8 at the scorer's mpp; ``nuclei`` found here when not given; ``candidates``:
+        (len(nuclei),) bool mask (default :func:`select_candidates` on this tile's nuclei)."""
         if nuclei is None:
             nuclei = self.nuclei.predict(tile)
         if len(nuclei) == 0:
             return np.empty((0, 2)), np.empty(0, np.float32)
-        centres = nuclei.subset(select_candidates(nuclei)).centroids()
+        centres = nuclei.subset(select_candidates(nuclei) if candidates is None else candidates).centroids()
         if not len(centres):
             return centres.reshape(0, 2), np.empty(0, np.float32)
         return centres, np.asarray(self.scorer.score(crops_around(tile, centres, self.scorer.crop_size)), np.float32)

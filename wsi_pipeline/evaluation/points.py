@@ -8,7 +8,9 @@ Polygons are reduced to their centroids; GeoJSON features can be filtered by cla
 :func:`evaluate_figure_crops`: a folder of image crops each centred on a mitotic figure
 (e.g. a lab's own scanner; class sub-folders such as ``normal/`` and ``atypical/`` are
 reported apart): the mitosis detector runs on each crop; a figure is found when a
-detection lies within ``radius_um`` of the centre. Also the candidate recall (a candidate
+detection lies within ``radius_um`` of the centre. Candidate nuclei are chosen with the
+nuclei of all the crops pooled (a crop holds too few nuclei for the rule's median; a slide
+run pools the whole slide). Also the candidate recall (a candidate
 nucleus within the radius: the ceiling of any scorer) and the other detections per crop.
 """
 
@@ -168,10 +170,13 @@ def evaluate_figure_crops(folder: str | Path, *, detector, mpp: float, radius_um
     if abs(scorer.mpp - MODEL_MPP) > 1e-6:
         raise ValueError(f"the mitosis scorer works at {scorer.mpp} µm/px, crops are read at {MODEL_MPP}")
     radius = radius_um / MODEL_MPP
+    files = _crop_files(Path(folder))
+    images = [read_rgb(path, mpp=mpp) for _, path in files]  # resampled to MODEL_MPP
+    nuclei = [detector.nuclei.predict(im) for im in images]
+    masks = _pooled_candidates(nuclei)
     per: dict[str, dict] = {}
-    for cls, path in _crop_files(Path(folder)):
-        im = read_rgb(path, mpp=mpp)  # resampled to MODEL_MPP
-        centres, probs = detector.score_candidates(im)
+    for (cls, path), im, nuc, mask in zip(files, images, nuclei, masks):
+        centres, probs = detector.score_candidates(im, nuc, candidates=mask)
         d = np.hypot(centres[:, 0] - im.shape[1] / 2, centres[:, 1] - im.shape[0] / 2)
         det = probs >= scorer.threshold
         per[f"{cls}/{path.name}"] = {"class": cls, "found": bool((det & (d <= radius)).any()),
@@ -184,6 +189,17 @@ def evaluate_figure_crops(folder: str | Path, *, detector, mpp: float, radius_um
             "total": _crop_summary(per.values()),
             "by_class": {c: _crop_summary(r for r in per.values() if r["class"] == c) for c in classes},
             "images": per}
+
+
+def _pooled_candidates(nuclei: list) -> list[np.ndarray]:
+    """Candidate masks per crop, darkness judged against the nuclei of all the crops
+    together (as a slide's nuclei are in a run), not against a crop's handful."""
+    from detectors.base import Instances
+    from detectors.mitosis.candidates import select_candidates
+
+    pooled = select_candidates(Instances.concatenate(list(nuclei)))
+    return np.split(pooled, np.cumsum([len(n) for n in nuclei])[:-1]) if len(pooled) else \
+        [np.zeros(len(n), bool) for n in nuclei]
 
 
 def _crop_summary(rows) -> dict:

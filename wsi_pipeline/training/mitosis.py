@@ -5,9 +5,10 @@ Recipe:
 * samples from :mod:`wsi_pipeline.training.mitosis_data`; splits by *group* (slide for
   MIDOG crops via its CSV, image for fields and annotated images), separately per source
   so each split gets crops and fields;
-* batches balanced to ``positive_fraction`` mitotic figures; augmentation in torch: random
-  shift (up to ``jitter`` px), flips, 90° rotations, H&E stain jitter (scale and shift of
-  the hematoxylin and eosin concentrations), brightness;
+* batches balanced to ``positive_fraction`` mitotic figures; augmentation
+  (:mod:`wsi_pipeline.training.mitosis_augment`): shift, flips, rotation, H&E stain jitter,
+  brightness and, with ``scanner_augment``, resolution (0.23-0.27 µm/px), blur, contrast,
+  gamma and JPEG quality;
 * two passes: the first on a random subset of the training imposters
   (``negatives_per_positive`` x positives); then **hard-negative mining**: every training
   imposter is scored and those the model scores >= ``hard_threshold`` are added (and
@@ -36,8 +37,8 @@ import torch.nn.functional as F
 
 from detectors.mitosis.classifier import MitosisNet, mitosis_probability, to_input
 from detectors.mitosis.model_io import MitosisModelConfig, save_model_folder
-from detectors.nuclei.stain import RUIFROK_HE, rgb_to_od, stain_matrix, unmix
 from tiling.errors import InputError
+from wsi_pipeline.training.mitosis_augment import augment
 from wsi_pipeline.training.mitosis_data import IMPOSTER, MODEL_MPP, SampleSet, split_groups
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class MitosisTrainingOptions:
     crop_size: int = 64
-    jitter: int = 8
+    margin: int = 16  # patches are crop_size + 2 * margin px: room for shift, rotation and scale
     width: int = 12
     epochs: int = 12
     batch_size: int = 64
@@ -60,6 +61,7 @@ class MitosisTrainingOptions:
     test_fraction: float = 0.2
     time_limit_min: float | None = None
     seed: int = 0
+    scanner_augment: bool = True  # resolution, blur, contrast, JPEG, any rotation (mitosis_augment)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class TrainingResult:
     metrics: dict
     seconds: float
     history: list = field(default_factory=list)
+    test_scores: np.ndarray | None = None  # (N_test,) probabilities of the test split's samples
 
 
 #: what ``config.json`` says of a freshly trained model (see detectors.mitosis.model_io)
@@ -97,31 +100,6 @@ def check_portable(card: dict) -> None:
         elif isinstance(x, str) and _ABSOLUTE.search(x):
             raise ValueError(f"model card {where} names a machine path: {x!r}")
     walk(card, "card")
-
-
-# -- augmentation -----------------------------------------------------------------
-_MIX = torch.as_tensor(stain_matrix(RUIFROK_HE), dtype=torch.float32)
-
-
-def augment(patches: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """(B, P, P, 3) uint8 -> (B, 3, size, size) float in [0, 1]: shift, flips, rot90, stain jitter."""
-    b, p = patches.shape[0], patches.shape[1]
-    off = torch.randint(0, p - size + 1, (b, 2), generator=gen)
-    crops = torch.stack([patches[i, y : y + size, x : x + size] for i, (x, y) in enumerate(off.tolist())])
-    conc = unmix(rgb_to_od(crops), RUIFROK_HE)  # (B, 3, S, S)
-    scale = 1.0 + (torch.rand(b, 3, 1, 1, generator=gen) - 0.5) * torch.tensor([0.5, 0.5, 0.2]).view(1, 3, 1, 1)
-    shift = (torch.rand(b, 3, 1, 1, generator=gen) - 0.5) * torch.tensor([0.1, 0.1, 0.02]).view(1, 3, 1, 1)
-    od = torch.einsum("bshw,sc->bchw", conc * scale + shift, _MIX).clamp(min=0)
-    x = (10.0 ** (-od)) * (1.0 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.2)
-    x = x.clamp(0, 1)
-    flip = torch.rand(b, generator=gen) < 0.5
-    x[flip] = x[flip].flip(-1)
-    k = torch.randint(0, 4, (b,), generator=gen)
-    for r in range(1, 4):
-        sel = k == r
-        if sel.any():
-            x[sel] = torch.rot90(x[sel], r, (2, 3))
-    return x
 
 
 def centre_crops(patches: np.ndarray, size: int) -> np.ndarray:
@@ -206,8 +184,10 @@ def _class_index(labels: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
 
 
 def train_mitosis(data: SampleSet, *, out: str | Path, options: MitosisTrainingOptions = MitosisTrainingOptions(),
-                  device: torch.device = torch.device("cpu"), sources: dict | None = None) -> TrainingResult:
-    """Train, pick the threshold on validation, score the test split, write the model folder."""
+                  device: torch.device = torch.device("cpu"), sources: dict | None = None,
+                  split: np.ndarray | None = None) -> TrainingResult:
+    """Train, pick the threshold on validation, score the test split, write the model folder.
+    ``split``: (N,) 'train' | 'val' | 'test' per sample (default :func:`assign_splits`)."""
     t0 = time.monotonic()
     torch.manual_seed(options.seed)
     gen = torch.Generator().manual_seed(options.seed)
@@ -216,7 +196,9 @@ def train_mitosis(data: SampleSet, *, out: str | Path, options: MitosisTrainingO
     if not positives or not (data.label == IMPOSTER).any():
         raise InputError(None, "training needs mitotic figures (--crops/--images) and imposters (--negatives or crop neighbours)")
     classes = (IMPOSTER, *positives)
-    split = assign_splits(data, options)
+    split = assign_splits(data, options) if split is None else np.asarray(split, object)
+    if len(split) != len(data):
+        raise ValueError(f"split has {len(split)} entries for {len(data)} samples")
     train, val, test = (data.subset(split == s) for s in ("train", "val", "test"))
     if not (train.label != IMPOSTER).any():
         raise InputError(None, "no mitotic figures left for training after the split; add more slides/crops")
@@ -242,7 +224,7 @@ def train_mitosis(data: SampleSet, *, out: str | Path, options: MitosisTrainingO
         for _ in range(steps):
             bi = np.concatenate([rng.choice(pos_idx, n_pos_b), rng.choice(neg_idx, options.batch_size - n_pos_b,
                                                                            p=neg_w / neg_w.sum())])
-            x = augment(patches_t[bi], options.crop_size, gen).to(device)
+            x = augment(patches_t[bi], options.crop_size, gen, scanner=options.scanner_augment).to(device)
             loss = F.cross_entropy(net(x), y_t[bi].to(device), label_smoothing=0.05)
             opt.zero_grad()
             loss.backward()
@@ -261,16 +243,16 @@ def train_mitosis(data: SampleSet, *, out: str | Path, options: MitosisTrainingO
     val_s = predict(net, val.patches, options.crop_size, device)
     y_val = (val.label != IMPOSTER).astype(int)
     threshold = best_f1_threshold(y_val, val_s) if y_val.sum() and (y_val == 0).sum() else 0.5
+    test_s = predict(net, test.patches, options.crop_size, device) if len(test) else None
     metrics = {"val": split_metrics(val, val_s, threshold),
-               "test": split_metrics(test, predict(net, test.patches, options.crop_size, device), threshold)
-               if len(test) else {}}
+               "test": split_metrics(test, test_s, threshold) if len(test) else {}}
     seconds = time.monotonic() - t0
     card = _card(data, split, classes, options, metrics, history, best[2], mined, seconds, sources or {})
     check_portable(card)
     cfg = MitosisModelConfig(classes=classes, crop_size=options.crop_size, mpp=MODEL_MPP, threshold=threshold,
                              width=options.width, validated=False, validation=NOT_VALIDATED)
     folder = save_model_folder(out, net.cpu(), cfg, card, card_markdown(card))
-    return TrainingResult(folder, threshold, metrics, seconds, history)
+    return TrainingResult(folder, threshold, metrics, seconds, history, test_s)
 
 
 def _val_ap(net, val: SampleSet, options, device) -> float:

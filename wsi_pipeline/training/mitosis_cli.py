@@ -55,7 +55,7 @@ def run(args) -> int:
         raise InputError(out, "exists and is not a model folder; refusing to overwrite it")
     device = select_device(args.device)
     nuclei = WeightFreeNucleiDetector(device=device)
-    patch = args.crop_size + 16
+    patch = args.crop_size + 2 * MitosisTrainingOptions.margin
     parts, sources = [], {}
     for d in args.crops:
         parts.append(load_crop_folders(d, mpp=args.mpp, patch=patch, nuclei=None if args.no_crop_neighbours else nuclei))

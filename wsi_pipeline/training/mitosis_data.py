@@ -14,8 +14,8 @@ Sources (all resampled to the model's 0.25 µm/px when given at another ``mpp``)
   ``Mitosis`` (-> class ``normal``) or ``Atypical mitosis`` (-> ``atypical``); candidate
   nuclei farther than ``2 x radius`` from every mark are imposters.
 
-Patches are ``crop_size + 2 * jitter`` px square, centred on the object, so training can
-shift the crop by up to ``jitter`` px.
+Patches are ``crop_size + 2 * margin`` px square, centred on the object, so training can
+shift, rotate and rescale the crop inside them.
 """
 
 from __future__ import annotations
@@ -60,6 +60,25 @@ class SampleSet:
 
     def subset(self, idx) -> "SampleSet":
         return SampleSet(self.patches[idx], self.label[idx], self.group[idx], self.source[idx], dict(self.field_area_mm2))
+
+    def save(self, path: str | Path) -> None:
+        """Write an ``.npz`` pack (atomically) that :meth:`load` reads back."""
+        import json
+
+        from wsi_pipeline.atomic import atomic_path
+
+        with atomic_path(Path(path)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, patches=self.patches, label=self.label.astype(str), group=self.group.astype(str),
+                         source=self.source.astype(str), field_area_mm2=json.dumps(self.field_area_mm2))
+
+    @staticmethod
+    def load(path: str | Path) -> "SampleSet":
+        import json
+
+        with np.load(path) as z:
+            return SampleSet(z["patches"], *(z[k].astype(object) for k in ("label", "group", "source")),
+                             json.loads(str(z["field_area_mm2"])))
 
     @staticmethod
     def concatenate(parts: list["SampleSet"], p: int) -> "SampleSet":
