@@ -133,14 +133,14 @@ def slide_fields(slide_path: Path, out: Path, *, tile: int = 1000, mpp: float = 
 def build_pack(crops: Path, fields: list[Path], *, patch: int, mpp: float = 0.25) -> SampleSet:
     """All samples: crops (+ neighbours as imposters) and the candidates of every field folder."""
     from detectors.nuclei.weightfree import WeightFreeNucleiDetector
-    from wsi_pipeline.training.mitosis_data import load_crop_folders, load_negative_fields, read_rgb
+    from wsi_pipeline.training.mitosis_data import IMAGE_SUFFIXES, load_crop_folders, load_negative_fields, read_rgb
 
     nuclei = WeightFreeNucleiDetector(device="cpu")
     parts = [load_crop_folders(crops, mpp=mpp, patch=patch, nuclei=nuclei)]
     for f in fields:
         t0 = time.monotonic()
         part = load_negative_fields(f, mpp=mpp, patch=patch, nuclei=nuclei)
-        for img in sorted(f.iterdir()):  # per mm² of tissue, not of glass
+        for img in sorted(x for x in f.iterdir() if x.suffix.lower() in IMAGE_SUFFIXES):  # per mm² of tissue
             g = f"{f.name}/{img.stem}"
             if g in part.field_area_mm2:
                 part.field_area_mm2[g] *= tissue_fraction(read_rgb(img, mpp=mpp))
