@@ -175,8 +175,12 @@ def place_nuclei(
     n_mitoses: int | None = None,
     density: float = 1.0,
     placed: Nuclei | None = None,
+    palisade: bool = True,
 ) -> Nuclei:
     """Nuclei of every kind inside ``tissue``; ``density`` scales all densities.
+
+    ``palisade``: tumour nuclei at the nest's edge stand perpendicular to it (basal cell
+    carcinoma); off for a melanoma.
 
     ``placed``: nuclei already positioned (e.g. endothelium), kept before the sampled ones.
     """
@@ -217,7 +221,7 @@ def place_nuclei(
         parts.append(_make(kind, _sample_in(region, count, rng), rng, px))
 
     add(TUMOR, tumor_r)
-    if tumor is not None and len(parts) and parts[-1].kind[:1].tolist() == [TUMOR]:
+    if palisade and tumor is not None and len(parts) and parts[-1].kind[:1].tolist() == [TUMOR]:
         parts[-1] = _palisade(parts[-1], tumor, px)
     add(EPIDERMAL, epid_r)
     if tumor is not None and dermis_r is not None:

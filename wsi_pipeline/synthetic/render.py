@@ -16,13 +16,14 @@ from PIL import Image, ImageDraw
 from shapely.geometry.base import BaseGeometry
 
 from wsi_pipeline.synthetic.noise import fbm, value_noise
-from wsi_pipeline.synthetic.nuclei import LYMPHOCYTE, MITOSIS
+from wsi_pipeline.synthetic.nuclei import LYMPHOCYTE, MITOSIS, TUMOR
 from wsi_pipeline.synthetic.scene import Scene
 from wsi_pipeline.synthetic.textures import TextureBank
 
 # unit optical-density colour vectors (R, G, B absorbance)
 HEMATOXYLIN = np.array([0.64, 0.72, 0.30], np.float32)
 EOSIN = np.array([0.16, 0.86, 0.48], np.float32)
+MELANIN = (0.49, 0.90, 1.41)  # brown pigment, RGB absorbance at full density
 INK_OD = {  # RGB absorbance of each ink at full coverage
     "blue": (1.25, 0.75, 0.18),
     "black": (1.7, 1.7, 1.65),
@@ -97,6 +98,9 @@ class TileRenderer:
             hema, eos = self._stroma(x0, y0, w, h, tissue)
             self._nuclei(hema, eos, x0, y0, w, h)
             layers += [(hema, HEMATOXYLIN), (eos, EOSIN)]
+            pigment = self._melanin(x0, y0, w, h)
+            if pigment is not None:
+                layers.append((pigment, np.asarray(MELANIN, np.float32)))
             for ink in sc.inks:
                 m = _raster(ink.region, x0, y0, w, h)
                 if m is not None:
@@ -164,13 +168,29 @@ class TileRenderer:
         tum = _raster(sc.tumor, x0, y0, w, h)
         if tum is not None:
             mottle = bank.window("mottle", x0 + 777, y0 + 333, w, h)
-            eos = np.where(tum, 0.22 + 0.08 * mottle, eos)
-            hema = np.where(tum, 0.36 + 0.10 * mottle, hema)
+            if sc.lesion == "melanoma":  # epithelioid cells: ample pink-amphophilic cytoplasm
+                eos = np.where(tum, 0.38 + 0.12 * mottle, eos)
+                hema = np.where(tum, 0.14 + 0.06 * mottle, hema)
+            else:  # basaloid: scant cytoplasm
+                eos = np.where(tum, 0.22 + 0.08 * mottle, eos)
+                hema = np.where(tum, 0.36 + 0.10 * mottle, hema)
         cleft = _raster(sc.cleft, x0, y0, w, h)
         if cleft is not None:
             eos = np.where(cleft, 0.03, eos)
             hema = np.where(cleft, 0.01, hema)
         return hema.astype(np.float32), eos.astype(np.float32)
+
+    def _melanin(self, x0, y0, w, h) -> np.ndarray | None:
+        """Granular brown pigment in patches of a melanoma ``(h, w)``, or None."""
+        sc = self.scene
+        if sc.lesion != "melanoma":
+            return None
+        tum = _raster(sc.tumor, x0, y0, w, h)
+        if tum is None:
+            return None
+        patches = np.clip((fbm(x0, y0, w, h, scale=40 * self.px, seed=self.seed + 43) - 0.62) * 5.0, 0.0, 1.0)
+        grains = np.clip(self.bank.window("chromatin", x0 + 501, y0 + 203, w, h) * 2.2 - 0.9, 0.0, 1.0)
+        return (tum * patches * (0.2 + 0.7 * grains)).astype(np.float32)
 
     def _nuclei(self, hema, eos, x0, y0, w, h) -> None:
         """Paint nuclei near the window into ``hema``/``eos`` in place."""
@@ -201,6 +221,14 @@ class TileRenderer:
             elif kind == LYMPHOCYTE:
                 dens = float(nuc.stain[i]) * (0.9 + 0.2 * chrom[sl])
                 e_in = 0.05
+            elif kind == TUMOR and self.scene.lesion == "melanoma":
+                # vesicular chromatin, a thick membrane and one prominent red nucleolus
+                rim = np.clip((r - 0.70) / 0.30, 0.0, 1.0)
+                k = int(nuc.seed[i])
+                nu, nv = ((k % 7) / 7 - 0.5) * 0.5 * a, ((k // 7 % 7) / 7 - 0.5) * 0.5 * b
+                nucleolus = np.exp(-((u - nu) ** 2 + (v - nv) ** 2) / (2 * (0.22 * b + 0.3 * self.px) ** 2))
+                dens = float(nuc.stain[i]) * (0.42 + 0.45 * chrom[sl] ** 1.5 + 0.55 * rim) + 0.5 * nucleolus
+                e_in = 0.08 + 1.1 * nucleolus
             else:
                 rim = np.clip((r - 0.72) / 0.28, 0.0, 1.0)
                 dens = float(nuc.stain[i]) * (0.62 + 0.6 * chrom[sl] ** 1.5) * (1 + 0.35 * rim)

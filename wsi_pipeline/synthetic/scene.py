@@ -15,7 +15,7 @@ bottom, 270 the top, 0 the right end.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
@@ -23,9 +23,11 @@ from shapely.geometry import LineString, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from wsi_pipeline.synthetic import inflammation as infl
+from wsi_pipeline.synthetic import melanoma as mel
 from wsi_pipeline.synthetic.anatomy import place_vessels, rete_pegs
 from wsi_pipeline.synthetic.nuclei import Nuclei, place_nuclei
 
+LESIONS = ("nest", "melanoma")
 INK_COLORS = ("black", "blue", "green", "red", "yellow", "orange", "purple")
 DEFAULT_INKS = (("blue", 35.0, 145.0), ("black", 150.0, 200.0))
 EPIDERMIS_ARC = (200.0, 340.0)
@@ -63,6 +65,8 @@ class Scene:
     vessel_walls: BaseGeometry | None = None
     vessel_lumens: BaseGeometry | None = None
     inflammation: BaseGeometry | None = None  # the dense lymphoid aggregate (Inflammation truth)
+    lesion: str = "nest"  # "nest" (a basaloid dermal nest) | "melanoma" (junctional, see melanoma.py)
+    melanoma: mel.Melanoma | None = None
 
     def um(self, px: float) -> float:
         return float(px) * self.mpp
@@ -156,6 +160,25 @@ def _place_tumor(shape_at, allowed, edge, center, distance_px):
     return out
 
 
+def _nest(layout, allowed, inks, *, radius_px, center, ink_distance_px, ink_color, rng) -> BaseGeometry:
+    """The basaloid nest in the dermis: ``ink_distance_px`` from the ``ink_color`` inked edge,
+    else at ``center`` or a default spot."""
+    cx, cy, a, b = layout
+    radius = radius_px
+    nest_rng_seed = int(rng.integers(2**31))
+
+    def shape_at(x, y):
+        return _blob(x, y, radius, rng=np.random.default_rng(nest_rng_seed))
+
+    if ink_distance_px is not None:
+        matching = [ink for ink in inks if ink.color == ink_color]
+        if not matching:
+            raise ValueError(f"no {ink_color} ink to place the tumour against")
+        return _place_tumor(shape_at, allowed, matching[0].edge, (cx, cy), ink_distance_px)
+    tx, ty = center if center is not None else (cx - 0.2 * a, cy + 0.25 * b)
+    return shape_at(tx, ty).intersection(allowed)
+
+
 def build_scene(
     width: int,
     height: int,
@@ -180,6 +203,10 @@ def build_scene(
     nuclei_density: float = 1.0,
     inflammation: bool = True,
     inflammation_um: float = infl.DEFAULT_SIZE_UM,
+    lesion: str = "nest",
+    breslow_um: float = 500.0,
+    ulceration_um: float = 0.0,
+    til: str = "non-brisk",
 ) -> Scene:
     """Draw the scene for a ``width`` x ``height`` slide at ``mpp`` micrometres per pixel.
 
@@ -191,7 +218,20 @@ def build_scene(
     ``inflammation`` adds a dense lymphoid aggregate (long axis ``inflammation_um``, shrunk
     to fit) in the dermis of the first piece, clear of epidermis, tumour and edge; it draws
     from its own generator, so the rest of the scene is the same with or without it.
+
+    ``lesion="melanoma"`` replaces the nest by a junctional melanoma-like tumour hanging from
+    the epidermis of the first piece (:mod:`wsi_pipeline.synthetic.melanoma`): Breslow
+    thickness exactly ``breslow_um``, an ulcer ``ulceration_um`` long (0 = none) over it, TILs
+    graded ``til`` (absent | non-brisk | brisk); ``tumor_radius_um`` is then its half-width
+    and ``tumor_center`` the surface point it hangs from (``tumor_ink_distance_um`` does not
+    apply: the thickness places it).
     """
+    if lesion not in LESIONS:
+        raise ValueError(f"unknown lesion {lesion!r}; use one of {', '.join(LESIONS)}")
+    if lesion == "melanoma" and tumor_ink_distance_um is not None:
+        raise ValueError("tumor_ink_distance_um does not apply to a melanoma (its Breslow thickness places it)")
+    if til not in mel.TIL_GRADES:
+        raise ValueError(f"unknown TIL grade {til!r}; use one of {', '.join(mel.TIL_GRADES)}")
     rng = np.random.default_rng(seed)
     px = 1.0 / mpp  # pixels per micrometre
     piece_polys, boundaries = [], []
@@ -201,9 +241,10 @@ def build_scene(
         boundaries.append((pts, t, (cx, cy)))
     tissue = shapely.union_all(piece_polys)
 
-    epid_parts, ker_parts = [], []
+    epid_parts, ker_parts, wedges = [], [], []
     for poly, (pts, t, center) in zip(piece_polys, boundaries):
         wedge = _wedge(center, pts, t, *EPIDERMIS_ARC)
+        wedges.append(wedge)
         band = poly.difference(poly.buffer(-epidermis_um * px))
         if rete:
             inner = _wedge(center, pts, t, EPIDERMIS_ARC[0] + 4, EPIDERMIS_ARC[1] - 4)
@@ -212,6 +253,15 @@ def build_scene(
             band = band.union(pegs.intersection(poly))
         epid_parts.append(band.intersection(wedge))
         ker_parts.append(poly.difference(poly.buffer(-keratin_um * px)).intersection(wedge))
+    melanoma = None
+    if tumor and lesion == "melanoma":
+        melanoma = mel.build_melanoma(
+            piece_polys[0], wedge=wedges[0], epidermis=epid_parts[0], keratin=ker_parts[0],
+            epidermis_um=epidermis_um, keratin_um=keratin_um, breslow_um=breslow_um, ulcer_um=ulceration_um,
+            half_width_um=tumor_radius_um, anchor=tumor_center, px=px, rng=rng,
+        )  # fmt: skip
+        piece_polys[0], epid_parts[0], ker_parts[0] = melanoma.piece, melanoma.epidermis, melanoma.keratin
+        tissue = shapely.union_all(piece_polys)
     epidermis = shapely.union_all(epid_parts)
     keratin = shapely.union_all(ker_parts)
 
@@ -226,27 +276,23 @@ def build_scene(
 
     tumor_geom = cleft = None
     distance_um = None
-    if tumor:
-        cx, cy, a, b = _layout(width, height, pieces)[0]
-        radius = (tumor_radius_um * px) if tumor_radius_um else min(300.0 * px, 0.30 * b)
-        nest_rng_seed = int(rng.integers(2**31))
-        allowed = piece_polys[0].difference(epidermis.buffer(10 * px))
-
-        def shape_at(x, y):
-            return _blob(x, y, radius, rng=np.random.default_rng(nest_rng_seed))
-
-        if tumor_ink_distance_um is not None:
-            matching = [ink for ink in ink_list if ink.color == tumor_ink_color]
-            if not matching:
-                raise ValueError(f"no {tumor_ink_color} ink to place the tumour against")
-            target = matching[0]
-            tumor_geom = _place_tumor(
-                shape_at, allowed, target.edge, (cx, cy), tumor_ink_distance_um * px
-            )
-        else:
-            tx, ty = tumor_center if tumor_center is not None else (cx - 0.2 * a, cy + 0.25 * b)
-            tumor_geom = shape_at(tx, ty).intersection(allowed)
+    melanoma_truth = None
+    til_nuclei = None
+    if melanoma is not None:
+        tumor_geom = melanoma.tumor  # no retraction cleft: that is a basal cell carcinoma's
+        region = mel.til_region(melanoma.truth.invasive, til, px=px, rng=rng)
+        til_nuclei = mel.til_lymphocytes(region, px=px, rng=rng)
+        melanoma_truth = replace(melanoma.truth, til_grade=til, til_region=region)
+    elif tumor:
+        layout = _layout(width, height, pieces)[0]
+        tumor_geom = _nest(
+            layout, piece_polys[0].difference(epidermis.buffer(10 * px)), ink_list,
+            radius_px=tumor_radius_um * px if tumor_radius_um else min(300.0 * px, 0.30 * layout[3]), center=tumor_center,
+            ink_distance_px=None if tumor_ink_distance_um is None else tumor_ink_distance_um * px,
+            ink_color=tumor_ink_color, rng=rng,
+        )  # fmt: skip
         cleft = tumor_geom.buffer(4.0 * px).difference(tumor_geom).intersection(tissue)
+    if tumor_geom is not None:
         same = [ink.edge for ink in ink_list if ink.color == tumor_ink_color]
         if same:
             distance_um = float(tumor_geom.distance(shapely.union_all(same))) * mpp
@@ -266,6 +312,8 @@ def build_scene(
         vessel_set = place_vessels(tissue.difference(shapely.union_all(away)).buffer(-25 * px), px=px, rng=rng)
     blocked = [keratin, cleft] + ([vessel_set.walls.union(vessel_set.lumens).buffer(px)] if vessel_set else [])
     placed = [vessel_set.endothelium] if vessel_set else []
+    if til_nuclei is not None:
+        placed.append(til_nuclei)
     focus = None
     if inflammation:
         focus_rng = infl.rng_for(seed)
@@ -285,6 +333,7 @@ def build_scene(
         n_mitoses=n_mitoses,
         density=nuclei_density,
         placed=Nuclei.concatenate(placed) if placed else None,
+        palisade=melanoma is None,
     )
     return Scene(
         width=int(width),
@@ -306,4 +355,6 @@ def build_scene(
         vessel_walls=vessel_set.walls if vessel_set else None,
         vessel_lumens=vessel_set.lumens if vessel_set else None,
         inflammation=focus,
+        lesion=lesion if melanoma is not None else "nest",
+        melanoma=melanoma_truth,
     )

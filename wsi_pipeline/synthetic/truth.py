@@ -16,7 +16,11 @@ Files written into the truth folder:
   ``Dermis``, ``Tumor``, ``Inflammation`` (the lymphoid aggregate) and ``Other`` (keratin):
   one annotation (MultiPolygon) per class present, ``Area mm^2``; see
   :mod:`wsi_pipeline.synthetic.regions`.
-* ``scene.json``: the options and counts.
+* ``breslow.geojson`` (melanoma scenes): the Breslow measuring line, class
+  ``Breslow thickness``, measurement ``Thickness mm``; ``ulcer.geojson``: the ulcer base
+  (the exposed tumour surface), class ``Ulceration``, ``Length mm`` (when ulcerated).
+* ``scene.json``: the options and counts; for a melanoma ``"melanoma": {"breslow_mm",
+  "ulceration", "ulcer_length_mm", "til_grade", "pT", ...}``.
 
 Feature ids come from the scene's seed, so the same seed writes identical files.
 """
@@ -32,6 +36,7 @@ import shapely
 from shapely.geometry import Point
 
 from wsi_pipeline.annotations import Feature, class_color, write_geojson
+from wsi_pipeline.synthetic.melanoma import breslow_rounded_mm
 from wsi_pipeline.synthetic.nuclei import KIND_NAMES, LYMPHOCYTE, MITOSIS
 from wsi_pipeline.synthetic.regions import region_geometries
 from wsi_pipeline.synthetic.scene import Scene
@@ -80,10 +85,9 @@ def write_truth(
     tumor = []
     if scene.tumor is not None and not scene.tumor.is_empty:
         meas = {"Area mm^2": round(scene.tumor.area * mm2, 6)}
-        if scene.tumor_ink_distance_um is not None:
-            color = scene.tumor_ink_color
+        for color, distance in _ink_distances(scene).items():
             band = shapely.union_all([ink.region for ink in scene.inks if ink.color == color])
-            meas[f"Distance to {color} inked edge um"] = round(scene.tumor_ink_distance_um, 3)
+            meas[f"Distance to {color} inked edge um"] = distance
             meas[f"Distance to {color} ink um"] = round(float(scene.tumor.distance(band)) * scene.mpp, 3)
         tumor.append(_feature(scene.tumor, "Tumor", ids, measurements=meas))
     counts["tumor"] = write_geojson(folder / "tumor.geojson", tumor, properties=props)
@@ -130,6 +134,9 @@ def write_truth(
         properties=props,
     )
 
+    if scene.melanoma is not None:
+        counts.update(_write_melanoma(scene, folder, ids, props))
+
     if scene.marker is not None:
         counts["marker"] = write_geojson(
             folder / "marker.geojson",
@@ -148,6 +155,8 @@ def write_truth(
         "tumor_inked_edge_distances_um": _ink_distances(scene),
         "regions_mm2": {name: round(geom.area * mm2, 6) for name, geom in regions.items()},
         "inflammation": _inflammation(scene),
+        "lesion": scene.lesion,
+        **({"melanoma": melanoma_summary(scene)} if scene.melanoma is not None else {}),
         "options": options or {},
         "scene_options": scene_options or {},
     }
@@ -182,4 +191,53 @@ def _inflammation(scene: Scene) -> dict:
         "lymphocytes": lymph,
         "lymphocytes_per_mm2": round(lymph / area, 1),
         "lymphocyte_fraction": round(lymph / max(int(inside.sum()), 1), 4),
+    }
+
+
+def _write_melanoma(scene: Scene, folder: Path, ids, props) -> dict[str, int]:
+    m = scene.melanoma
+    counts = {
+        "breslow": write_geojson(
+            folder / "breslow.geojson",
+            [_feature(m.breslow_line, "Breslow thickness", ids,
+                      measurements={"Thickness mm": round(m.breslow_um / 1000.0, 4)},
+                      extra={"measuredFrom": "ulcer base" if _foot_on_ulcer(m) else "granular layer"})],
+            properties=props,
+        )  # fmt: skip
+    }
+    if m.ulcer_base is not None:
+        counts["ulcer"] = write_geojson(
+            folder / "ulcer.geojson",
+            [_feature(m.ulcer_base, "Ulceration", ids, measurements={"Length mm": round(m.ulcer_length_um / 1000.0, 4)})],
+            properties=props,
+        )
+    return counts
+
+
+def _foot_on_ulcer(m) -> bool:
+    return m.ulcer_base is not None and m.ulcer_base.distance(Point(m.breslow_line.coords[0])) < 1e-6
+
+
+def melanoma_summary(scene: Scene) -> dict:
+    """The melanoma truth of ``scene`` as written to scene.json (mm, counts, grades)."""
+    m = scene.melanoma
+    mm2 = (scene.mpp * 1e-3) ** 2
+    nuc = scene.nuclei
+    in_tumor = shapely.contains_xy(scene.tumor, nuc.x, nuc.y)
+    tils = int((in_tumor & (nuc.kind == LYMPHOCYTE)).sum())
+    in_invasive = shapely.contains_xy(m.invasive, nuc.x, nuc.y) & (nuc.kind == LYMPHOCYTE)
+    til_area = 0.0 if m.til_region is None else m.til_region.area
+    return {
+        "breslow_mm": round(m.breslow_um / 1000.0, 4),
+        "breslow_mm_reported": breslow_rounded_mm(m.breslow_um / 1000.0),
+        "breslow_measured_from": "ulcer base" if _foot_on_ulcer(m) else "granular layer",
+        "ulceration": m.ulcerated,
+        "ulcer_length_mm": round(m.ulcer_length_um / 1000.0, 4),
+        "til_grade": m.til_grade,
+        "pT": m.pt(),
+        "tumor_area_mm2": round(scene.tumor.area * mm2, 6),
+        "invasive_area_mm2": round(m.invasive.area * mm2, 6),
+        "til_lymphocytes": tils,
+        "til_per_mm2_invasive": round(int(in_invasive.sum()) / max(m.invasive.area * mm2, 1e-12), 1),
+        "til_area_fraction": round(til_area / max(m.invasive.area, 1e-12), 4),
     }
