@@ -190,3 +190,21 @@ def test_ajcc8_pt(mm, ulcerated, expected):
 
 def test_thickness_rounds_halves_up():
     assert round_tenth_mm(0.75) == 0.8 and round_tenth_mm(0.749) == 0.7 and round_tenth_mm(1.05) == 1.1
+
+
+def test_epidermis_missed_over_the_tumour_is_not_assessed_and_no_uninked_headline(tmp_path):
+    """A map that misses the epidermis over the tumour (it only finds a scrap near the inked
+    deep edge): Breslow and ulceration are not assessed (not measured from the deep edge), and
+    the uninked top edge the tumour reaches is listed, never the headline."""
+    nest = box(2_500, 0, 3_500, 900)  # reaches the top edge (the map took the epidermis for tumour)
+    scrap = box(1_000, 2_800, 1_300, 2_880)  # "epidermis" beside the black-inked bottom
+    regions = {"Epidermis": [scrap], "Tumor": [nest], "Dermis": [SKIN.difference(nest).difference(scrap)]}
+    write_case(tmp_path, mpp=MPP, tissue=[SKIN], inks=INKS, regions=regions,
+               regions_properties={"regionsSource": "weight-free"})
+    draft = build_draft(tmp_path, mpp=MPP, diagnosis="melanoma")
+    assert draft.lesion.proposed
+    assert _find(draft, "Breslow thickness")["value"] is None
+    assert _find(draft, "Ulceration")["reason"] == "no epidermal surface found over the tumour"
+    assert _find(draft, "pT (AJCC 8th)")["value"] is None
+    assert _find(draft, "Uninked edge (margin?)")["details"]["status"] == "involved"
+    assert draft.headline == "Closest margin: 2.1 mm to black ink (deep). CLEAR."

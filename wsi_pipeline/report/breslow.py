@@ -52,7 +52,9 @@ def round_tenth_mm(mm: float) -> float:
 def measure_breslow(pieces, lesion_foci, surface: SkinSurface, *, surface_um: float,
                     step_um: float = 2.0) -> Breslow | None:
     """The deepest tumour point's distance to the reference surface of its piece (µm);
-    ``None`` when no piece has both tumour and surface."""
+    ``None`` when no piece has both tumour and surface. A measuring line that leaves the
+    tissue (more than 5% of it outside) does not stand on the skin above the tumour (the
+    map found epidermis elsewhere only): :class:`ValueError` says so."""
     reference = surface.reference
     if reference is None or not lesion_foci:
         return None
@@ -72,6 +74,9 @@ def measure_breslow(pieces, lesion_foci, surface: SkinSurface, *, surface_um: fl
     if best is None:
         return None
     d, line, index = best
+    outside = line.difference(pieces[index].buffer(10.0)).length
+    if line.length > 0 and outside > 0.05 * line.length:
+        raise ValueError("the measuring line would leave the tissue: no epidermal surface found above the tumour")
     foot = shapely.Point(line.coords[0])
     from_ulcer = any(u.piece == index and u.base.distance(foot) < 1e-6 + 1.0 for u in surface.ulcers)
     return Breslow(d, line, from_ulcer, index)

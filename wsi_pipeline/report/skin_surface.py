@@ -55,13 +55,16 @@ class SkinSurface:
 
 
 def granular_line(epidermis, below, tissue_edge, *, surface_um: float, step_um: float = 4.0,
-                  touch_um: float = 6.0) -> MultiLineString:
+                  touch_um: float = 6.0, ink=None, ink_distance_um: float = 150.0,
+                  surface_edges=None) -> MultiLineString:
     """The upper boundary of ``epidermis`` as lines (µm).
 
     epidermis : the map's Epidermis; below : the tissue under it (Dermis, Tumor,
-    Inflammation); tissue_edge : the tissue pieces' outer rings. A boundary point is kept
-    when it is farther than ``touch_um`` from ``below`` and within ``surface_um`` of the
-    tissue edge (islands of "epidermis" deep in the dermis are not the surface).
+    Inflammation); tissue_edge : the tissue pieces' outer rings; ink : the ink regions. A
+    boundary point is kept when it is farther than ``touch_um`` from ``below``, within
+    ``surface_um`` of the tissue edge (islands of "epidermis" deep in the dermis are not the
+    surface) and not beside ink (the inked edges are the surgical margins, not the skin surface);
+    with ``surface_edges`` (the edge stretches found to be epidermal surface), only under them.
     """
     lines = []
     for poly in polygons_of(epidermis):
@@ -72,6 +75,10 @@ def granular_line(epidermis, below, tissue_edge, *, surface_um: float, step_um: 
         keep = shapely.distance(pts, tissue_edge) <= surface_um
         if below is not None and not below.is_empty:
             keep &= shapely.distance(pts, below) > touch_um
+        if ink is not None and not ink.is_empty:
+            keep &= shapely.distance(pts, ink) > ink_distance_um + surface_um
+        if surface_edges is not None:
+            keep &= shapely.distance(pts, surface_edges) <= surface_um + 10.0 if not surface_edges.is_empty else False
         lines += _runs(shapely.get_coordinates(pts), keep)
     return MultiLineString(lines)
 

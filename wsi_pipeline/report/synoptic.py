@@ -158,14 +158,24 @@ def build_draft(
         from wsi_pipeline.report.margins.edges import load_tissue
 
         _, inks = load_tissue(results / "tissue.geojson", mpp=mpp)
+        ink = shapely.union_all(list(inks.values())) if inks else None
         surface = SkinSurface(
-            granular_line(epidermis, below, edge, surface_um=margin_config.surface_distance_um),
+            granular_line(epidermis, below, edge, surface_um=margin_config.surface_distance_um, ink=ink,
+                          ink_distance_um=margin_config.ink_distance_um,
+                          surface_edges=shapely.union_all([seg.line for seg in assessment.surface])),
             find_ulcers(pieces, epidermis, lesion_geom, inks, surface_um=margin_config.surface_distance_um,
                         ulcer_depth_um=margin_config.ulcer_depth_um, ink_distance_um=margin_config.ink_distance_um,
                         min_ulcer_um=config.min_ulcer_um))
-        breslow = measure_breslow(pieces, lesion.foci, surface, surface_um=margin_config.surface_distance_um)
-        findings.append(breslow_finding(breslow, source=source))
-        findings.append(ulceration_finding(surface, source=source))
+        try:
+            breslow = measure_breslow(pieces, lesion.foci, surface, surface_um=margin_config.surface_distance_um)
+            findings.append(breslow_finding(breslow, source=source))
+        except ValueError as exc:
+            findings.append(breslow_finding(None, source=source, reason=str(exc)))
+        if breslow is None and not surface.ulcers:  # no skin over the tumour: its ulceration is unknown
+            findings.append(ulceration_finding(None, source=source,
+                                               reason="no epidermal surface found over the tumour"))
+        else:
+            findings.append(ulceration_finding(surface, source=source))
         tils = _tils(results, assessment, tissue_map, surface, config, mpp)
         findings.append(til_finding(tils, source=source, reason=_til_reason(results)))
     findings.append(mitotic_rate_finding(summary))

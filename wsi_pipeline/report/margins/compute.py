@@ -123,12 +123,12 @@ class MarginAssessment:
 
     @property
     def closest(self) -> MarginResult | None:
-        """The margin for the headline: the closest assessed one; without a tissue map an
-        uninked edge (it may be the epidermal surface) only when no inked margin is assessed."""
+        """The margin for the headline: the closest assessed inked margin (the grossing person
+        inks the surgical margins); an uninked edge only when no inked margin is assessed
+        (it may be the epidermal surface where the tissue map missed the epidermis)."""
         assessed = [m for m in self.margins if m.approach is not None]
-        if not self.surface_known:
-            inked = [m for m in assessed if m.colour != UNINKED]
-            assessed = inked or assessed
+        inked = [m for m in assessed if m.colour != UNINKED]  # the surface is listed only when a lab makes it a margin
+        assessed = inked or assessed
         return assessed[0] if assessed else None
 
     @property

@@ -69,12 +69,14 @@ def lesion_source_text(lesion) -> str:
 
 
 def surface_text(assessment: MarginAssessment) -> str:
+    """How the epidermal surface was told from the margins (the headline names an inked margin
+    whenever one is measured)."""
     if assessment.surface_known:
         return (f"uninked edges along the epidermis ({assessment.surface_from}) are the epidermal surface, "
                 "not a margin" if not any(m.colour == SURFACE for m in assessment.margins)
                 else "the epidermal surface is counted as a margin (surface_is_margin)")
     return (f"the epidermal surface could not be told from a margin ({assessment.surface_from}), so uninked edges "
-            "are listed as margins but left out of the headline while an inked margin is measured")
+            "are listed as margins")
 
 
 def method_text(assessment: MarginAssessment, *, mpp: tuple[float, float]) -> str:
