@@ -32,11 +32,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="with --crops: auto | cpu | cuda | mps (default cpu)")
     parser.add_argument("--regions", action="store_true",
                         help="score tissue regions (Epidermis/Dermis/Tumor/Inflammation/Other areas): Dice and IoU per class")
+    parser.add_argument("--cells", action="store_true",
+                        help="score cell types: nuclei matched at IoU >= --iou (first value), then the confusion "
+                             "matrix, per-class F1 and macro-F1 (truth class from nucleusType or classification)")
 
 
 def run(args) -> int:
     from wsi_pipeline.evaluation.report import evaluate_paths, format_table, write_json_atomic
 
+    if args.cells:
+        from wsi_pipeline.evaluation.celltypes import evaluate_cell_paths, format_cells_table
+
+        result = evaluate_cell_paths(args.pred, args.gt, iou=args.iou[0])
+        if args.json:
+            write_json_atomic(args.json, result)
+        print(format_cells_table(result))
+        return 0
     if args.regions:
         from wsi_pipeline.evaluation.regions import evaluate_region_paths, format_regions_table
 
