@@ -159,3 +159,23 @@ def test_bad_melanoma_options():
         build_scene(2000, 1400, tumor_ink_distance_um=100, **kw)
     with pytest.raises(ValueError, match="unknown lesion"):
         build_scene(2000, 1400, lesion="bcc")
+
+
+def test_synth_command_writes_a_melanoma(tmp_path, capsys):
+    from wsi_pipeline.cli import main
+    from wsi_pipeline.synthetic.slide import SyntheticSlide
+
+    args = ["synth", "--out", str(tmp_path), "--width", "1200", "--height", "900", "--mpp", "1.0", "--no-progress",
+            "--lesion", "melanoma", "--breslow-um", "300", "--ulceration-um", "100", "--til", "brisk"]  # fmt: skip
+    assert main(args) == 0
+    assert "Breslow 0.30 mm, ulcerated 0.10 mm, TILs brisk, pT1b" in capsys.readouterr().out
+    truth = tmp_path / "synthetic_truth"
+    info = json.loads((truth / "scene.json").read_text())
+    assert info["melanoma"]["pT"] == "pT1b" and info["scene_options"]["lesion"] == "melanoma"
+    (line,) = read_geojson(truth / "breslow.geojson").features
+    assert line.geometry.length == pytest.approx(300.0, abs=0.5)
+    rebuilt = SyntheticSlide(tmp_path / "synthetic.svs", truth, 1200, 900, 1.0, 0).scene()
+    assert rebuilt.melanoma.breslow_line.equals(line.geometry.normalize()) or \
+        rebuilt.melanoma.breslow_line.length == pytest.approx(line.geometry.length, abs=1e-6)
+    assert main(args[:-6] + ["--lesion", "melanoma", "--breslow-um", "5000"]) == 2
+    assert "does not fit" in capsys.readouterr().err

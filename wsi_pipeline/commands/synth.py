@@ -20,6 +20,15 @@ def add_arguments(parser) -> None:
         default=None,
         help="place the tumour exactly this far from the blue ink (0 = touching)",
     )
+    parser.add_argument("--lesion", choices=("nest", "melanoma"), default="nest",
+                        help="nest: a basaloid dermal nest (default); melanoma: a junctional melanoma-like tumour")
+    parser.add_argument("--breslow-um", type=float, default=500.0,
+                        help="melanoma: Breslow thickness in um (granular layer or ulcer base to the deepest point)")
+    parser.add_argument("--ulceration-um", type=float, default=0.0,
+                        help="melanoma: length of the ulcer over the tumour in um (0 = not ulcerated)")
+    parser.add_argument("--til", choices=("absent", "non-brisk", "brisk"), default="non-brisk",
+                        help="melanoma: tumour-infiltrating lymphocytes (Clark grade; default non-brisk)")
+    parser.add_argument("--no-inflammation", action="store_true", help="no lymphoid aggregate in the dermis")
     parser.add_argument("--no-marker", action="store_true", help="no marker-pen stroke on the glass")
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality of the tiles (default 85)")
     parser.add_argument("--workers", type=int, default=1, help="processes painting tiles (same bytes; default 1)")
@@ -46,7 +55,13 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
-    options = {"pieces": args.pieces, "marker": not args.no_marker}
+    options = {"pieces": args.pieces, "marker": not args.no_marker, "inflammation": not args.no_inflammation}
+    if args.lesion == "melanoma":
+        if args.tumor_ink_distance_um is not None:
+            raise InputError(None, "--tumor-ink-distance-um does not apply to --lesion melanoma (its thickness places it)")
+        if not args.breslow_um > 0 or args.ulceration_um < 0:
+            raise InputError(None, f"--breslow-um must be > 0 and --ulceration-um >= 0, got {args.breslow_um}, {args.ulceration_um}")
+        options.update(lesion="melanoma", breslow_um=args.breslow_um, ulceration_um=args.ulceration_um, til=args.til)
     if args.tumor_ink_distance_um is not None:
         options["tumor_ink_distance_um"] = args.tumor_ink_distance_um
     total = math.ceil(args.width / 256) * math.ceil(args.height / 256)
@@ -68,4 +83,10 @@ def run(args) -> int:
             raise InputError(None, str(exc)) from None
     print(f"slide        {slide.path}")
     print(f"ground truth {slide.truth_dir}")
+    if args.lesion == "melanoma":
+        import json
+
+        m = json.loads((slide.truth_dir / "scene.json").read_text())["melanoma"]
+        ulcer = f"ulcerated {m['ulcer_length_mm']:.2f} mm" if m["ulceration"] else "not ulcerated"
+        print(f"melanoma     Breslow {m['breslow_mm']:.2f} mm, {ulcer}, TILs {m['til_grade']}, {m['pT']}")
     return 0

@@ -55,7 +55,10 @@ def make_synthetic_slide(
     ``tumor`` (bool), ``tumor_radius_um``, ``tumor_center`` (level-0 px),
     ``tumor_ink_distance_um`` (exact distance tumour -> ``tumor_ink_color`` ink band; 0 =
     touching), ``inks`` (``((colour, start_deg, end_deg), ...)``), ``ink_depth_um``,
-    ``marker`` (bool), ``marker_color``, ``n_mitoses``, ``nuclei_density``, ``epidermis_um``.
+    ``marker`` (bool), ``marker_color``, ``n_mitoses``, ``nuclei_density``, ``epidermis_um``,
+    ``inflammation`` (bool, default True: a lymphoid aggregate), ``inflammation_um``,
+    ``lesion`` ("nest" | "melanoma") and for a melanoma ``breslow_um``, ``ulceration_um``
+    (0 = none) and ``til`` ("absent" | "non-brisk" | "brisk").
     ``progress(n)`` is called after each level-0 tile. ``workers > 1`` paints tiles in that
     many processes (same bytes).
     """
