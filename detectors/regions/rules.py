@@ -36,10 +36,12 @@ from detectors.regions.regionmap import LABELS
 
 @dataclass(frozen=True)
 class RuleParams:
-    epi_density: float = 5000.0
+    epi_density: float = 3000.0
     epi_h_cyto: float = 0.06
     epi_h_min: float = 0.02
     min_ref_px: int = 20
+    epithelium_under_ink: bool = True
+    ink_reach_um: float = 100.0
     h_sigma: float = 1.0
     mask_sigma: float = 1.0
     sparse_density: float = 3000.0
@@ -48,10 +50,13 @@ class RuleParams:
     tumor_fraction: float = 0.3
     tumor_density: float = 800.0
     tumor_component: float = 0.5
+    tumor_opening: int = 1
     min_tumor_mm2: float = 0.01
     min_epi_mm2: float = 0.002
+    surface_um: float = 60.0
+    island_mm2: float = 0.01
     keratin_um: float = 60.0
-    lym_density: float = 4000.0
+    lym_density: float = 5000.0
     lym_fraction: float = 0.5
     lym_sigma: float = 24.0
     min_inflammation_mm2: float = 0.004
@@ -100,7 +105,7 @@ def epithelium(fs, p: RuleParams) -> torch.Tensor:
     else:
         tinted = gaussian(m["h_cyto"][None], p.h_sigma)[0] >= thr
     epi = tissue & ~lym & ((dens >= p.epi_density) | tinted)
-    if fs.ink is not None:
+    if fs.ink is not None:  # ink tints everything: see _under_ink
         epi &= ~fs.ink
     return (_smooth_mask(epi, p.mask_sigma) if p.mask_sigma > 0 else epi) & tissue
 
@@ -127,9 +132,11 @@ def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
     m = fs.maps
     epi = _fill_small_holes(_np(epithelium(fs, p)).astype(bool), p.hole_um2 / px_um2) & tissue
     tum = _tumour(epi, _np(m["n_tum@24"]), _np(m["n_all@24"]), p, px_um2)
-    epid = _drop_small(epi & ~tum, p.min_epi_mm2 * 1e6 / px_um2)
-
     edge = _np(fs.edge_um)
+    epid = _surface_or_large(_drop_small(epi & ~tum, p.min_epi_mm2 * 1e6 / px_um2), edge, p, px_um2)
+    if fs.ink is not None and p.epithelium_under_ink:
+        epid |= _under_ink(epid, _np(fs.ink).astype(bool) & tissue & ~tum, edge, fs.grid.um_per_px, p)
+
     other = _keratin(tissue & ~epid & ~tum, epid, edge, fs.grid.um_per_px, p.keratin_um)
 
     sig = f"{p.lym_sigma:g}"
@@ -156,9 +163,35 @@ def _tumour(epi: np.ndarray, n_tum: np.ndarray, n_all: np.ndarray, p: RuleParams
     if n:
         frac = ndimage.mean(like, lab, index=np.arange(1, n + 1))
         whole = np.concatenate([[False], np.asarray(frac) >= p.tumor_component])
-        out = whole[lab]
-    part = ndimage.binary_opening(like & ~out, iterations=1)
+        out = ndimage.binary_opening(whole[lab], iterations=p.tumor_opening) if p.tumor_opening else whole[lab]
+    part = ndimage.binary_opening(like & ~whole[lab] if n else like, iterations=1)
     return _drop_small(out | part, p.min_tumor_mm2 * 1e6 / px_um2)
+
+
+def _surface_or_large(epi: np.ndarray, edge_um: np.ndarray, p: RuleParams, px_um2: float) -> np.ndarray:
+    """Epithelial parts that reach within ``surface_um`` of the tissue surface, or are at
+    least ``island_mm2`` (tangentially cut epidermis, adnexa); small deep islands (vessel
+    walls, dense stroma) are dropped."""
+    lab, n = ndimage.label(epi)
+    if n == 0:
+        return epi
+    idx = np.arange(1, n + 1)
+    near = np.asarray(ndimage.minimum(edge_um, lab, idx)) <= p.surface_um
+    big = np.bincount(lab.ravel(), minlength=n + 1)[1:] * px_um2 >= p.island_mm2 * 1e6
+    return np.concatenate([[False], near | big])[lab]
+
+
+def _under_ink(epid: np.ndarray, ink: np.ndarray, edge_um: np.ndarray, um_per_px: float, p: RuleParams) -> np.ndarray:
+    """Epidermis continued under surgical ink (where stain cannot tell): ink pixels in the
+    epidermis' depth band below the surface (its 10th-75th percentile distance to the
+    surface), reached from the visible epidermis within ``ink_reach_um`` through that band."""
+    if not epid.any() or not ink.any():
+        return np.zeros_like(epid)
+    lo, hi = np.percentile(edge_um[epid], [10, 75])
+    band = ink & (edge_um >= lo - 0.5 * um_per_px) & (edge_um <= hi)
+    steps = max(1, int(round(p.ink_reach_um / um_per_px)))
+    grown = ndimage.binary_dilation(epid, iterations=steps, mask=band | epid)
+    return grown & band
 
 
 def _fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
@@ -180,4 +213,5 @@ def _keratin(candidates: np.ndarray, epid: np.ndarray, edge_um: np.ndarray, um_p
     d_epi, (iy, ix) = ndimage.distance_transform_edt(~epid, return_indices=True)
     d_epi = d_epi * um_per_px
     edge_at_epi = edge_um[iy, ix]  # surface distance of the nearest epidermis pixel
-    return candidates & (d_epi <= reach_um) & (edge_um <= reach_um) & (edge_um < edge_at_epi)
+    on_path = d_epi + edge_um <= edge_at_epi + 1.5 * um_per_px  # between the epidermis and its surface
+    return candidates & (d_epi <= reach_um) & (edge_um <= reach_um) & (edge_um < edge_at_epi) & on_path
