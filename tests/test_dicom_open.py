@@ -160,3 +160,22 @@ def test_cli_prints_nothing_on_stderr_for_a_quirky_file(examples):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == ""
     assert "700 x 530" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["implied-full", "uncompressed"])
+def test_truncated_file_is_one_clear_error(examples, kind, tmp_path):
+    data = examples[kind].read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(SlideError, match="truncated or corrupt") as err:
+        open_slide(cut)
+    assert str(cut) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_folder_with_two_slides_asks_for_one_file(tmp_path):
+    for name in ("a.dcm", "b.dcm"):
+        write_wsi_instance(tmp_path / name, SOURCE[:200, :300], ids=SeriesIds.new(), tile=(128, 128), codec="none")
+    with pytest.raises(SlideError, match="2 DICOM whole-slide series"):
+        open_slide(tmp_path)
+    with open_slide(tmp_path / "b.dcm") as slide:  # one file of a series opens that series
+        assert slide.dimensions == (300, 200)

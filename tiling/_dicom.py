@@ -153,6 +153,13 @@ class _WsidicomLevels:
             self._wsi.close()
             raise ValueError(f"wsidicom sees levels {sizes}, the series holds {wanted}")
         self._levels = [lvl.level for lvl in self._wsi.levels]
+        try:  # wsidicom accepts some series it cannot read (no DimensionOrganizationType): try one tile per level
+            for i, inst in enumerate(layout.levels):
+                (w, h), (tw, th) = inst.matrix, inst.frame
+                self._wsi.read_region((max(0, w - tw), max(0, h - th)), self._levels[i], (min(tw, w), min(th, h)))
+        except Exception:
+            self._wsi.close()
+            raise
 
     def read(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         try:
