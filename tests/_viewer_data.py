@@ -67,6 +67,10 @@ def make_results(out: Path, *, seed: int = 0) -> tuple[ArraySlide, Path]:
                 name="Deep margin 1.2 mm"),
         Feature(shapely.LineString([(2000, 1800), (2500, 1500)]), classification="Margin", name="Peripheral 0.4 mm"),
     ])
+    write_geojson(out / "synoptic.geojson", [
+        Feature(shapely.LineString([(1500, 420), (1500, 900)]), classification="Breslow thickness",
+                name="Breslow 0.2 mm", measurements={"Thickness mm": 0.24}),
+    ])
     write_regions_fixture(out)
     return ArraySlide(img, mpp=MPP, min_size=512), out
 

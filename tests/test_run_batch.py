@@ -147,7 +147,9 @@ def test_run_plain_image_with_mpp(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     feats = _read_gz(tmp_path / "o" / "field" / "nuclei.geojson.gz")["features"]
     assert len(feats) >= 20
-    assert all(f["properties"]["classification"]["name"] == "Nucleus" for f in feats)
+    # the weight-free cell typing names every nucleus with one of the five cell classes
+    assert {f["properties"]["classification"]["name"] for f in feats} <= {
+        "Lymphocyte", "Epithelial", "Stromal", "Tumor", "Other"}
     areas = np.array([f["properties"]["measurements"]["Area µm^2"] for f in feats])
     assert np.isfinite(areas).all() and 10 < np.median(areas) < 80  # synthetic nuclei: 5-10 µm across
 
@@ -211,7 +213,7 @@ def test_summary_names_models_and_their_hashes(tiny_slides, tmp_path):
     summary = json.loads((tmp_path / "case_a" / "summary.json").read_text())
     models = summary["models"]
     assert "weight-free" in models["nuclei"]["name"] and models["nuclei"]["weights_sha256"] is None
-    assert models["mitosis"]["validated"] is True
+    assert models["mitosis"]["validated"] is False  # the shipped CNN is not validated (issue 18)
     assert models["mitosis"]["weights_sha256"] == hashlib.sha256((model / "weights.pt").read_bytes()).hexdigest()
     feats = json.loads((tmp_path / "case_a" / "mitoses.geojson").read_text())["features"]
-    assert {f["properties"]["classification"]["name"] for f in feats} <= {"Mitosis", "Mitotic hotspot"}
+    assert {f["properties"]["classification"]["name"] for f in feats} == {"Mitosis candidate (unvalidated)"}

@@ -118,7 +118,7 @@ def test_annotation_layer_labels_and_writer_round_trip(results, tmp_path):
     store = FeatureStore.from_features(_read(out / "margins.geojson").features)
     data, kw, kind = L.annotations_layer(store, name="m")
     assert kind == "shapes" and kw["shape_type"] == ["path", "path"]
-    assert list(kw["features"]["label"]) == ["Deep margin 1.2 mm (Margin)", "Peripheral 0.4 mm (Margin)"]
+    assert list(kw["features"]["label"]) == ["Deep margin 1.2 mm", "Peripheral 0.4 mm"]
     # drop the second line, add a polygon, write: first keeps its id and name
     attrs = {"shape_type": kw["shape_type"][:1] + ["polygon"], "metadata": kw["metadata"],
              "features": {"row": [0, -1], "class": ["Margin", "Tumor"]}}

@@ -56,8 +56,9 @@ def test_layers_and_screenshots(desk, artifacts_dir):
 
     names = [layer.name for layer in desk.viewer.layers]
     for want in ("Nuclei density", "Nuclei (all)", "Nuclei (edit)", "Tissue", "Margins", "Mitoses", "Hotspots",
-                 "Annotations", "Tissue regions", "Regions"):
+                 "Annotations", "Tissue regions", "Regions", "Report measurements"):
         assert want in names
+    assert list(desk.viewer.layers["Report measurements"].features["label"]) == ["Breslow 0.2 mm"]
     regions = desk.viewer.layers["Tissue regions"]
     np.testing.assert_array_equal(np.unique(np.asarray(regions.data)), [0, 1, 2, 4])
     assert regions.scale[0] == 24.0  # 12 µm label pixels at 0.5 µm/px

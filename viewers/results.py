@@ -3,7 +3,8 @@
 Results-folder files used when present: ``tissue.geojson``, ``nuclei.geojson.gz`` (or
 ``nuclei.geojson``), ``mitoses.geojson`` (points + hotspot polygons), ``margins.geojson``,
 ``annotations.geojson`` (the pathologist's own drawings; created on save), ``summary.json``,
-``regions.npy`` + ``regions.geojson`` (the tissue-region map).
+``regions.npy`` + ``regions.geojson`` (the tissue-region map), ``synoptic.geojson`` (the
+synoptic draft's measuring lines: Breslow thickness, ulcer, epidermal surface).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | Non
         store, props = _load(r / "margins.geojson")
         desk.add_annotations(store, path=r / "margins.geojson", properties=props, name="Margins",
                              edge_width=outline * 2)
+    if (r / "synoptic.geojson").exists():  # the report's measuring lines (Breslow, ulcer, surface)
+        store, props = _load(r / "synoptic.geojson")
+        desk.add_annotations(store, path=r / "synoptic.geojson", properties=props, name="Report measurements",
+                             edge_width=outline * 1.5)
     if (r / "mitoses.geojson").exists():
         store, props = _load(r / "mitoses.geojson")
         pts = store.point_mask() & store.alive

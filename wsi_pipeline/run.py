@@ -1,4 +1,5 @@
-"""One slide, end to end: tissue -> nuclei -> mitoses -> merged outputs in ``DIR/<slide-id>/``.
+"""One slide, end to end: tissue -> nuclei -> cell types -> regions -> mitoses -> merged outputs
+in ``DIR/<slide-id>/``.
 
 Outputs are written into a hidden temporary folder and renamed into place at the end,
 with a done marker (input checksum + config hash) so a batch can resume. Object ids are
@@ -26,6 +27,7 @@ from wsi_pipeline.batch.markers import file_checksum, write_marker
 from wsi_pipeline.config import PipelineConfig
 from wsi_pipeline.detection import nuclei_factory
 from wsi_pipeline.ids import sort_instances, stable_ids
+from wsi_pipeline.map_stage import map_tissue_regions, type_cells
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class SlideRun:
     mitoses: list = field(default_factory=list)  # level-0 points, drawn on overview.png
     hotspot: object | None = None  # level-0 polygon of the mitotic hotspot
     models: dict = field(default_factory=dict)  # stage -> name, weights hash
+    regions: dict | None = None  # summary.json's "regions": raster metadata, source, area per class
+    region_map: object | None = None  # detectors.regions.RegionMap, drawn on overview.png
 
 
 def _with_ids(features: Iterator[Feature], ids: Iterator[str]) -> Iterator[Feature]:
@@ -74,7 +78,7 @@ def run_slide(
 ) -> SlideRun:
     """Process one slide into ``out_root/<slide_id>/`` (atomically, with a done marker)."""
     from wsi_pipeline.run_stages import (
-        detect_mitoses, detect_tissue_stage, write_overview, write_summary,
+        detect_mitoses, detect_tissue_stage, write_overview, write_report, write_summary,
     )
 
     out_root = Path(out_root)
@@ -99,13 +103,24 @@ def run_slide(
             if cfg.nuclei.enabled and tissue.polygons:
                 with _Timer(run.timings, "nuclei"):
                     nuclei = _nuclei(job, slide, tissue, cfg, client, run, progress)
-                    _write_nuclei(tmp, job, nuclei, props)
+                typed = cfg.cells.enabled
+                if typed:
+                    with _Timer(run.timings, "cells"):
+                        nuclei = type_cells(nuclei, mpp=slide.mpp[0], cfg=cfg, run=run)
+                with _Timer(run.timings, "nuclei_write"):
+                    _write_nuclei(tmp, job, nuclei, props, typed=typed)
             run.counts["nuclei"] = len(nuclei)
+            if cfg.regions.enabled and tissue.polygons:
+                with _Timer(run.timings, "regions"):
+                    run.region_map = map_tissue_regions(slide, tissue, nuclei, cfg=cfg, out=tmp, props=props, run=run)
             if cfg.mitosis.enabled:
                 with _Timer(run.timings, "mitosis"):
                     detect_mitoses(slide, job, cfg, nuclei, tissue, tmp, props, run)
             with _Timer(run.timings, "overview"):
                 write_overview(slide, tissue, nuclei, tmp, run, cfg)
+            if tissue.polygons:
+                with _Timer(run.timings, "report"):
+                    write_report(slide, job, cfg, tmp, run)
             if cfg.output.ome_zarr:
                 from tiling.omezarr import write_omezarr
 
@@ -158,10 +173,12 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
     return sort_instances(Instances.concatenate(list(parts)))
 
 
-def _write_nuclei(out: Path, job: SlideJob, nuclei: Instances, props: dict) -> None:
+def _write_nuclei(out: Path, job: SlideJob, nuclei: Instances, props: dict, *, typed: bool = False) -> None:
+    """``nuclei.geojson.gz`` + ``nuclei.parquet``; classified by cell type when ``typed``
+    (``nuclei.label``), else all ``Nucleus``."""
     from wsi_pipeline.tables import write_measurements_table
 
     ids = list(stable_ids(job.slide_id, "nucleus", nuclei.geometry))
-    feats = _with_ids(instances_to_features(nuclei, classification="Nucleus"), iter(ids))
+    feats = _with_ids(instances_to_features(nuclei, classification=None if typed else "Nucleus"), iter(ids))
     write_geojson(out / "nuclei.geojson.gz", feats, properties=props, decimals=2)  # 0.01 px: half the size
     write_measurements_table(out / "nuclei.parquet", nuclei, ids=ids)

@@ -71,20 +71,57 @@ def _density_tint(img: np.ndarray, nuclei: Instances, ds: float) -> np.ndarray:
 
 
 def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: PipelineConfig) -> None:
-    """``overview.png``: thumbnail, nuclear density tint, tissue outline, ink, mitoses and
-    hotspot (``run.mitoses``/``run.hotspot``: set only from a validated scorer)."""
-    from wsi_pipeline.overview import Layer, draw_layers, save_png, thumbnail_for
+    """``overview.png``: thumbnail, tissue regions (filled by class), tissue outline, ink,
+    nuclei as dots in their cell-type colour (the density tint when untyped or too many),
+    mitoses and hotspot (``run.mitoses``/``run.hotspot``: set only from a validated scorer),
+    and a legend."""
+    from wsi_pipeline.overview import Layer, draw_layers, draw_legend, save_png, thumbnail_for
     from wsi_pipeline.tissue_run import line_width, tissue_layers
 
     img, ds = thumbnail_for(slide, max_side=cfg.output.overview_max_size)
-    img = _density_tint(img, nuclei, ds)
+    typed = "cell_types" in run.counts and 0 < len(nuclei) <= MAX_OVERVIEW_CELLS
+    if not typed:
+        img = _density_tint(img, nuclei, ds)
     lw = line_width(img)
-    layers = tissue_layers(tissue, lw)
+    layers, legend = [], []
+    if run.region_map is not None:
+        from detectors.regions import overview_layers, overview_legend
+
+        layers += overview_layers(run.region_map, width=1)
+        legend += overview_legend(run.region_map)
+    layers += tissue_layers(tissue, lw)
+    if typed:
+        cell_layers, cell_legend = _cell_layers(nuclei, radius=max(1, lw // 2))
+        layers += cell_layers
+        legend += cell_legend
     if run.mitoses:
         layers.append(Layer(tuple(run.mitoses), MITOSIS_RGB, width=lw, radius=lw + 3))
+        legend.append(("Mitosis", MITOSIS_RGB))
     if run.hotspot is not None:
         layers.append(Layer((run.hotspot,), HOTSPOT_RGB, width=lw + 1))
-    save_png(out / "overview.png", draw_layers(img, layers, downsample=ds))
+        legend.append(("Mitotic hotspot", HOTSPOT_RGB))
+    save_png(out / "overview.png", draw_legend(draw_layers(img, layers, downsample=ds), legend))
+
+
+MAX_OVERVIEW_CELLS = 300_000  # beyond this, dots per nucleus are noise: the density tint instead
+
+
+def _cell_layers(nuclei: Instances, *, radius: int) -> tuple[list, list]:
+    """One point layer per cell type (class colour) and its legend entries (name, count)."""
+    from shapely import points
+
+    from wsi_pipeline.annotations.colors import class_color
+    from wsi_pipeline.overview import Layer
+
+    xy = nuclei.centroids()
+    types = np.asarray(nuclei.label, dtype=object).astype(str)
+    layers, legend = [], []
+    for name in sorted(set(types.tolist())):
+        sel = types == name
+        rgb = class_color(name) or (0, 0, 0)
+        layers.append(Layer(tuple(points(xy[sel])), rgb, width=1, radius=radius))
+        legend.append((f"{name} {int(sel.sum())}", rgb))
+    return layers, legend
 
 
 # -- summary ------------------------------------------------------------------------
@@ -100,8 +137,13 @@ def _versions() -> dict:
 
 def write_summary(job: SlideJob, slide, cfg: PipelineConfig, out: Path, run) -> None:
     """``summary.json``: PHI-free slide facts, counts, timings, versions, models, the config."""
+    write_json(out / "summary.json", summary_data(job, slide, cfg, run))
+
+
+def summary_data(job: SlideJob, slide, cfg: PipelineConfig, run) -> dict:
+    """What ``summary.json`` holds (also handed to the synoptic draft before it is written)."""
     info = slide.info
-    data = {
+    return {
         "slide_id": job.slide_id,
         "specimen_id": job.metadata.get("specimen_id"),
         "metadata": dict(job.metadata),
@@ -114,6 +156,7 @@ def write_summary(job: SlideJob, slide, cfg: PipelineConfig, out: Path, run) -> 
             "objective_power": info.objective_power,
         },
         "counts": run.counts,
+        "regions": run.regions,
         "timings_s": run.timings,
         "notes": run.notes,
         "models": run.models,
@@ -121,4 +164,22 @@ def write_summary(job: SlideJob, slide, cfg: PipelineConfig, out: Path, run) -> 
         "config": cfg.to_dict(),
         "config_hash": cfg.hash(),
     }
-    write_json(out / "summary.json", data)
+
+
+# -- synoptic draft -------------------------------------------------------------------
+def write_report(slide, job: SlideJob, cfg: PipelineConfig, out: Path, run) -> None:
+    """The synoptic draft (``synoptic.json``, ``synoptic_report.pdf/.html``, ``synoptic.geojson``
+    and the margin report) when a lesion is found; its flat values go to ``counts["synoptic"]``
+    for the batch report. No lesion: nothing written, ``counts["synoptic"]`` says so."""
+    from wsi_pipeline.report.synoptic import build_draft
+    from wsi_pipeline.report.synoptic_render import write_draft
+
+    draft = build_draft(out, mpp=tuple(slide.mpp), frame_px=slide.bounds, summary=summary_data(job, slide, cfg, run),
+                        diagnosis=job.metadata.get("diagnosis"), specimen_id=job.metadata.get("specimen_id"))
+    if not draft.assessment.lesion.found:
+        run.counts["synoptic"] = {"lesion": "no tumour found"}
+        run.notes.append("report: no tumour found (no synoptic draft)")
+        return
+    data = write_draft(out, draft, slide=slide)
+    run.counts["synoptic"] = data.get("summary")
+    run.notes.append("report: synoptic draft written (computer-assisted draft, to be confirmed by the pathologist)")

@@ -1,7 +1,7 @@
 """``wsi-pipeline run SLIDE --out DIR``: one slide (or a plain image with --mpp)."""
 
 NAME = "run"
-HELP = "run tissue -> nuclei -> mitoses on one slide or image into OUT/<slide-id>/"
+HELP = "run tissue -> nuclei -> cell types -> regions -> mitoses -> synoptic draft on one slide or image into OUT/<slide-id>/"
 
 
 def add_arguments(p):
@@ -9,6 +9,9 @@ def add_arguments(p):
 
     p.add_argument("slide", help="slide file (SVS, NDPI, MRXS, TIFF, DICOM folder) or a plain image with --mpp")
     p.add_argument("--mpp", type=float, default=None, help="microns per pixel, overriding (or supplying) the file's")
+    p.add_argument("--diagnosis", default=None,
+                   help="the diagnosis the pathologist states (e.g. melanoma): the synoptic draft then gives pT; "
+                        "the software does not diagnose")
     add_pipeline_options(p)
 
 
@@ -30,8 +33,11 @@ def run(args) -> int:
         raise InputError(path, "no such file")
     if args.mpp is not None and args.mpp <= 0:
         raise InputError(path, f"--mpp must be positive, got {args.mpp}")
+    from wsi_pipeline.report.staging import check_diagnosis
+
+    diagnosis = check_diagnosis(args.diagnosis)  # an unknown one fails before any work
     slide_id = deidentified_id(path) if cfg.output.deidentify else safe_id(path.stem)
-    job = SlideJob(path=path, slide_id=slide_id, mpp=args.mpp)
+    job = SlideJob(path=path, slide_id=slide_id, mpp=args.mpp, metadata={"diagnosis": diagnosis} if diagnosis else {})
     with make_client(cfg.cluster, scheduler_address=args.scheduler) as client, \
             tqdm(total=0, unit="tile", leave=False) as bar:
         result = run_slide(job, Path(args.out), cfg, client=client, progress=bar)

@@ -1,0 +1,58 @@
+"""Where things are: each nucleus typed, then the skin region map (issue: tissue map).
+
+Runs after the nuclei stage of :func:`wsi_pipeline.run.run_slide`:
+
+* cell types (``Lymphocyte``, ``Epithelial``, ``Stromal``, ``Tumor``, ``Other``) go into
+  the nuclei's ``label`` so ``nuclei.geojson.gz`` / ``nuclei.parquet`` carry them as their
+  classification; counts per class into summary.json;
+* the region map (``Epidermis``, ``Dermis``, ``Tumor``, ``Inflammation``, ``Other``) from
+  stain, texture and the typed nuclei -> ``regions.geojson`` + ``regions.npy``; areas per
+  class and the raster's pixel size into summary.json.
+
+The default needs no weights (rules); ``cells.model`` / ``regions.model`` name model
+folders from ``train cells`` / ``train tissue``. Logs and summary.json say which ran.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from detectors.base import Instances
+from wsi_pipeline.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+def type_cells(nuclei: Instances, *, mpp: float, cfg: PipelineConfig, run) -> Instances:
+    """``nuclei`` with ``label`` set to each nucleus' cell type (a new Instances)."""
+    from detectors.cells import classify_cells, load_cell_model
+
+    model = load_cell_model(cfg.cells.model) if cfg.cells.model else None
+    name = f"cell model {Path(cfg.cells.model).name}" if model is not None else "weight-free rules"
+    run.notes.append(f"cell types: {name}")
+    run.models["cells"] = {"name": name, "folder": Path(cfg.cells.model).name if model is not None else None}
+    if len(nuclei) == 0:
+        run.counts["cell_types"] = {}
+        return nuclei
+    types = np.asarray(classify_cells(nuclei, mpp=mpp, model=model), dtype=object)
+    names, counts = np.unique(types.astype(str), return_counts=True)
+    run.counts["cell_types"] = {str(n): int(c) for n, c in zip(names, counts)}
+    return Instances(nuclei.geometry, nuclei.score, types, dict(nuclei.measurements), nuclei.origin)
+
+
+def map_tissue_regions(slide, tissue, nuclei: Instances, *, cfg: PipelineConfig, out: Path, props: dict, run):
+    """The region map -> ``regions.geojson`` + ``regions.npy``; returns the RegionMap."""
+    from detectors.regions import load_region_model, map_regions, write_regions
+
+    model = load_region_model(cfg.regions.model) if cfg.regions.model else None
+    name = f"tissue model {Path(cfg.regions.model).name}" if model is not None else "weight-free rules"
+    run.notes.append(f"tissue regions: {name}")
+    run.models["regions"] = {"name": name, "folder": Path(cfg.regions.model).name if model is not None else None}
+    region_map = map_regions(slide, tissue, nuclei, grid_um=cfg.regions.grid_um, device=cfg.device, model=model)
+    source = "model" if model is not None else "weight-free"
+    meta = write_regions(out, region_map, {**props, "regionsSource": source, "regionsModel": name})
+    run.regions = {**meta, "source": source, "area_mm2": {k: round(v, 4) for k, v in region_map.area_mm2().items()}}
+    return region_map
