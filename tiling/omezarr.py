@@ -332,3 +332,123 @@ def read_level(store: str | Path, level: int = 0) -> np.ndarray:
 
     arr = zarr.open_array(str(Path(store) / str(level)), mode="r", zarr_format=2)
     return np.moveaxis(arr[...], 0, -1)
+
+
+def write_labels(
+    store: str | Path,
+    labels: np.ndarray,
+    *,
+    downsample: float,
+    name: str = "labels",
+    colors: dict[int, tuple[int, int, int, int]] | None = None,
+    properties: dict[int, dict] | None = None,
+    codec: str = "lz4",
+    chunk: int | None = None,
+) -> Path:
+    """Add a label raster to an OME-Zarr written by :func:`write_omezarr` as the NGFF 0.4
+    label image ``store/labels/<name>``; return its path.
+
+    labels : (H, W) unsigned integers (0 = nothing), pixel ``(r, c)`` covering level-0
+        ``[c*downsample, (c+1)*downsample) x [r*downsample, ...)``.
+    The label image is a multiscale with one dataset per image level, each of that level's
+    (y, x) shape and scale (nearest label pixel at each level pixel's centre), so viewers
+    overlay it on the image at any zoom; chunks that are all 0 are not written (fill value
+    0). ``colors``: label value -> RGBA 0-255 and ``properties``: label value -> dict (e.g.
+    ``{"class": "Tumor"}``) go to ``image-label``. ``labels/.zattrs`` lists the label
+    images (others already there are kept). Written as ``labels/.<name>.part``, renamed
+    when whole; an existing label image of that name is replaced.
+    """
+    store = Path(store)
+    lab = np.asarray(labels)
+    if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer) or (lab.size and int(lab.min()) < 0):
+        raise ValueError(f"labels must be a 2-D array of non-negative integers, got {lab.dtype} {lab.shape}")
+    if not downsample > 0:
+        raise ValueError(f"downsample must be positive, got {downsample}")
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"bad label image name {name!r}")
+    try:
+        root = json.loads((store / ".zattrs").read_text())
+        image_ms = root["multiscales"][0]
+        level0 = json.loads((store / image_ms["datasets"][0]["path"] / ".zarray").read_text())
+    except (OSError, ValueError, KeyError, IndexError):
+        raise InputError(store, "is not an OME-Zarr image written by this pipeline (no multiscales)") from None
+    dtype = np.dtype(np.uint8 if lab.size == 0 or int(lab.max()) < 256 else np.uint16 if int(lab.max()) < 65536 else np.uint32)
+    chunk = int(chunk or level0["chunks"][-1])
+    comp = make_compressor(codec)
+    group = store / "labels"
+    group.mkdir(exist_ok=True)
+    if not (group / ".zgroup").exists():
+        write_json(group / ".zgroup", {"zarr_format": 2})
+    part = group / f".{name}.part"
+    if part.exists():
+        shutil.rmtree(part)
+    part.mkdir()
+    write_json(part / ".zgroup", {"zarr_format": 2})
+    datasets = []
+    s0 = float(image_ms["datasets"][0]["coordinateTransformations"][0]["scale"][-1])
+    for ds in image_ms["datasets"]:
+        path = ds["path"]
+        shape = json.loads((store / path / ".zarray").read_text())["shape"]
+        h, w = int(shape[-2]), int(shape[-1])
+        f = float(ds["coordinateTransformations"][0]["scale"][-1]) / s0  # level-0 px per pixel of this level
+        _write_label_level(part / path, lab, h, w, f, downsample, chunk, comp, dtype)
+        scale = ds["coordinateTransformations"][0]["scale"][-2:]
+        datasets.append({"path": path, "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+    axes = [a for a in image_ms["axes"] if a.get("type") == "space"]
+    present = [int(v) for v in np.unique(lab)]
+    image_label = {"version": NGFF_VERSION, "source": {"image": "../../"}}
+    if colors:
+        image_label["colors"] = [{"label-value": int(v), "rgba": [int(c) for c in rgba]} for v, rgba in sorted(colors.items())]
+    if properties:
+        image_label["properties"] = [{"label-value": int(v), **p} for v, p in sorted(properties.items())]
+    write_json(part / ".zattrs", {
+        "multiscales": [{"version": NGFF_VERSION, "name": name, "axes": axes, "datasets": datasets,
+                         "type": "nearest", "metadata": {"label_values": present, "downsample": float(downsample)}}],
+        "image-label": image_label,
+    })
+    final = group / name
+    if final.exists():
+        old = group / f".{name}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(part, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(part, final)
+    try:
+        listed = json.loads((group / ".zattrs").read_text()).get("labels", [])
+    except (OSError, ValueError):
+        listed = []
+    write_json(group / ".zattrs", {"labels": [n for n in listed if n != name] + [name]})
+    return final
+
+
+def _write_label_level(root: Path, lab: np.ndarray, h: int, w: int, f: float, downsample: float,
+                       chunk: int, comp, dtype) -> None:
+    """One (h, w) level of a label image: label pixel under each pixel centre; zero chunks skipped."""
+    root.mkdir(parents=True)
+    write_json(root / ".zarray", {
+        "zarr_format": 2, "shape": [h, w], "chunks": [chunk, chunk], "dtype": dtype.str, "fill_value": 0,
+        "order": "C", "filters": None, "dimension_separator": "/",
+        "compressor": None if comp is None else comp.get_config(),
+    })
+    lh, lw = lab.shape
+    rows = np.clip(((np.arange(h) + 0.5) * f / downsample).astype(np.int64), 0, max(lh - 1, 0))
+    cols = np.clip(((np.arange(w) + 0.5) * f / downsample).astype(np.int64), 0, max(lw - 1, 0))
+    if lab.size == 0:
+        return
+    for cy in range(-(-h // chunk)):
+        r = rows[cy * chunk:(cy + 1) * chunk]
+        if not lab[r[0]:r[-1] + 1].any():
+            continue
+        for cx in range(-(-w // chunk)):
+            c = cols[cx * chunk:(cx + 1) * chunk]
+            if not lab[r[0]:r[-1] + 1, c[0]:c[-1] + 1].any():
+                continue
+            block = np.zeros((chunk, chunk), dtype)
+            block[:len(r), :len(c)] = lab[np.ix_(r, c)]
+            data = block if comp is None else comp.encode(block)
+            (root / str(cy)).mkdir(exist_ok=True)
+            path = root / str(cy) / str(cx)
+            tmp = path.with_name(f".{cx}.tmp")
+            tmp.write_bytes(memoryview(data).cast("B") if isinstance(data, np.ndarray) else data)
+            os.replace(tmp, path)

@@ -9,6 +9,7 @@ from detectors.regions.mapper import DEFAULT_GRID_UM, FeatureSet, compute_featur
 from detectors.regions.model import RegionModel, load_region_model
 from detectors.regions.output import (
     legend, napari_labels, overview_layers, overview_legend, read_regions, write_regions,
+    write_regions_labels,
 )
 from detectors.regions.regionmap import CLASSES, COLORS, LABELS, RegionMap, rasterize_regions
 
@@ -16,4 +17,5 @@ __all__ = [
     "CLASSES", "COLORS", "DEFAULT_GRID_UM", "FeatureSet", "LABELS", "RegionMap", "RegionModel",
     "compute_features", "legend", "load_region_model", "map_regions", "napari_labels",
     "overview_layers", "overview_legend", "rasterize_regions", "read_regions", "write_regions",
+    "write_regions_labels",
 ]

@@ -7,6 +7,8 @@ Files in a results folder (both written atomically):
                      (e.g. the slide's bounds offsets) plus ``regions`` (raster metadata).
 ``regions.npy``      the (H, W) uint8 label raster; its ``um_per_px`` and ``downsample`` go
                      in summary.json under ``"regions"`` (:meth:`RegionMap.to_dict`).
+``slide.ome.zarr/labels/regions``  the same raster as an NGFF 0.4 label image when the run
+                     writes the OME-Zarr (:func:`write_regions_labels`).
 
 GeoJSON writing lives in :mod:`wsi_pipeline.annotations` and the overview drawing in
 :mod:`wsi_pipeline.overview`; they are imported inside the functions that need them.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.regions.regionmap import CLASSES, COLORS, LABELS, RegionMap
+from detectors.regions.regionmap import AREA_MEASUREMENT, CLASSES, COLORS, LABELS, RegionMap
 
 GEOJSON = "regions.geojson"
 RASTER = "regions.npy"
@@ -39,6 +41,19 @@ def write_regions(out_dir, region_map: RegionMap, properties: dict | None = None
     np.save(buf, region_map.labels, allow_pickle=False)
     write_bytes_atomic(out / RASTER, buf.getvalue())
     return meta
+
+
+def write_regions_labels(store, region_map: RegionMap, *, name: str = "regions") -> Path:
+    """Add the map to an OME-Zarr (``slide.ome.zarr`` from :func:`tiling.omezarr.write_omezarr`)
+    as the NGFF 0.4 label image ``labels/regions``: one level per image level, class colours
+    and properties (``class``, ``Area mm^2``) in ``image-label``. Returns its path."""
+    from tiling.omezarr import write_labels
+
+    areas = region_map.area_mm2()
+    colors = {0: (0, 0, 0, 0), **{LABELS[n]: (*COLORS[n], 255) for n in CLASSES}}
+    props = {LABELS[n]: {"class": n, AREA_MEASUREMENT: round(areas[n], 6)} for n in CLASSES}
+    return write_labels(store, region_map.labels, downsample=region_map.downsample, name=name,
+                        colors=colors, properties=props)
 
 
 def read_regions(out_dir, summary_regions: dict) -> RegionMap:
