@@ -21,7 +21,7 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiLineString
 
-from wsi_pipeline.report.margins.edges import polygons_of
+from wsi_pipeline.report.margins.edges import INK_ON_EDGE_UM, polygons_of
 from wsi_pipeline.report.margins.surface import cyclic_runs, surface_mask
 
 
@@ -96,7 +96,8 @@ def find_ulcers(pieces, epidermis, tumour, inks, *, surface_um: float, ulcer_dep
         n = max(16, math.ceil(ring.length / step_um))
         s = np.arange(n) * (ring.length / n)
         pts = shapely.line_interpolate_point(ring, s)
-        inked = np.zeros(n, bool) if ink is None else shapely.distance(pts, ink) <= ink_distance_um
+        # inked as the margin edges see it: ink on the point, not merely within its reach
+        inked = np.zeros(n, bool) if ink is None else shapely.distance(pts, ink) <= min(ink_distance_um, INK_ON_EDGE_UM)
         _, runs = surface_mask(ring, s, epidermis, inked=inked, tumour=tumour, surface_um=surface_um,
                                ulcer_depth_um=ulcer_depth_um)
         xy = shapely.get_coordinates(pts)

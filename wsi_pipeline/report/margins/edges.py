@@ -6,7 +6,10 @@ tissue) are not. An edge point takes the colour of the nearest ink region within
 the scanned area (the tissue continues beyond the image) are ``"scan border"``, not margins.
 With a tissue map, an uninked point with the epidermis right under it (within
 ``surface_um`` along the inward normal) is ``"epidermal surface"``: the skin's surface, not
-a surgical margin. Consecutive points of one colour form one :class:`EdgeSegment`.
+a surgical margin. The nearest-ink rule bridges gaps in the detected ink, so it also carries a
+colour up to ``ink_distance_um`` past the real end of the ink; where such a point (no ink
+within :data:`INK_ON_EDGE_UM`) has the epidermis under it, it is surface, not margin.
+Consecutive points of one colour form one :class:`EdgeSegment`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from wsi_pipeline.report.margins._io import read_features
 from wsi_pipeline.report.margins._units import to_um
 from wsi_pipeline.report.margins.config import SCAN_BORDER, SURFACE, UNINKED
 from wsi_pipeline.report.margins.surface import surface_mask
+
+INK_ON_EDGE_UM = 25.0
+"""An edge point with detected ink this close is inked (on the demo's 8 µm/px tissue mask the
+inked edge lies 0-13 µm from its ink); farther, its colour is only the nearest ink's."""
 
 
 @dataclass(frozen=True)
@@ -112,11 +119,12 @@ def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_u
     n = max(8, math.ceil(length / step_um))
     s = np.arange(n) * (length / n)
     points = shapely.line_interpolate_point(ring, s)
-    labels = _colour_at(points, inks, ink_distance_um)
+    labels, dist = _colour_at(points, inks, ink_distance_um)
     if epidermis is not None and not epidermis.is_empty:
-        surface, _ = surface_mask(ring, s, epidermis, inked=labels != UNINKED, tumour=tumour,
+        carried = (labels != UNINKED) & (dist > INK_ON_EDGE_UM)  # coloured only by a nearby ink's reach
+        surface, _ = surface_mask(ring, s, epidermis, inked=(labels != UNINKED) & ~carried, tumour=tumour,
                                   surface_um=surface_um, ulcer_depth_um=ulcer_depth_um)
-        labels[surface & (labels == UNINKED)] = SURFACE
+        labels[surface & ((labels == UNINKED) | carried)] = SURFACE
     if frame is not None:
         labels[shapely.distance(points, frame.exterior) <= step_um / 2] = SCAN_BORDER
     changes = np.flatnonzero(labels != np.roll(labels, 1))
@@ -132,8 +140,10 @@ def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_u
     return out
 
 
-def _colour_at(points: np.ndarray, inks: dict[str, MultiPolygon], ink_distance_um: float) -> np.ndarray:
-    """Colour of the nearest ink region within the distance for each point; ``(N,)`` str."""
+def _colour_at(points: np.ndarray, inks: dict[str, MultiPolygon],
+               ink_distance_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """Colour of the nearest ink region within the distance for each point, ``(N,)`` str, and
+    the distance to it, ``(N,)`` µm (inf when uninked)."""
     labels = np.full(len(points), UNINKED, dtype=object)
     best = np.full(len(points), np.inf)
     for colour, region in sorted(inks.items()):
@@ -141,7 +151,7 @@ def _colour_at(points: np.ndarray, inks: dict[str, MultiPolygon], ink_distance_u
         take = (d <= ink_distance_um) & (d < best)
         labels[take] = colour
         best[take] = d[take]
-    return labels
+    return labels, best
 
 
 def _ring_part(ring: LineString, start: float, end: float) -> LineString:
