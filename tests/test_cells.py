@@ -33,17 +33,18 @@ def _block(rng, x0, y0, w, h, spacing, a, aspect, stain):
     return polys, rng.uniform(*stain, len(xy))
 
 
-def _scene(seed=0):
-    """Epidermis sheet, tumour nest, sparse spindle dermis and a lymphocyte scatter with truth."""
+def _scene(seed=0, tumour_blocks=1):
+    """Epidermis sheet, tumour nest(s), sparse spindle dermis and a lymphocyte scatter with truth."""
     rng = np.random.default_rng(seed)
-    parts = {
-        "Epithelial": _block(rng, 0, 0, 400, 60, 8.5, (3.0, 4.0), (1.1, 1.5), (0.85, 1.15)),
-        "Tumor": _block(rng, 0, 200, 160, 160, 8.0, (4.3, 6.0), (1.15, 1.6), (1.6, 2.1)),
-        "Stromal": _block(rng, 220, 120, 180, 250, 28.0, (3.2, 5.2), (2.0, 3.2), (1.0, 1.3)),
-        "Lymphocyte": _block(rng, 0, 400, 400, 80, 17.0, (2.5, 3.1), (1.0, 1.1), (1.7, 2.1)),
-    }
+    parts = [
+        ("Epithelial", _block(rng, 0, 0, 400, 60, 8.5, (3.0, 4.0), (1.1, 1.5), (0.85, 1.15))),
+        ("Stromal", _block(rng, 220, 120, 180, 250, 28.0, (3.2, 5.2), (2.0, 3.2), (1.0, 1.3))),
+        ("Lymphocyte", _block(rng, 0, 400, 400, 80, 17.0, (2.5, 3.1), (1.0, 1.1), (1.7, 2.1))),
+    ]
+    for k in range(tumour_blocks):  # further nests lie below, far from the rest
+        parts.append(("Tumor", _block(rng, 0 + 200 * (k % 2), 200 + 300 * k, 160, 160, 8.0, (4.3, 6.0), (1.15, 1.6), (1.6, 2.1))))
     polys, stains, truth = [], [], []
-    for name, (p, s) in parts.items():
+    for name, (p, s) in parts:
         polys += p
         stains.append(s)
         truth += [name] * len(p)
@@ -70,6 +71,19 @@ def test_rules_depend_on_relative_darkness_not_stain_scale():
     darker = Instances(nuclei.geometry, nuclei.score, nuclei.label,
                        {**nuclei.measurements, "Hematoxylin OD mean": nuclei.measurements["Hematoxylin OD mean"] * 1.6})
     assert np.array_equal(classify_cells(nuclei, mpp=MPP), classify_cells(darker, mpp=MPP))
+
+
+def test_tumour_rich_slide_keeps_its_epidermis_and_stroma():
+    """Darkness is relative to the pale nuclei, not to the median: with five times the tumour
+    (most nuclei dark) the epidermis, stroma and lymphocytes are typed as before."""
+    nuclei, truth = _scene(2)
+    rich, rich_truth = _scene(2, tumour_blocks=5)
+    assert np.mean(rich_truth == "Tumor") > 0.6
+    got, got_rich = classify_cells(nuclei, mpp=MPP), classify_cells(rich, mpp=MPP)
+    for name in ("Epithelial", "Stromal", "Lymphocyte", "Tumor"):
+        assert np.mean(got_rich[rich_truth == name] == name) >= 0.85, name
+    same = truth != "Tumor"  # the blocks both scenes share come first, in the same order
+    assert np.array_equal(got[same], got_rich[: len(truth)][same])
 
 
 def test_empty_and_missing_measurements():

@@ -6,8 +6,11 @@ plus one :class:`scipy.spatial.cKDTree` query, so a million nuclei take seconds.
 
 Own features (:data:`OWN`): area, circularity, solidity, eccentricity, max / min caliper,
 elongation (max / min caliper), equivalent diameter, hematoxylin OD mean and std dev, eosin
-OD mean, and the hematoxylin OD relative to the slide's median nucleus (``H rel``: stains
-differ between labs; "dark" is relative).
+OD mean, and the hematoxylin OD relative to the slide's pale nuclei (``h_rel`` = OD mean over
+the ``H_REF_PERCENTILE`` = 15th percentile of all nuclei: stains differ between labs, so
+"dark" is relative; a low percentile is the keratinocyte / fibroblast population of a skin
+slide whatever the mix, where the median would move with the share of dark tumour nuclei or
+lymphocytes).
 
 Neighbourhood (:class:`Neighbourhood`): the ``K_NEIGHBOURS`` nearest other nuclei within
 ``NEIGHBOUR_RADIUS_UM``; features (:data:`CONTEXT`): the number of nuclei within
@@ -33,6 +36,7 @@ K_NEIGHBOURS = 16
 NEIGHBOUR_RADIUS_UM = 40.0
 SHEET_RADIUS_UM = 20.0
 MEAN_RADIUS_UM = 25.0
+H_REF_PERCENTILE = 15.0
 
 OWN = ("area", "circularity", "solidity", "eccentricity", "max_caliper", "min_caliper", "elongation",
        "diameter", "h_mean", "h_std", "e_mean", "h_rel")
@@ -59,7 +63,7 @@ def own_features(measurements: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     m = {k: _filled(measurements[k], d) for k, d in
          ((AREA, 30.0), (CIRC, 0.8), (SOLIDITY, 0.95), (ECC, 0.6), (MAX_CAL, 7.0), (MIN_CAL, 5.0),
           (H_MEAN, 0.5), (H_STD, 0.1), (E_MEAN, 0.2))}
-    h_ref = float(np.median(m[H_MEAN])) if len(m[H_MEAN]) else 1.0
+    h_ref = float(np.percentile(m[H_MEAN], H_REF_PERCENTILE)) if len(m[H_MEAN]) else 1.0
     return {
         "area": m[AREA], "circularity": m[CIRC], "solidity": m[SOLIDITY], "eccentricity": m[ECC],
         "max_caliper": m[MAX_CAL], "min_caliper": m[MIN_CAL],
