@@ -1,13 +1,17 @@
 """Measure the synoptic draft against synthetic truth (issue 17's done-when numbers).
 
-    # the demo: headline margin vs the truly closest inked margin (the run's tissue and ink +
-    # the truth regions, and, with --predicted, the weight-free region map computed here)
-    python scripts/check_synoptic.py demo demo-output [--predicted]
+    # the demo (after `wsi-pipeline demo --out demo-output`): the run's own draft, then the
+    # run's tissue/ink/cells with the truth regions, then also with the truth cell types
+    python scripts/check_synoptic.py demo demo-output
 
     # melanoma-like scenes (truth geometry only, no painting): Breslow, ulceration, TILs, pT
     python scripts/check_synoptic.py melanoma --out /tmp/mel --cases 0:0.6:0:brisk 1:1.5:300:non-brisk 2:3.2:500:absent
 
-A results folder is assembled from the truth folder: ``tissue.geojson`` (Tissue + Ink),
+Each row says, against the truth, whether the headline names the truly closest inked margin
+within 0.05 mm, nothing is "involved" where the truth is clear, Breslow is within 0.1 mm (or
+10%), and ulceration, TIL grade and pT are right (``*_ok``).
+
+For ``melanoma``, a results folder is assembled from the truth folder: ``tissue.geojson`` (Tissue + Ink),
 ``regions.geojson`` (truth or predicted), ``nuclei.parquet`` with ``class`` = the truth
 cell type (lymphocyte -> Lymphocyte, tumor -> Tumor, ...). Prints one line per case and
 writes ``check.json``.
@@ -27,66 +31,97 @@ TYPE_TO_CLASS = {"lymphocyte": "Lymphocyte", "epidermal": "Epithelial", "dermal"
 
 def assemble(truth: Path, out: Path, *, mpp: tuple[float, float], regions: Path | None = None) -> Path:
     """A results folder from a truth folder (see module docstring)."""
-    import pandas as pd
-    import shapely
-
     from wsi_pipeline.annotations import read_geojson, write_geojson
 
     out.mkdir(parents=True, exist_ok=True)
     feats = read_geojson(truth / "tissue.geojson").features + read_geojson(truth / "ink.geojson").features
     write_geojson(out / "tissue.geojson", feats)
     shutil.copy(regions or truth / "regions.geojson", out / "regions.geojson")
+    truth_nuclei(truth, out)
+    return out
+
+
+def judge(draft: dict, scene: dict) -> dict:
+    """One row: the draft (``synoptic.json`` content) against the scene's truth, with ``*_ok``
+    flags for issue 17's targets."""
+    by_name = {f["name"]: f for f in draft["findings"]}
+    m = draft["margins"]
+    closest = m.get("closest") or {}
+    edges = scene.get("tumor_inked_edge_distances_um") or {scene["tumor_ink_color"]: scene["tumor_ink_distance_um"]}
+    true_colour = min(edges, key=edges.get)
+    true_mm = edges[true_colour] / 1000
+    got_mm = closest.get("clearance_mm")
+    row = {"headline": draft["headline"], "lesion": draft["lesion"]["source"],
+           "closest_colour": closest.get("colour"), "closest_mm": got_mm, "true_colour": true_colour,
+           "true_mm": round(true_mm, 4),
+           "margin_ok": closest.get("colour") == true_colour and got_mm is not None and abs(got_mm - true_mm) <= 0.05,
+           "involved": [x["colour"] for x in m["margins"] if x["status"] == "involved"],
+           "surface_mm": m["epidermal_surface"]["length_mm"]}
+    row["involved_ok"] = not row["involved"] if min(edges.values()) > 0 else True
+    mel = scene.get("melanoma")
+    if mel:
+        b = by_name["Breslow thickness"]
+        measured = None if b["value"] is None else b["details"]["measured_um"] / 1000
+        tol = max(0.1, 0.1 * mel["breslow_mm"])
+        u = by_name["Ulceration"]
+        row.update({
+            "breslow_true_mm": mel["breslow_mm"], "breslow_measured_mm": measured, "breslow_reported_mm": b["value"],
+            "breslow_ok": measured is not None and abs(measured - mel["breslow_mm"]) <= tol,
+            "ulcer_true": mel["ulceration"], "ulcer_got": u["value"], "ulcer_ok": u["value"] == mel["ulceration"],
+            "ulcer_len_true_mm": mel.get("ulcer_length_mm"), "ulcer_len_got_mm": (u.get("details") or {}).get("length_mm"),
+            "til_true": mel["til_grade"], "til_got": by_name["Tumour-infiltrating lymphocytes"]["value"],
+            "pt_true": mel["pT"], "pt_got": by_name["pT (AJCC 8th)"]["value"]})
+        row["til_ok"] = row["til_got"] == row["til_true"]
+        row["pt_ok"] = row["pt_got"] == row["pt_true"]
+    for name, f in by_name.items():
+        if f["value"] is None and name in ("Breslow thickness", "Ulceration", "Tumour-infiltrating lymphocytes"):
+            row.setdefault("not_assessed", {})[name] = f["reason"]
+    return row
+
+
+def check_demo(demo: Path) -> list[dict]:
+    """Three drafts of the demo: the run's own (predicted regions and cell types); the run's
+    tissue, ink and cell types with the truth regions (isolates the region map); the run's
+    tissue and ink with the truth regions and truth cell types (isolates the report)."""
+    from wsi_pipeline.report.synoptic import write_synoptic
+
+    scene = json.loads((demo / "demo_truth" / "scene.json").read_text())
+    mpp = (scene["mpp"], scene["mpp"])
+    run = demo / "demo"
+    rows = []
+    own = run / "synoptic.json"
+    if own.is_file():
+        rows.append({"case": "demo (run: predicted regions + cell types)", **judge(json.loads(own.read_text()), scene),
+                     "folder": str(run)})
+    else:
+        rows.append({"case": "demo (run)", "headline": "no synoptic.json: the run found no lesion", "folder": str(run)})
+    for name, truth_cells in (("truth regions", False), ("truth regions + truth cells", True)):
+        res = demo / ("check_" + name.replace(" + ", "_").replace(" ", "_"))
+        if res.exists():
+            shutil.rmtree(res)
+        res.mkdir()
+        for f in ("tissue.geojson", "nuclei.parquet", "summary.json", "mitoses.geojson"):
+            shutil.copy(run / f, res / f)
+        shutil.copy(demo / "demo_truth" / "regions.geojson", res / "regions.geojson")
+        if truth_cells:
+            truth_nuclei(demo / "demo_truth", res)
+        out = write_synoptic(demo / "demo.svs", res, diagnosis="melanoma" if scene.get("melanoma") else None)
+        rows.append({"case": f"demo ({name})", **judge(out, scene), "folder": str(res)})
+    return rows
+
+
+def truth_nuclei(truth: Path, out: Path) -> None:
+    """``out/nuclei.parquet`` from the truth nuclei, ``class`` = the truth cell type."""
+    import pandas as pd
+    import shapely
+
+    from wsi_pipeline.annotations import read_geojson
+
     nuc = read_geojson(truth / "nuclei.geojson").features
     c = shapely.centroid([f.geometry for f in nuc])
     pd.DataFrame({"id": [f"n{i}" for i in range(len(nuc))], "object_type": "detection",
                   "class": [TYPE_TO_CLASS.get((f.extra or {}).get("nucleusType"), "Other") for f in nuc],
                   "centroid_x": shapely.get_x(c), "centroid_y": shapely.get_y(c)}).to_parquet(out / "nuclei.parquet")
-    return out
-
-
-def predicted_regions(slide_path: Path, results: Path, out: Path) -> Path:
-    """The weight-free region map of a slide (tissue detected again, nuclei from the run)."""
-    from detectors.regions import map_regions
-    from detectors.regions.output import write_regions
-    from detectors.tissue import detect_tissue
-    from tiling.open import open_slide
-    from wsi_pipeline.annotations import features_to_instances, read_geojson
-
-    nuclei = features_to_instances(read_geojson(results / "nuclei.geojson.gz").features)
-    with open_slide(slide_path) as slide:
-        tissue = detect_tissue(slide, mpp=8.0, device="cpu")
-        rm = map_regions(slide, tissue, nuclei, device="cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    write_regions(out, rm)
-    return out / "regions.geojson"
-
-
-def check_demo(demo: Path, *, predicted: bool) -> list[dict]:
-    from wsi_pipeline.report.synoptic import write_synoptic
-
-    truth = json.loads((demo / "demo_truth" / "scene.json").read_text())
-    mpp = (truth["mpp"], truth["mpp"])
-    true_colour, true_mm = truth["tumor_ink_color"], truth["tumor_ink_distance_um"] / 1000
-    rows = []
-    kinds = [("truth regions", None)]
-    if predicted:
-        kinds.append(("predicted regions", predicted_regions(demo / "demo.svs", demo / "demo", demo / "pred_regions")))
-    for name, regions in kinds:  # the run's own results (detected tissue and ink), plus a region map
-        res = demo / f"check_{name.split()[0]}"
-        res.mkdir(exist_ok=True)
-        for f in ("tissue.geojson", "nuclei.parquet", "summary.json", "mitoses.geojson"):
-            shutil.copy(demo / "demo" / f, res / f)
-        shutil.copy(regions or demo / "demo_truth" / "regions.geojson", res / "regions.geojson")
-        out = write_synoptic(demo / "demo.svs", res)
-        m = out["margins"]
-        closest = m["closest"] or {}
-        involved = [x["colour"] for x in m["margins"] if x["status"] == "involved"]
-        rows.append({"case": f"demo ({name})", "headline": out["headline"], "closest_colour": closest.get("colour"),
-                     "closest_mm": closest.get("clearance_mm"), "true_colour": true_colour, "true_mm": true_mm,
-                     "error_mm": None if closest.get("clearance_mm") is None else round(closest["clearance_mm"] - true_mm, 4),
-                     "involved": involved, "surface_mm": m["epidermal_surface"]["length_mm"],
-                     "lesion": out["lesion"]["source"], "folder": str(res)})
-    return rows
 
 
 def check_melanoma(out_root: Path, cases: list[str], *, width: int, height: int) -> list[dict]:
@@ -101,20 +136,7 @@ def check_melanoma(out_root: Path, cases: list[str], *, width: int, height: int)
         mpp = (scene["mpp"], scene["mpp"])
         res = assemble(truth_dir, out_root / f"results_{truth_dir.name[6:]}", mpp=mpp)
         draft = build_draft(res, mpp=mpp, diagnosis="melanoma")
-        t = scene["melanoma"]
-        got = draft.summary()
-        b = draft.breslow
-        tol = max(0.1, 0.1 * t["breslow_mm"])
-        ulcer = draft.finding("Ulceration")
-        rows.append({"case": case, "breslow_true_mm": t["breslow_mm"],
-                     "breslow_measured_mm": None if b is None else round(b.thickness_um / 1000, 4),
-                     "breslow_reported_mm": got["breslow_mm"],
-                     "breslow_ok": b is not None and abs(b.thickness_um / 1000 - t["breslow_mm"]) <= tol,
-                     "ulcer_true": t["ulceration"], "ulcer_got": got["ulceration"],
-                     "ulcer_len_true_mm": t.get("ulcer_length_mm"),
-                     "ulcer_len_got_mm": (ulcer.details or {}).get("length_mm"),
-                     "til_true": t["til_grade"], "til_got": got["til_grade"],
-                     "pt_true": t["pT"], "pt_got": got["pT"], "folder": str(res)})
+        rows.append({"case": case, **judge(draft.to_dict(), scene), "folder": str(res)})
     return rows
 
 
@@ -135,7 +157,6 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="what", required=True)
     d = sub.add_parser("demo")
     d.add_argument("demo_output", type=Path)
-    d.add_argument("--predicted", action="store_true", help="also with the weight-free region map computed here")
     m = sub.add_parser("melanoma")
     m.add_argument("--out", type=Path, required=True)
     m.add_argument("--cases", nargs="+", required=True, help="seed:breslow_mm:ulcer_um:til")
@@ -143,7 +164,7 @@ def main(argv=None) -> int:
     m.add_argument("--height", type=int, default=16384)
     args = p.parse_args(argv)
     if args.what == "demo":
-        rows = check_demo(args.demo_output, predicted=args.predicted)
+        rows = check_demo(args.demo_output)
         out = args.demo_output / "check.json"
     else:
         args.out.mkdir(parents=True, exist_ok=True)

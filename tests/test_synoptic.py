@@ -159,10 +159,19 @@ def test_no_tumour_found_is_an_answer(tmp_path, capsys):
     (["--diagnosis", "melanomma"], "--diagnosis: unknown diagnosis 'melanomma'"),
     (["--lesion", "{tmp}/empty.geojson"], "empty.geojson: holds no polygons"),
     (["--results", "{tmp}/nowhere"], "nowhere: results folder not found"),
+    (["--results", "{tmp}/empty_results"], "tissue.geojson: missing"),
+    (["--lesion", "{tmp}/points.geojson"], "points.geojson: holds no polygons"),
+    (["--lesion", "{tmp}/broken.geojson"], "broken.geojson"),
+    (["--lesion", "{tmp}/absent.geojson"], "absent.geojson"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, problem):
     melanoma_case(tmp_path / "res", depth_um=500)
     (tmp_path / "empty.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    (tmp_path / "points.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [10, 10]},
+         "properties": {"classification": {"name": "Tumor"}}}]}))
+    (tmp_path / "broken.geojson").write_text('{"type": "FeatureCollection", "features": [')
+    (tmp_path / "empty_results").mkdir()
     slide = tmp_path / "skin.tif"
     tifffile.imwrite(slide, tissue_image([SKIN], mpp=MPP, size_px=SIZE_PX), tile=(256, 256), photometric="rgb")
     argv = ["report", str(slide), "--results", str(tmp_path / "res"), "--mpp", str(MPP[0])]
@@ -170,7 +179,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, proble
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc != 0 and err.count("\n") == 1 and problem in err
-    assert not any((tmp_path / "res" / n).exists() for n in (*OUTPUTS, "margins.json"))
+    for folder in (tmp_path / "res", tmp_path / "empty_results"):
+        assert not any((folder / n).exists() for n in (*OUTPUTS, "margins.json", "margin_report.pdf"))
 
 
 def test_missing_tissue_geojson_names_the_file(tmp_path):

@@ -288,7 +288,7 @@ def _margin_findings(a: MarginAssessment) -> list[Finding]:
         text = "involved" if m.status == INVOLVED else f"{format_mm(m.clearance_mm)} ({m.status})"
         out.append(Finding(name, round(m.clearance_mm, 3), f"{text}: {where}", source,
                            None if a.surface_known or m.colour != UNINKED else "may be the epidermal surface "
-                           "(no tissue map)", details={"status": m.status, "colour": m.colour}))
+                           f"({a.surface_from})", details={"status": m.status, "colour": m.colour}))
     return out
 
 
