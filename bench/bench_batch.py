@@ -37,7 +37,7 @@ def bench(folder: Path, out: Path, workers: int) -> dict:
     from wsi_pipeline.config import load_config
 
     cfg = load_config("cpu-fast").updated(**{"device": "cpu", "cluster.kind": "local", "cluster.workers": workers})
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       memory_limit="6GB") as cluster, Client(cluster) as client:
         t0 = time.perf_counter()
         result = run_batch(folder, out, cfg, show_progress=False, client=client)

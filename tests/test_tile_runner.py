@@ -120,7 +120,7 @@ def test_dask_matches_inprocess(tmp_path, scene):
     det = _blob_factory()
     tasks = simple_tasks(*slide.dimensions, det.spec, slide_mpp=MPP)
     del tifffile
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl, \
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cl, \
             distributed.Client(cl) as client:
         found = _all(run_dask(client, str(path), MPP, _blob_factory, "t1", tasks, chunk=5))
     once, twice = _match(found.centroids(), centres)
@@ -142,7 +142,7 @@ def test_killed_worker_has_its_tiles_retried(tmp_path):
     factory = functools.partial(BlobDetector, tile_size=128, halo=16, mpp=MPP, delay=0.15)
     tasks = simple_tasks(900, 700, factory().spec, slide_mpp=MPP)
     found, killed = [], None
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   memory_limit="1GB") as cl, distributed.Client(cl) as client:
         for part in run_dask(client, str(path), MPP, factory, "kill", tasks, chunk=3):
             found.append(part)

@@ -86,7 +86,7 @@ def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None,
         threads_per_worker=cfg.threads_per_worker,
         processes=True,
         memory_limit=cfg.memory_limit,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: never collides with another cluster on 8787
         resources=resources,
     )
     log.info("LocalCluster with %d worker(s)%s", n_workers, " carrying GPU: 1" if gpus else "")
