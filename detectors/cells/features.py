@@ -10,7 +10,8 @@ OD mean, and the hematoxylin OD relative to the slide's pale nuclei (``h_rel`` =
 the ``H_REF_PERCENTILE`` = 15th percentile of all nuclei: stains differ between labs, so
 "dark" is relative; a low percentile is the keratinocyte / fibroblast population of a skin
 slide whatever the mix, where the median would move with the share of dark tumour nuclei or
-lymphocytes).
+lymphocytes); ``h_std_rel``, the hematoxylin OD std dev over the same reference (chromatin
+texture without the stain's scale).
 
 Neighbourhood (:class:`Neighbourhood`): the ``K_NEIGHBOURS`` nearest other nuclei within
 ``NEIGHBOUR_RADIUS_UM``; features (:data:`CONTEXT`): the number of nuclei within
@@ -39,7 +40,7 @@ MEAN_RADIUS_UM = 25.0
 H_REF_PERCENTILE = 15.0
 
 OWN = ("area", "circularity", "solidity", "eccentricity", "max_caliper", "min_caliper", "elongation",
-       "diameter", "h_mean", "h_std", "e_mean", "h_rel")
+       "diameter", "h_mean", "h_std", "e_mean", "h_rel", "h_std_rel")
 CONTEXT = ("n_within_20um", "d1", "d3", "d8", "nb_area", "nb_elongation", "nb_h_rel", "nb_area_cv")
 NAMES = OWN + CONTEXT
 
@@ -71,6 +72,7 @@ def own_features(measurements: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "diameter": 2 * np.sqrt(np.maximum(m[AREA], 0) / np.pi),
         "h_mean": m[H_MEAN], "h_std": m[H_STD], "e_mean": m[E_MEAN],
         "h_rel": m[H_MEAN] / max(h_ref, 1e-3),
+        "h_std_rel": m[H_STD] / max(h_ref, 1e-3),
     }
 
 

@@ -17,6 +17,7 @@ TASKS = {
     "nuclei": "wsi_pipeline.training.nuclei_cli",
     "mitosis": "wsi_pipeline.training.mitosis_cli",
     "tissue": "wsi_pipeline.training.tissue_cli",
+    "cells": "wsi_pipeline.training.cells_cli",
 }
 
 
