@@ -7,10 +7,10 @@ plus one :class:`scipy.spatial.cKDTree` query, so a million nuclei take seconds.
 Own features (:data:`OWN`): area, circularity, solidity, eccentricity, max / min caliper,
 elongation (max / min caliper), equivalent diameter, hematoxylin OD mean and std dev, eosin
 OD mean, and the hematoxylin OD relative to the slide's pale nuclei (``h_rel`` = OD mean over
-the ``H_REF_PERCENTILE`` = 15th percentile of all nuclei: stains differ between labs, so
+the ``H_REF_PERCENTILE`` = 5th percentile of all nuclei: stains differ between labs, so
 "dark" is relative; a low percentile is the keratinocyte / fibroblast population of a skin
-slide whatever the mix, where the median would move with the share of dark tumour nuclei or
-lymphocytes); ``h_std_rel``, the hematoxylin OD std dev over the same reference (chromatin
+slide even when that is only a tenth of the nuclei, where the median, or a 15th percentile,
+moves with the share of dark tumour nuclei or lymphocytes); ``h_std_rel``, the hematoxylin OD std dev over the same reference (chromatin
 texture without the stain's scale).
 
 Neighbourhood (:class:`Neighbourhood`): the ``K_NEIGHBOURS`` nearest other nuclei within
@@ -37,7 +37,7 @@ K_NEIGHBOURS = 16
 NEIGHBOUR_RADIUS_UM = 40.0
 SHEET_RADIUS_UM = 20.0
 MEAN_RADIUS_UM = 25.0
-H_REF_PERCENTILE = 15.0
+H_REF_PERCENTILE = 5.0
 
 OWN = ("area", "circularity", "solidity", "eccentricity", "max_caliper", "min_caliper", "elongation",
        "diameter", "h_mean", "h_std", "e_mean", "h_rel", "h_std_rel")

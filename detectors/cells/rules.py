@@ -1,11 +1,11 @@
 """Weight-free cell typing: thresholds on each nucleus' own measurements, then its neighbours.
 
 All sizes are in µm (areas µm², distances µm). "Dark" is relative: ``h_rel`` is a nucleus'
-hematoxylin OD mean over the slide's pale reference (the ``H_REF_PERCENTILE`` = 15th
+hematoxylin OD mean over the slide's pale reference (the ``H_REF_PERCENTILE`` = 5th
 percentile of all nuclei, :mod:`detectors.cells.features`): the paler nuclei of a skin slide
 are keratinocytes and fibroblasts whatever the mix, so the reference does not move when a
-slide is mostly tumour or mostly epidermis, and a lighter or darker stain does not shift the
-classes.
+slide is mostly tumour (down to about a tenth pale nuclei) or mostly epidermis, and a lighter
+or darker stain does not shift the classes.
 
 Own measurements, in order (a later rule overrides an earlier one):
 
@@ -14,7 +14,7 @@ Own measurements, in order (a later rule overrides an earlier one):
                 ``ISOLATED_D3_UM`` = 20 µm (fibroblasts and vessel walls lie apart).
 ``Epithelial``  pale, not spindle, area ``EPI_AREA`` = 12–46 µm², with close neighbours (3rd
                 nearest nucleus within 20 µm): keratinocytes in a cohesive layer.
-``Lymphocyte``  dark (``h_rel >= DARK_H_REL`` = 1.3), small (area ``< LYM_AREA`` = 38 µm², about
+``Lymphocyte``  dark (``h_rel >= DARK_H_REL`` = 1.35), small (area ``< LYM_AREA`` = 38 µm², about
                 7 µm across) and round (elongation ``<= LYM_ELONG`` = 1.3).
 ``Tumor``       large (area ``>= TUMOR_AREA`` = 46 µm², about 7.7 µm across), or dark and
                 medium-large (area ``>= TUMOR_DARK_AREA`` = 38 µm²) and not spindle-thin: the
@@ -44,7 +44,7 @@ from detectors.cells.features import Neighbourhood
 from detectors.cells.types import CLASSES, EPITHELIAL, LYMPHOCYTE, OTHER, STROMAL, TUMOR
 
 MIN_AREA = 8.0
-DARK_H_REL = 1.3
+DARK_H_REL = 1.35
 SPINDLE_ELONG = 1.6
 ISOLATED_D3_UM = 30.0
 NB_SPINDLE_ELONG = 1.5
