@@ -43,7 +43,7 @@ class CellsConfig(_Strict):
 class RegionsConfig(_Strict):
     enabled: bool = True
     model: str | None = Field(None, description="model folder from `train tissue`; none -> the weight-free map")
-    grid_um: float = Field(12.0, ge=2.0, le=64.0, description="label map pixel size (µm)")
+    grid_um: float = Field(8.0, ge=2.0, le=64.0, description="label map pixel size (µm)")
 
 
 class MitosisConfig(_Strict):

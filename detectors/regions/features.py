@@ -18,9 +18,10 @@ Stain features (per label pixel, over its SUB x SUB fine pixels):
 Nucleus features (densities in nuclei per mm², smoothed):
 
 ``n_all``                   all nuclei
-``n_lym`` ``n_epi`` ``n_str`` ``n_tum``   per cell type (hard labels when ``nuclei.label``
-                            holds Lymphocyte/Epithelial/Stromal/Tumor, else soft
-                            morphology-based weights, see :func:`cell_type_weights`)
+``n_lym`` ``n_epi`` ``n_str`` ``n_tum``   per cell type: morphology-based weights
+                            (:func:`cell_type_weights`), or with ``cell_labels`` hard
+                            labels where ``nuclei.label`` holds Lymphocyte/Epithelial/
+                            Stromal/Tumor (a trained cell model's classes)
 ``area``                    mean nuclear area (µm²)
 """
 
@@ -105,19 +106,22 @@ def stain_features(rgb: torch.Tensor) -> torch.Tensor:
     return torch.cat(feats, 1)[0]
 
 
-def cell_type_weights(nuclei, *, mpp: float) -> np.ndarray:
+def cell_type_weights(nuclei, *, mpp: float, cell_labels: bool = False) -> np.ndarray:
     """(N, 4) weights over :data:`CELL_TYPES` per nucleus.
 
-    A nucleus whose ``label`` is one of the cell types counts fully for it. Unlabelled
-    nuclei get morphology rules (weight-free, documented thresholds):
+    With ``cell_labels`` a nucleus whose ``label`` is one of the cell types counts fully for
+    it and nuclei labelled ``Other`` weigh nothing. The rest (all nuclei without
+    ``cell_labels``: the region rules' thresholds were set on these) get morphology rules (weight-free, documented thresholds):
     lymphocyte-like: area 10-40 µm², circularity >= 0.80, hematoxylin OD mean above the
     slide's median nucleus; tumour-like: area >= 48 µm²; stromal-like: eccentricity >= 0.85
-    (spindle); epithelial-like: the rest. Unknown classes (e.g. Other) weigh nothing.
+    (spindle); epithelial-like: the rest.
     """
     n = len(nuclei)
     out = np.zeros((n, len(CELL_TYPES)), np.float32)
     if n == 0:
         return out
+    if not cell_labels:
+        return _morphology_types(nuclei, mpp=mpp)
     labels = np.asarray(nuclei.label, dtype=object)
     known = np.array([lab in CELL_TYPES for lab in labels])
     for j, name in enumerate(CELL_TYPES):
@@ -149,8 +153,9 @@ def _morphology_types(nuclei, *, mpp: float) -> np.ndarray:
     return out
 
 
-def nucleus_maps(nuclei, grid: Grid, *, mpp: float, device: torch.device) -> torch.Tensor:
-    """(6, H, W) float32 raw per-pixel sums: counts (all, 4 types) and summed area (µm²)."""
+def nucleus_maps(nuclei, grid: Grid, *, mpp: float, device: torch.device, cell_labels: bool = False) -> torch.Tensor:
+    """(6, H, W) float32 raw per-pixel sums: counts (all, 4 types, see
+    :func:`cell_type_weights`) and summed area (µm²)."""
     h, w = grid.shape
     out = torch.zeros((6, h * w), dtype=torch.float32, device=device)
     if len(nuclei) == 0:
@@ -162,7 +167,7 @@ def nucleus_maps(nuclei, grid: Grid, *, mpp: float, device: torch.device) -> tor
     area = nuclei.measurements.get("Area µm^2")
     if area is None:
         area = np.array([g.area for g in nuclei.geometry]) * mpp * mpp
-    vals = np.concatenate([np.ones((len(nuclei), 1), np.float32), cell_type_weights(nuclei, mpp=mpp),
+    vals = np.concatenate([np.ones((len(nuclei), 1), np.float32), cell_type_weights(nuclei, mpp=mpp, cell_labels=cell_labels),
                            np.asarray(area, np.float32)[:, None]], 1)
     out.index_add_(1, idx, torch.as_tensor(vals.T.copy(), device=device))
     return out.reshape(6, h, w)

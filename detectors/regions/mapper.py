@@ -70,8 +70,9 @@ def edge_distance_um(mask: np.ndarray, um_per_px: float) -> np.ndarray:
 
 
 def compute_features(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
-                     device: torch.device | str = "auto") -> FeatureSet:
-    """Features of ``slide`` on a ``grid_um`` grid (see :class:`FeatureSet`)."""
+                     device: torch.device | str = "auto", cell_labels: bool = False) -> FeatureSet:
+    """Features of ``slide`` on a ``grid_um`` grid (see :class:`FeatureSet`); nucleus
+    types from morphology, or from ``nuclei.label`` with ``cell_labels``."""
     dev = device if isinstance(device, torch.device) else select_device(device)
     mpp = float(slide.mpp[0])
     grid = Grid.for_slide(slide.dimensions, mpp, grid_um)
@@ -82,7 +83,7 @@ def compute_features(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
         tint = fine_tint(rgb)
         del rgb
         maps = {name: stain[i] for i, name in enumerate(STAIN_NAMES)}
-        raw = nucleus_maps(nuclei, grid, mpp=mpp, device=dev)
+        raw = nucleus_maps(nuclei, grid, mpp=mpp, device=dev, cell_labels=cell_labels)
         px_mm2 = (grid.um_per_px / 1000.0) ** 2
         for s_um in DENSITY_SIGMAS_UM:
             sm = gaussian(raw, s_um / grid.um_per_px)
@@ -97,19 +98,23 @@ def compute_features(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
 
 
 def map_regions(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
-                device: torch.device | str = "auto", model=None) -> RegionMap:
+                device: torch.device | str = "auto", model=None, cell_labels: bool = False) -> RegionMap:
     """Region map of ``slide``.
 
     tissue : detectors.tissue's TissueResult. nuclei : Instances in level-0 px with the
-    run's measurements; ``nuclei.label`` may hold cell types (Lymphocyte, Epithelial,
-    Stromal, Tumor, Other), which then replace the morphology guesses.
+    run's measurements.
+    cell_labels : take each nucleus' type from ``nuclei.label`` (Lymphocyte, Epithelial,
+    Stromal, Tumor; Other weighs nothing) instead of the region map's own morphology
+    weights (:func:`~detectors.regions.features.cell_type_weights`). Meant for a trained
+    cell model's classes: the rules' densities were tuned on the morphology weights, and
+    the weight-free cell rules' labels (tuned per nucleus) cost the demo its tumour.
     grid_um : label pixel size (µm); a model uses its own training grid.
     model : a :class:`~detectors.regions.model.RegionModel` (``load_region_model``) or None
     for the weight-free rules.
     """
     if model is not None:
         grid_um = model.grid_um
-    fs = compute_features(slide, tissue, nuclei, grid_um=grid_um, device=device)
+    fs = compute_features(slide, tissue, nuclei, grid_um=grid_um, device=device, cell_labels=cell_labels)
     if model is not None:
         labels = model.predict(fs)
     else:

@@ -3,13 +3,21 @@
 All thresholds are in physical units (µm, nuclei per mm², optical density) and collected
 in :class:`RuleParams`. In order:
 
-1. **Epithelium**: tissue pixels with a dense nuclear population (``n_all@8`` >=
-   ``epi_density`` nuclei/mm²) or a hematoxylin-tinted cytoplasm (``h_cyto`` at least
-   ``epi_h_cyto`` above the slide's dermis reference, the median over tissue pixels with
-   sparse nuclei), smoothed (majority over ~16 µm), holes under ``hole_um2`` filled.
-2. **Tumour** inside the epithelium: pixels where tumour-like nuclei (cell type Tumor, or
-   >= 48 µm² when untyped) make at least ``tumor_fraction`` of the nuclei and reach
-   ``tumor_density``; parts smaller than ``min_tumor_mm2`` are dropped.
+1. **Epithelium**: non-lymphoid tissue pixels whose cytoplasm is hematoxylin-tinted
+   (most fine pixels' ``h_cyto`` at or above a threshold calibrated on the slide: halfway
+   between its dermis reference, the median over tissue with sparse nuclei, and its
+   epithelial one, the median over densely nucleated non-lymphoid tissue, and never below
+   the Otsu split of the tissue's tint: on real skin the "dense" reference takes in
+   cellular dermis); densely nucleated pixels (``n_all@8`` >= ``epi_density`` nuclei/mm²)
+   need only ``dense_tint`` of the way from the dermis reference to that threshold.
+   Smoothed (majority over ~16 µm), holes under ``hole_um2`` filled.
+2. **Tumour**: pixels where tumour-like nuclei (>= 48 µm², or cell type Tumor with
+   ``cell_labels``) make at least ``tumor_fraction`` of the nuclei and reach
+   ``tumor_density`` (24 µm smoothing), in the epithelium or in non-lymphoid tissue dense
+   enough to be epithelium; a dermal nest (an epithelial component away from the surface)
+   is taken whole when mostly tumour-like, the epidermis only by its tumour-like pixels (a
+   junctional tumour does not swallow the epidermis it sits in); small holes filled, parts
+   smaller than ``min_tumor_mm2`` dropped.
 3. **Epidermis**: the rest of the epithelium (parts under ``min_epi_mm2`` dropped).
 4. **Other (keratin)**: non-epithelial tissue between the epidermis and the tissue surface:
    within ``keratin_um`` of the surface and ``keratin_um`` of the epidermis, and closer to
@@ -37,6 +45,9 @@ from detectors.regions.regionmap import LABELS
 @dataclass(frozen=True)
 class RuleParams:
     epi_density: float = 3000.0
+    density_route: bool = True
+    dense_tint: float = 0.5
+    tint_otsu: bool = True
     epi_h_cyto: float = 0.06
     epi_h_min: float = 0.02
     min_ref_px: int = 20
@@ -51,6 +62,10 @@ class RuleParams:
     tumor_density: float = 800.0
     tumor_component: float = 0.5
     tumor_opening: int = 1
+    tumor_surface_pixelwise: bool = True
+    tumor_outside_epi: bool = True
+    tumor_hole_mm2: float = 0.01
+    tumor_sigma: float = 24.0
     min_tumor_mm2: float = 0.01
     min_epi_mm2: float = 0.002
     surface_um: float = 60.0
@@ -99,15 +114,23 @@ def epithelium(fs, p: RuleParams) -> torch.Tensor:
     dens = m["n_all@8"]
     sparse = tissue & (m["n_all@24"] < p.sparse_density)
     lym = m["n_lym@8"] >= p.lym_dominant * dens.clamp(min=1.0)
-    thr = tint_threshold(m["h_cyto"], sparse=sparse, dense=tissue & ~lym & (dens >= p.epi_density), tissue=tissue, p=p)
-    if fs.tint is not None:  # majority of the fine pixels inside each label pixel
-        tinted = F.avg_pool2d((fs.tint >= thr).float()[None, None], SUB)[0, 0] >= 0.5
-    else:
-        tinted = gaussian(m["h_cyto"][None], p.h_sigma)[0] >= thr
-    epi = tissue & ~lym & ((dens >= p.epi_density) | tinted)
+    dense = tissue & ~lym & (dens >= p.epi_density)
+    thr = tint_threshold(m["h_cyto"], sparse=sparse, dense=dense, tissue=tissue & ~lym, p=p)
+    tinted = _tinted(fs, thr, p)
+    if p.density_route:  # dense nuclei need a lighter tint: the dermis reference plus half the margin
+        ref_d = float(torch.median(m["h_cyto"][sparse])) if int(sparse.sum()) >= p.min_ref_px else thr
+        tinted |= dense & _tinted(fs, ref_d + p.dense_tint * (thr - ref_d), p)
+    epi = tissue & ~lym & tinted
     if fs.ink is not None:  # ink tints everything: see _under_ink
         epi &= ~fs.ink
     return (_smooth_mask(epi, p.mask_sigma) if p.mask_sigma > 0 else epi) & tissue
+
+
+def _tinted(fs, thr: float, p: RuleParams) -> torch.Tensor:
+    """(H, W) bool: most fine pixels of each label pixel at least ``thr`` tinted."""
+    if fs.tint is not None:  # majority of the fine pixels inside each label pixel
+        return F.avg_pool2d((fs.tint >= thr).float()[None, None], SUB)[0, 0] >= 0.5
+    return gaussian(fs.maps["h_cyto"][None], p.h_sigma)[0] >= thr
 
 
 def tint_threshold(h_cyto: torch.Tensor, *, sparse, dense, tissue, p: RuleParams) -> float:
@@ -119,7 +142,31 @@ def tint_threshold(h_cyto: torch.Tensor, *, sparse, dense, tissue, p: RuleParams
     if int(dense.sum()) < p.min_ref_px:
         return ref_d + p.epi_h_cyto
     ref_e = float(torch.median(h_cyto[dense]))
-    return max(0.5 * (ref_d + ref_e), ref_d + p.epi_h_min)
+    thr = max(0.5 * (ref_d + ref_e), ref_d + p.epi_h_min)
+    if p.tint_otsu:
+        thr = max(thr, otsu(h_cyto[tissue & (h_cyto > p.epi_h_min)]))
+    return thr
+
+
+def otsu(values: torch.Tensor, bins: int = 256) -> float:
+    """Otsu's threshold of a 1-D tensor (the split maximising the between-class variance)."""
+    if values.numel() < 2:
+        return float("-inf")
+    v = values.float()
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        return lo
+    hist = torch.histc(v, bins=bins, min=lo, max=hi).double()
+    centres = torch.linspace(lo, hi, bins + 1, dtype=torch.float64, device=v.device)
+    centres = 0.5 * (centres[1:] + centres[:-1])
+    w0 = torch.cumsum(hist, 0)
+    w1 = w0[-1] - w0
+    m0 = torch.cumsum(hist * centres, 0)
+    mu0 = m0 / w0.clamp(min=1e-12)
+    mu1 = (m0[-1] - m0) / w1.clamp(min=1e-12)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    i = int(torch.argmax(between[:-1]))
+    return float(0.5 * (centres[i] + centres[i + 1]))
 
 
 def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
@@ -131,8 +178,10 @@ def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
         return np.zeros(fs.grid.shape, np.uint8)
     m = fs.maps
     epi = _fill_small_holes(_np(epithelium(fs, p)).astype(bool), p.hole_um2 / px_um2) & tissue
-    tum = _tumour(epi, _np(m["n_tum@24"]), _np(m["n_all@24"]), p, px_um2)
     edge = _np(fs.edge_um)
+    ts = f"{p.tumor_sigma:g}"
+    tum = _tumour(epi, _np(m[f"n_tum@{ts}"]), _np(m[f"n_all@{ts}"]), p, px_um2, edge_um=edge,
+                  cells=tissue & ~_np(lymphoid(fs, p, "8")).astype(bool))
     epid = _surface_or_large(_drop_small(epi & ~tum, p.min_epi_mm2 * 1e6 / px_um2), edge, p, px_um2)
     if fs.ink is not None and p.epithelium_under_ink:
         epid |= _under_ink(epid, _np(fs.ink).astype(bool) & tissue & ~tum, edge, fs.grid.um_per_px, p)
@@ -153,19 +202,35 @@ def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
     return out
 
 
-def _tumour(epi: np.ndarray, n_tum: np.ndarray, n_all: np.ndarray, p: RuleParams, px_um2: float) -> np.ndarray:
-    """Step 2: epithelial parts made of tumour-like nuclei. A whole epithelial component
-    becomes Tumor when ``tumor_component`` of it is tumour-like; elsewhere only its
-    tumour-like pixels (opened, parts >= ``min_tumor_mm2``)."""
-    like = epi & (n_tum >= p.tumor_density) & (n_tum >= p.tumor_fraction * np.maximum(n_all, 1.0))
+def _tumour(epi: np.ndarray, n_tum: np.ndarray, n_all: np.ndarray, p: RuleParams, px_um2: float, *,
+            edge_um: np.ndarray | None = None, cells: np.ndarray | None = None) -> np.ndarray:
+    """Step 2: parts made of tumour-like nuclei. Tumour-like pixels: at least
+    ``tumor_density`` tumour-like nuclei per mm², ``tumor_fraction`` of all nuclei, in the
+    epithelium or (``tumor_outside_epi``) anywhere in non-lymphoid tissue dense enough to be
+    epithelium (``epi_density``: a melanocytic sheet need not be tinted like keratinocytes).
+    An epithelial component away from the surface (a dermal nest) becomes Tumor whole when
+    ``tumor_component`` of it is tumour-like; a component reaching within ``surface_um`` of
+    the surface (the epidermis, with a junctional tumour in it) only by its tumour-like
+    pixels. Tumour opened, holes under ``tumor_hole_mm2`` filled, parts >= ``min_tumor_mm2``."""
+    crit = (n_tum >= p.tumor_density) & (n_tum >= p.tumor_fraction * np.maximum(n_all, 1.0))
+    like = epi & crit
+    if p.tumor_outside_epi and cells is not None:
+        like |= cells & crit & (n_all >= p.epi_density)
     lab, n = ndimage.label(epi)
-    out = np.zeros_like(epi)
+    whole_px = np.zeros_like(epi)
     if n:
-        frac = ndimage.mean(like, lab, index=np.arange(1, n + 1))
-        whole = np.concatenate([[False], np.asarray(frac) >= p.tumor_component])
-        out = ndimage.binary_opening(whole[lab], iterations=p.tumor_opening) if p.tumor_opening else whole[lab]
-    part = ndimage.binary_opening(like & ~whole[lab] if n else like, iterations=1)
-    return _drop_small(out | part, p.min_tumor_mm2 * 1e6 / px_um2)
+        idx = np.arange(1, n + 1)
+        whole = np.asarray(ndimage.mean(like, lab, index=idx)) >= p.tumor_component
+        if p.tumor_surface_pixelwise and edge_um is not None:
+            whole &= np.asarray(ndimage.minimum(edge_um, lab, idx)) > p.surface_um
+        whole_px = np.concatenate([[False], whole])[lab]
+        if p.tumor_opening:
+            whole_px = ndimage.binary_opening(whole_px, iterations=p.tumor_opening)
+    part = ndimage.binary_opening(like & ~whole_px, iterations=1)
+    out = whole_px | part
+    if p.tumor_hole_mm2 > 0:
+        out = _fill_small_holes(out, p.tumor_hole_mm2 * 1e6 / px_um2)
+    return _drop_small(out, p.min_tumor_mm2 * 1e6 / px_um2)
 
 
 def _surface_or_large(epi: np.ndarray, edge_um: np.ndarray, p: RuleParams, px_um2: float) -> np.ndarray:
