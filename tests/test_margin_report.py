@@ -144,6 +144,7 @@ def test_real_slide_with_drawn_tumour(shared_data, tmp_path, capsys, artifacts_d
     from scipy import ndimage
 
     from tiling.open import open_slide
+    from wsi_pipeline.report.margins.edges import INK_ON_EDGE_UM
     from wsi_pipeline.report.margins.lesion import mask_to_polygons
 
     svs = shared_data / "slides" / "CMU-1-Small-Region.svs"
@@ -160,8 +161,12 @@ def test_real_slide_with_drawn_tumour(shared_data, tmp_path, capsys, artifacts_d
     rc, out, err = run(capsys, svs, "--results", results, "--specimen-id", "CMU-1 (public test slide)")
     assert rc == 0, err
     report = json.loads((results / "margins.json").read_text())
-    expected = tumour.distance(shapely.union_all([p.exterior for p in pieces]))
-    assert report["closest"]["clearance_mm"] == pytest.approx(expected / 1000, abs=0.005)
+    edge = shapely.union_all([p.exterior for p in pieces])
+    inked = edge.intersection(shapely.union_all(inks).buffer(INK_ON_EDGE_UM))  # the edge under the dye
+    assert report["closest"]["colour"] == "green"
+    got = report["closest"]["clearance_mm"] * 1000
+    # to the edge under the dye (the reach bridges gaps in it, never shorter than to any edge)
+    assert tumour.distance(edge) - 1 <= got <= tumour.distance(inked) + 5
     for name in OUTPUTS:
         assert b"CMU-1-Small-Region" not in (results / name).read_bytes()
     shutil.copy(results / "margin_report.pdf", artifacts_dir / "margin_report_CMU-1.pdf")

@@ -62,9 +62,10 @@ def test_surface_is_margin_when_the_lab_says_so(tmp_path):
 
 def test_ink_reach_past_its_end_does_not_colour_the_epidermal_surface(tmp_path):
     """Blue ink stops 120 µm below the top-left corner. The nearest-ink rule (150 µm, to bridge
-    gaps in detected ink) would colour the top edge blue up to x ~ 190; that stretch has the
-    epidermis under it, so it is surface, and the nest (220 µm from the inked left edge, 153
-    µm from the top edge at x = 190) is 0.22 mm from the blue margin, not 0.15."""
+    gaps in detected ink) would colour the top edge blue up to x ~ 190; past the ink's end
+    that stretch is not ink, and with the epidermis under it it is surface: the nest (220 µm
+    from the inked left edge, 153 µm from the top edge at x = 190) is 0.22 mm from the blue
+    margin, not 0.15."""
     inks = {"black": INKS["black"], "blue": [box(-100, 120, 100, 3_000)]}
     nest = box(220, 150, 1_200, 900)
     regions = {"Other": [KERATIN], "Epidermis": [EPIDERMIS], "Tumor": [nest],
@@ -76,10 +77,10 @@ def test_ink_reach_past_its_end_does_not_colour_the_epidermal_surface(tmp_path):
     assert a.closest.colour == "blue" and "blue ink" in headline(a)
     top_left = box(100, -10, 200, 10)  # where the ink's reach ends on the top edge
     assert any(s.line.intersects(top_left) for s in a.surface)
-    # without a map (surface unknown) the reach still bridges: the top-left stretch is blue
+    # without a map the stretch past the ink's end is no longer blue either (the reach bridges gaps only)
     write_case(tmp_path / "no_map", mpp=MPP, tissue=[TISSUE], inks=inks, tumour=[nest])
     a = assess_margins(tmp_path / "no_map", mpp=MPP, config=CONFIG)
-    assert next(m for m in a.margins if m.colour == "blue").clearance_mm == pytest.approx(0.153, abs=0.01)
+    assert next(m for m in a.margins if m.colour == "blue").clearance_mm == pytest.approx(0.22, abs=0.01)
 
 
 def test_without_a_map_uninked_edges_stay_out_of_the_headline(tmp_path):

@@ -147,9 +147,26 @@ def test_edges_split_by_nearest_ink(tmp_path):
     blue = [s for s in a.segments if s.colour == "blue"]
     assert len(blue) == 1
     x0, _, x1, _ = blue[0].line.bounds
-    assert x0 == pytest.approx(2_000 - 150, abs=20) and x1 == pytest.approx(8_000 + 150, abs=20)
+    # the reach bridges gaps only: past the ink's ends the edge is inked just INK_ON_EDGE_UM (25 µm) on
+    assert x0 == pytest.approx(2_000 - 25, abs=10) and x1 == pytest.approx(8_000 + 25, abs=10)
     assert {s.colour for s in a.segments} == {"blue", "uninked"}
     assert margin(a, "uninked").name == "uninked edge"
+
+
+def test_ink_reach_bridges_a_gap_in_the_ink(tmp_path):
+    cfg = MarginConfig(margins={"blue": "12 o'clock"}, ink_distance_um=150, profile_step_um=20)
+    patchy = [box(2_000, -100, 4_900, 100), box(5_100, -100, 8_000, 100)]  # 200 µm unpainted in the middle
+    write_case(tmp_path, mpp=MPP, tissue=[TISSUE], inks={"blue": patchy}, tumour=[Point(5_000, 600).buffer(100)])
+    a = assess_margins(tmp_path, mpp=MPP, config=cfg)
+    blue = [s for s in a.segments if s.colour == "blue"]
+    assert len(blue) == 1 and blue[0].line.bounds[0] < 2_000 and blue[0].line.bounds[2] > 8_000
+    assert a.closest.colour == "blue" and a.closest.clearance_mm == pytest.approx(0.5, abs=0.005)
+    # ink found only inside the edge (never within 25 µm of it): its reach still colours the edge
+    write_case(tmp_path / "inside", mpp=MPP, tissue=[TISSUE], inks={"blue": [box(2_000, 60, 8_000, 200)]},
+               tumour=[Point(5_000, 4_000).buffer(500)])
+    a = assess_margins(tmp_path / "inside", mpp=MPP, config=cfg)
+    x0, _, x1, _ = next(s for s in a.segments if s.colour == "blue").line.bounds
+    assert x0 < 2_000 - 100 and x1 > 8_000 + 100
 
 
 def test_profile_samples_the_edge(tmp_path, config):

@@ -47,7 +47,7 @@ def draw_synoptic_overview(ax, draft: SynopticDraft, thumb: Thumbnail) -> None:
         for u in draft.surface.ulcers:
             xs, ys = mm(u.base.coords)
             ax.plot(xs, ys, color=ULCER_COLOUR, linewidth=3.5, zorder=14, path_effects=_HALO, solid_capstyle="butt")
-            ax.annotate("ulcer", (xs[len(xs) // 2], ys[len(ys) // 2]), xytext=(0, -12), textcoords="offset points",
+            ax.annotate("ulcer", (xs[len(xs) // 2], ys[len(ys) // 2]), xytext=(0, 9), textcoords="offset points",
                         ha="center", fontsize=8, fontweight="bold", color=ULCER_COLOUR, path_effects=_HALO, zorder=14)
     if draft.breslow is not None:
         xs, ys = mm(draft.breslow.line.coords)
@@ -62,6 +62,17 @@ def draw_synoptic_overview(ax, draft: SynopticDraft, thumb: Thumbnail) -> None:
 def table_rows(draft: SynopticDraft) -> list[tuple[str, str, str, str]]:
     """(item, value, source, note) per finding."""
     return [(f.name, f.display, SOURCE_TEXT.get(f.source, f.source), f.reason or "") for f in draft.findings]
+
+
+def lesion_note(draft: SynopticDraft) -> str:
+    """The line under the headline: where the lesion outline comes from ("" when none)."""
+    lesion = draft.lesion
+    if not lesion.found:
+        return ""
+    if lesion.proposed:
+        where = lesion.description.replace(" (proposed, review required)", "")
+        return f"Lesion outline PROPOSED by the software ({where}): review it before signing."
+    return f"Lesion outline: {lesion.description}."
 
 
 def method_text(draft: SynopticDraft) -> str:
@@ -87,17 +98,19 @@ def report_figure(draft: SynopticDraft, thumb: Thumbnail) -> Figure:
              color="#555555")
     fig.text(0.06, 0.938, CAVEAT, fontsize=11, fontweight="bold", color="#b91c1c", va="top")
     fig.text(0.06, 0.916, textwrap.fill(draft.headline, 110), fontsize=10.5, fontweight="bold", va="top")
-    lesion = draft.lesion
-    note = (f"Lesion outline PROPOSED by the software ({lesion.description})." if lesion.proposed
-            else f"Lesion outline: {lesion.description}." if lesion.found else "")
+    note = lesion_note(draft)
     fig.text(0.06, 0.893, textwrap.fill(note, 120), fontsize=8.5, va="top",
-             color="#b91c1c" if lesion.proposed else "#333333")
+             color="#b91c1c" if draft.lesion.proposed else "#333333")
     ax = fig.add_axes((0.04, 0.50, 0.92, 0.37))
     draw_synoptic_overview(ax, draft, thumb)
     _legend(fig, draft)
-    _table(fig, table_rows(draft), top=0.455)
-    fig.text(0.06, 0.072, textwrap.fill("Method: " + method_text(draft), 160), fontsize=6.2, va="top",
-             color="#333333", linespacing=1.25)
+    end = _table(fig, table_rows(draft), top=0.455)
+    for size in (7.5, 7.0, 6.5, 6.0):  # the largest method text that fits between the table and the footer
+        method = textwrap.fill("Method: " + method_text(draft), int(135 * 7.2 / size))
+        height = (method.count("\n") + 1) * size * 1.3 / 72 / 11.69  # figure fraction
+        if end - 0.008 - height >= 0.032:
+            break
+    fig.text(0.06, end - 0.008, method, fontsize=size, va="top", color="#333333", linespacing=1.3)
     fig.text(0.5, 0.015, CAVEAT, fontsize=10, fontweight="bold", ha="center", va="bottom")
     return fig
 
@@ -121,9 +134,10 @@ def _legend(fig: Figure, draft: SynopticDraft) -> None:
                    frameon=False)
 
 
-def _table(fig: Figure, rows, *, top: float) -> None:
-    xs = (0.06, 0.29, 0.60, 0.72)
-    widths = (28, 34, 16, 34)
+def _table(fig: Figure, rows, *, top: float) -> float:
+    """The findings table from ``top`` down; returns the figure y where it ends."""
+    xs = (0.06, 0.29, 0.585, 0.725)
+    widths = (28, 34, 17, 33)  # "proposed (review)" on one line
     y = top
     for i, head in enumerate(("Item", "Value", "Source", "Note")):
         fig.text(xs[i], y, head, fontsize=9, fontweight="bold", va="top")
@@ -138,6 +152,7 @@ def _table(fig: Figure, rows, *, top: float) -> None:
                      fontweight="bold" if i == 1 and not not_assessed else "normal",
                      color="#6b7280" if not_assessed else "#111111")
         y -= height
+    return y
 
 
 def _png(fig: Figure, *, dpi: int) -> str:
@@ -156,9 +171,8 @@ def report_html(draft: SynopticDraft, thumb: Thumbnail) -> str:
         + f"<td>{e(c)}</td><td class=\"note\">{e(d)}</td></tr>"
         for a, b, c, d in table_rows(draft)
     )
-    lesion = draft.lesion
-    note = (f'<p class="warn">Lesion outline PROPOSED by the software ({e(lesion.description)}).</p>' if lesion.proposed
-            else f"<p>Lesion outline: {e(lesion.description)}.</p>" if lesion.found else "")
+    note = lesion_note(draft)
+    note = f'<p class="{"warn" if draft.lesion.proposed else "lesion"}">{e(note)}</p>' if note else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Synoptic draft: {e(draft.specimen)}</title>
 <style>

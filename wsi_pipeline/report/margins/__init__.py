@@ -58,7 +58,9 @@ def assess_margins(results_dir, *, mpp, config=None, lesion_file=None, frame_px=
     import shapely
 
     tumour = shapely.union_all(list(lesion.foci)) if lesion.found else None
-    segments = split_edges(pieces, inks, ink_distance_um=config.ink_distance_um, step_um=config.profile_step_um,
+    # ink colour decided every 10 µm at most: where an ink stops is exact to 5 µm
+    segments = split_edges(pieces, inks, ink_distance_um=config.ink_distance_um,
+                           step_um=min(config.profile_step_um, 10.0),
                            frame=frame, epidermis=epidermis, surface_um=config.surface_distance_um, tumour=tumour,
                            ulcer_depth_um=config.ulcer_depth_um)
     surface = "no tissue map" if tissue_map is None else (

@@ -6,9 +6,10 @@ tissue) are not. An edge point takes the colour of the nearest ink region within
 the scanned area (the tissue continues beyond the image) are ``"scan border"``, not margins.
 With a tissue map, an uninked point with the epidermis right under it (within
 ``surface_um`` along the inward normal) is ``"epidermal surface"``: the skin's surface, not
-a surgical margin. The nearest-ink rule bridges gaps in the detected ink, so it also carries a
-colour up to ``ink_distance_um`` past the real end of the ink; where such a point (no ink
-within :data:`INK_ON_EDGE_UM`) has the epidermis under it, it is surface, not margin.
+a surgical margin. The nearest-ink rule bridges gaps in the detected ink; a point coloured only
+by that reach (no ink within :data:`INK_ON_EDGE_UM`) keeps the colour only between two inked
+stretches of it (past the end of an ink it is uninked), and is surface where the epidermis is
+under it.
 Consecutive points of one colour form one :class:`EdgeSegment`.
 """
 
@@ -27,7 +28,7 @@ from tiling.errors import InputError
 from wsi_pipeline.report.margins._io import read_features
 from wsi_pipeline.report.margins._units import to_um
 from wsi_pipeline.report.margins.config import SCAN_BORDER, SURFACE, UNINKED
-from wsi_pipeline.report.margins.surface import surface_mask
+from wsi_pipeline.report.margins.surface import cyclic_runs, surface_mask
 
 INK_ON_EDGE_UM = 25.0
 """An edge point with detected ink this close is inked (on the demo's 8 µm/px tissue mask the
@@ -120,6 +121,7 @@ def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_u
     s = np.arange(n) * (length / n)
     points = shapely.line_interpolate_point(ring, s)
     labels, dist = _colour_at(points, inks, ink_distance_um)
+    labels = _bridge_gaps_only(labels, dist)
     if epidermis is not None and not epidermis.is_empty:
         carried = (labels != UNINKED) & (dist > INK_ON_EDGE_UM)  # coloured only by a nearby ink's reach
         surface, _ = surface_mask(ring, s, epidermis, inked=(labels != UNINKED) & ~carried, tumour=tumour,
@@ -137,6 +139,24 @@ def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_u
         start = bounds[i]
         end = bounds[i + 1] if i + 1 < len(bounds) else bounds[0] + length
         out.append(EdgeSegment(index, labels[k], _ring_part(ring, start, end), start % length))
+    return out
+
+
+def _bridge_gaps_only(labels: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Keep a colour carried by the ink's reach (no ink within :data:`INK_ON_EDGE_UM`) only on
+    runs bridging a gap between two inked stretches of that colour; a run past the end of an
+    ink stretch is uninked. A colour with no point on its ink keeps its reach everywhere (ink
+    detected only inside the edge)."""
+    out = labels.copy()
+    for colour in set(labels) - {UNINKED}:
+        mine = labels == colour
+        on = mine & (dist <= INK_ON_EDGE_UM)
+        if not on.any():
+            continue
+        n = len(labels)
+        for run in cyclic_runs(mine & ~on):
+            if len(run) == n or not (on[(run[0] - 1) % n] and on[(run[-1] + 1) % n]):
+                out[run] = UNINKED
     return out
 
 

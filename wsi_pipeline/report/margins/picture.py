@@ -82,9 +82,11 @@ def draw_overview(ax, assessment: MarginAssessment, thumb: Thumbnail) -> None:
         _polygon(ax, mm(part), facecolor="none", edgecolor=LESION_EDGE, linewidth=1.8, hatch="////", zorder=3)
     for seg in assessment.segments:
         _edge(ax, mm(seg.line), seg.colour)
-    for m in assessment.margins:
-        for g in m.involved:
-            _involved(ax, mm(g))
+    for m in assessment.margins:  # one "involved" label per margin (at its longest involved stretch)
+        parts = [mm(g) for g in m.involved]
+        longest = max(range(len(parts)), key=lambda i: parts[i].length, default=None)
+        for i, g in enumerate(parts):
+            _involved(ax, g, label=i == longest)
     _margin_names(ax, assessment, mm)
     _closest(ax, assessment, mm, view=max(w, h))
     if len(assessment.pieces) > 1:
@@ -156,12 +158,13 @@ def _edge(ax, line, colour: str) -> None:
     ax.plot(xy[:, 0], xy[:, 1], color=ink_colour(colour), linewidth=4.5, solid_capstyle="butt", zorder=6)
 
 
-def _involved(ax, geometry) -> None:
-    """Red dashes along the involved edge and a red X with "involved" at its middle."""
+def _involved(ax, geometry, *, label: bool = True) -> None:
+    """Red dashes along the involved edge and a red X (with "involved" when ``label``) at its middle."""
     mid = geometry if geometry.geom_type == "Point" else geometry.interpolate(0.5, normalized=True)
     ax.plot([mid.x], [mid.y], marker="X", markersize=13, color="#dc2626", markeredgecolor="white", zorder=13)
-    ax.annotate("involved", xy=(mid.x, mid.y), xytext=(8, 8), textcoords="offset points", fontsize=9,
-                fontweight="bold", color="#b91c1c", path_effects=_HALO, zorder=13)
+    if label:
+        ax.annotate("involved", xy=(mid.x, mid.y), xytext=(9, 11), textcoords="offset points", fontsize=9,
+                    fontweight="bold", color="#b91c1c", path_effects=_HALO, zorder=14)  # over the X marks
     if geometry.geom_type == "Point":
         return
     for part in getattr(geometry, "geoms", [geometry]):
