@@ -217,3 +217,22 @@ def test_summary_names_models_and_their_hashes(tiny_slides, tmp_path):
     assert models["mitosis"]["weights_sha256"] == hashlib.sha256((model / "weights.pt").read_bytes()).hexdigest()
     feats = json.loads((tmp_path / "case_a" / "mitoses.geojson").read_text())["features"]
     assert {f["properties"]["classification"]["name"] for f in feats} == {"Mitosis candidate (unvalidated)"}
+
+
+def test_run_with_ome_zarr_carries_the_region_map_as_labels(tiny_slides, tmp_path):
+    """--ome-zarr: slide.ome.zarr holds labels/regions (NGFF 0.4) equal to regions.npy at full scale."""
+    import numpy as np
+    import zarr
+
+    rc = main(["run", str(tiny_slides / "case_a.svs"), "--out", str(tmp_path), "--config", "cpu-fast", "--ome-zarr"])
+    assert rc == 0
+    out = tmp_path / "case_a"
+    root = zarr.open_group(str(out / "slide.ome.zarr"), mode="r")
+    assert "regions" in root["labels"].attrs["labels"]
+    label = root["labels/regions"]
+    assert label.attrs["image-label"]["colors"]
+    raster = np.load(out / "regions.npy")
+    level0 = np.asarray(label["0"])
+    assert level0.shape[-2:] == np.asarray(root["0"]).shape[-2:]
+    # every class present in the raster is present in the label image, and no other
+    assert set(np.unique(level0)) == set(np.unique(raster))

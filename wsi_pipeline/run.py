@@ -126,6 +126,10 @@ def run_slide(
 
                 with _Timer(run.timings, "ome_zarr"):
                     write_omezarr(slide, tmp / "slide.ome.zarr")
+                    if run.region_map is not None:  # the region map as the NGFF label image labels/regions
+                        from detectors.regions.output import write_regions_labels
+
+                        write_regions_labels(tmp / "slide.ome.zarr", run.region_map)
         run.timings["total"] = round(time.perf_counter() - t_start, 3)
         write_summary(job, slide, cfg, tmp, run)
         write_marker(tmp, checksum=checksum or file_checksum(Path(job.path)), config_hash=cfg.hash())
