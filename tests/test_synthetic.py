@@ -207,21 +207,3 @@ def test_large_slide_memory_is_bounded(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak_mb = int(res.stdout.split()[-1]) / 1024
     assert peak_mb < 700, f"peak RSS {peak_mb:.0f} MB"
-
-
-@pytest.mark.slow
-def test_demo_runs_the_whole_pipeline(tmp_path, monkeypatch, capsys):
-    from wsi_pipeline.commands import demo
-
-    monkeypatch.setitem(demo.SIZES, "small", (2048, 1536))  # the real demo is 6144 x 4096
-    monkeypatch.setitem(demo.TUMOUR_DISTANCE_UM, "small", 60.0)
-    assert main(["demo", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "Nuclei" in out and "margin_report.pdf" in out
-    assert (tmp_path / "demo.svs").is_file()
-    assert (tmp_path / "demo_truth" / "nuclei.geojson").is_file()
-    results = tmp_path / "demo"
-    for name in ("overview.png", "tissue.geojson", "nuclei.geojson.gz", "mitoses.geojson", "summary.json",
-                 "margin_report.pdf", "margin_report.html", "margins.json"):
-        assert (results / name).is_file(), name
-    assert (results / "slide.ome.zarr" / ".zattrs").is_file()
