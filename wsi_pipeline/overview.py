@@ -102,10 +102,14 @@ def draw_legend(image: np.ndarray, entries: Iterable[tuple[str, RGB]], *, corner
         return np.asarray(image).copy()
     base = Image.fromarray(np.asarray(image, np.uint8)).convert("RGBA")
     size = max(11, round(max(base.size) / 70))
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: one bitmap size
-        font = ImageFont.load_default()
+    try:  # DejaVu (with fontconfig on most systems) has the superscript in "mm²"
+        font = ImageFont.truetype("DejaVuSans.ttf", size=size)
+    except OSError:
+        try:
+            font = ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1: one bitmap size
+            font = ImageFont.load_default()
+        entries = [(n.replace("²", "^2"), rgb) for n, rgb in entries]  # Pillow's own font lacks the glyph
     over = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(over)
     pad, line = size // 2, round(size * 1.4)

@@ -27,7 +27,7 @@ from wsi_pipeline.batch.markers import file_checksum, write_marker
 from wsi_pipeline.config import PipelineConfig
 from wsi_pipeline.detection import nuclei_factory
 from wsi_pipeline.ids import sort_instances, stable_ids
-from wsi_pipeline.map_stage import map_tissue_regions, type_cells
+from wsi_pipeline.map_stage import map_tissue_regions, type_cells, type_in_context
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +103,19 @@ def run_slide(
             if cfg.nuclei.enabled and tissue.polygons:
                 with _Timer(run.timings, "nuclei"):
                     nuclei = _nuclei(job, slide, tissue, cfg, client, run, progress)
-                typed = cfg.cells.enabled
-                if typed:
-                    with _Timer(run.timings, "cells"):
-                        nuclei = type_cells(nuclei, mpp=slide.mpp[0], cfg=cfg, run=run)
-                with _Timer(run.timings, "nuclei_write"):
-                    _write_nuclei(tmp, job, nuclei, props, typed=typed)
+            typed = cfg.cells.enabled and cfg.nuclei.enabled and bool(tissue.polygons)
+            if typed:
+                with _Timer(run.timings, "cells"):
+                    nuclei = type_cells(nuclei, mpp=slide.mpp[0], cfg=cfg, run=run)
             run.counts["nuclei"] = len(nuclei)
             if cfg.regions.enabled and tissue.polygons:
                 with _Timer(run.timings, "regions"):
                     run.region_map = map_tissue_regions(slide, tissue, nuclei, cfg=cfg, out=tmp, props=props, run=run)
+                if typed and not cfg.cells.model:
+                    nuclei = type_in_context(nuclei, run.region_map, run=run)
+            if cfg.nuclei.enabled and tissue.polygons:
+                with _Timer(run.timings, "nuclei_write"):
+                    _write_nuclei(tmp, job, nuclei, props, typed=typed)
             if cfg.mitosis.enabled:
                 with _Timer(run.timings, "mitosis"):
                     detect_mitoses(slide, job, cfg, nuclei, tissue, tmp, props, run)

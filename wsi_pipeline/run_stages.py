@@ -120,7 +120,7 @@ def _cell_layers(nuclei: Instances, *, radius: int) -> tuple[list, list]:
         sel = types == name
         rgb = class_color(name) or (0, 0, 0)
         layers.append(Layer(tuple(points(xy[sel])), rgb, width=1, radius=radius))
-        legend.append((f"{name} {int(sel.sum())}", rgb))
+        legend.append((f"{name} nuclei {int(sel.sum())}", rgb))  # "nuclei": apart from the region classes
     return layers, legend
 
 
