@@ -81,7 +81,8 @@ def map_tissue_regions(slide, tissue, nuclei: Instances, *, cfg: PipelineConfig,
     name = f"tissue model {Path(cfg.regions.model).name}" if model is not None else "weight-free rules"
     run.notes.append(f"tissue regions: {name}")
     run.models["regions"] = {"name": name, "folder": Path(cfg.regions.model).name if model is not None else None}
-    region_map = map_regions(slide, tissue, nuclei, grid_um=cfg.regions.grid_um, device=cfg.device, model=model)
+    region_map = map_regions(slide, tissue, nuclei, grid_um=cfg.regions.grid_um, device=cfg.device, model=model,
+                             cell_labels=bool(cfg.cells.model))  # a trained cell model's types; the rules' own otherwise
     source = "model" if model is not None else "weight-free"
     meta = write_regions(out, region_map, {**props, "regionsSource": source, "regionsModel": name})
     run.regions = {**meta, "source": source, "area_mm2": {k: round(v, 4) for k, v in region_map.area_mm2().items()}}
