@@ -1,7 +1,7 @@
 """Measure the synoptic draft against synthetic truth (issue 17's done-when numbers).
 
-    # the demo (after `wsi-pipeline demo --out demo-output`): the run's own draft, then the
-    # run's tissue/ink/cells with the truth regions, then also with the truth cell types
+    # the demo (after `wsi-pipeline demo --out demo-output`): the run's own draft, the draft
+    # again from its results, with the truth regions, and with the truth cell types too
     python scripts/check_synoptic.py demo demo-output
 
     # melanoma-like scenes (truth geometry only, no painting): Breslow, ulceration, TILs, pT
@@ -80,9 +80,10 @@ def judge(draft: dict, scene: dict) -> dict:
 
 
 def check_demo(demo: Path) -> list[dict]:
-    """Three drafts of the demo: the run's own (predicted regions and cell types); the run's
-    tissue, ink and cell types with the truth regions (isolates the region map); the run's
-    tissue and ink with the truth regions and truth cell types (isolates the report)."""
+    """Drafts of the demo: the run's own ``synoptic.json``; then, drawn again with the current
+    report code, the run's tissue, ink, regions and cell types; the same with the truth regions
+    (isolates the region map); and with the truth regions and truth cell types (isolates the
+    report)."""
     from wsi_pipeline.report.synoptic import write_synoptic
 
     scene = json.loads((demo / "demo_truth" / "scene.json").read_text())
@@ -90,19 +91,19 @@ def check_demo(demo: Path) -> list[dict]:
     run = demo / "demo"
     rows = []
     own = run / "synoptic.json"
-    if own.is_file():
-        rows.append({"case": "demo (run: predicted regions + cell types)", **judge(json.loads(own.read_text()), scene),
+    if own.is_file():  # as the run wrote it (the report code of that time)
+        rows.append({"case": "demo (run's synoptic.json)", **judge(json.loads(own.read_text()), scene),
                      "folder": str(run)})
-    else:
-        rows.append({"case": "demo (run)", "headline": "no synoptic.json: the run found no lesion", "folder": str(run)})
-    for name, truth_cells in (("truth regions", False), ("truth regions + truth cells", True)):
+    for name, regions, truth_cells in (("predicted regions + cell types", run / "regions.geojson", False),
+                                       ("truth regions", demo / "demo_truth" / "regions.geojson", False),
+                                       ("truth regions + truth cells", demo / "demo_truth" / "regions.geojson", True)):
         res = demo / ("check_" + name.replace(" + ", "_").replace(" ", "_"))
         if res.exists():
             shutil.rmtree(res)
         res.mkdir()
         for f in ("tissue.geojson", "nuclei.parquet", "summary.json", "mitoses.geojson"):
             shutil.copy(run / f, res / f)
-        shutil.copy(demo / "demo_truth" / "regions.geojson", res / "regions.geojson")
+        shutil.copy(regions, res / "regions.geojson")
         if truth_cells:
             truth_nuclei(demo / "demo_truth", res)
         out = write_synoptic(demo / "demo.svs", res, diagnosis="melanoma" if scene.get("melanoma") else None)

@@ -147,8 +147,8 @@ def test_edges_split_by_nearest_ink(tmp_path):
     blue = [s for s in a.segments if s.colour == "blue"]
     assert len(blue) == 1
     x0, _, x1, _ = blue[0].line.bounds
-    # the reach bridges gaps only: past the ink's ends the edge is inked just INK_ON_EDGE_UM (25 µm) on
-    assert x0 == pytest.approx(2_000 - 25, abs=10) and x1 == pytest.approx(8_000 + 25, abs=10)
+    # the reach bridges gaps only: the inked stretch ends where the ink does (sampled every 10 µm)
+    assert x0 == pytest.approx(2_000, abs=10) and x1 == pytest.approx(8_000, abs=10)
     assert {s.colour for s in a.segments} == {"blue", "uninked"}
     assert margin(a, "uninked").name == "uninked edge"
 

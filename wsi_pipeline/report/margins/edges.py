@@ -28,7 +28,7 @@ from tiling.errors import InputError
 from wsi_pipeline.report.margins._io import read_features
 from wsi_pipeline.report.margins._units import to_um
 from wsi_pipeline.report.margins.config import SCAN_BORDER, SURFACE, UNINKED
-from wsi_pipeline.report.margins.surface import cyclic_runs, surface_mask
+from wsi_pipeline.report.margins.surface import cyclic_runs, inward_normals, surface_mask
 
 INK_ON_EDGE_UM = 25.0
 """An edge point with detected ink this close is inked (on the demo's 8 µm/px tissue mask the
@@ -121,9 +121,10 @@ def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_u
     s = np.arange(n) * (length / n)
     points = shapely.line_interpolate_point(ring, s)
     labels, dist = _colour_at(points, inks, ink_distance_um)
-    labels = _bridge_gaps_only(labels, dist)
+    on_ink = _on_ink(ring, s, points, labels, dist, inks)
+    labels = _bridge_gaps_only(labels, on_ink)
     if epidermis is not None and not epidermis.is_empty:
-        carried = (labels != UNINKED) & (dist > INK_ON_EDGE_UM)  # coloured only by a nearby ink's reach
+        carried = (labels != UNINKED) & ~on_ink  # coloured only by a nearby ink's reach
         surface, _ = surface_mask(ring, s, epidermis, inked=(labels != UNINKED) & ~carried, tumour=tumour,
                                   surface_um=surface_um, ulcer_depth_um=ulcer_depth_um)
         labels[surface & ((labels == UNINKED) | carried)] = SURFACE
@@ -142,15 +143,33 @@ def _split_ring(index, ring: LineString, inks, *, ink_distance_um: float, step_u
     return out
 
 
-def _bridge_gaps_only(labels: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Keep a colour carried by the ink's reach (no ink within :data:`INK_ON_EDGE_UM`) only on
-    runs bridging a gap between two inked stretches of that colour; a run past the end of an
-    ink stretch is uninked. A colour with no point on its ink keeps its reach everywhere (ink
-    detected only inside the edge)."""
+def _on_ink(ring: LineString, s: np.ndarray, points, labels: np.ndarray, dist: np.ndarray, inks) -> np.ndarray:
+    """``(N,)`` bool: the point's ink lies on it: within :data:`INK_ON_EDGE_UM`, and touching
+    (< 2 µm) or straight under or over it (within 50° of the edge's normal). Just past the end
+    of an ink stretch the ink lies beside the point, along the edge: not on it."""
+    on = (labels != UNINKED) & (dist <= INK_ON_EDGE_UM)
+    idx = np.flatnonzero(on & (dist >= 2.0))
+    if idx.size:
+        normals = inward_normals(ring, s[idx])
+        for colour in set(labels[idx]):
+            k = idx[labels[idx] == colour]
+            sub = np.flatnonzero(labels[idx] == colour)
+            near = shapely.get_coordinates(shapely.shortest_line(points[k], inks[colour]))[1::2]
+            v = near - shapely.get_coordinates(points[k])
+            cos = np.einsum("ij,ij->i", v, normals[sub]) / np.maximum(np.linalg.norm(v, axis=1), 1e-12)
+            on[k[np.abs(cos) < np.cos(np.radians(50))]] = False
+    return on
+
+
+def _bridge_gaps_only(labels: np.ndarray, on_ink: np.ndarray) -> np.ndarray:
+    """Keep a colour carried by the ink's reach (its ink not on the point, :func:`_on_ink`)
+    only on runs bridging a gap between two inked stretches of that colour; a run past the end
+    of an ink stretch is uninked. A colour with no point on its ink keeps its reach everywhere
+    (ink detected only inside the edge)."""
     out = labels.copy()
     for colour in set(labels) - {UNINKED}:
         mine = labels == colour
-        on = mine & (dist <= INK_ON_EDGE_UM)
+        on = mine & on_ink
         if not on.any():
             continue
         n = len(labels)
