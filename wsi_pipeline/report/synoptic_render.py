@@ -104,7 +104,7 @@ def report_figure(draft: SynopticDraft, thumb: Thumbnail) -> Figure:
     ax = fig.add_axes((0.04, 0.50, 0.92, 0.37))
     draw_synoptic_overview(ax, draft, thumb)
     _legend(fig, draft)
-    end = _table(fig, table_rows(draft), top=0.455)
+    end = _table(fig, table_rows(draft), top=0.447)  # clear of the legends above
     for size in (7.5, 7.0, 6.5, 6.0):  # the largest method text that fits between the table and the footer
         method = textwrap.fill("Method: " + method_text(draft), int(135 * 7.2 / size))
         height = (method.count("\n") + 1) * size * 1.3 / 72 / 11.69  # figure fraction
