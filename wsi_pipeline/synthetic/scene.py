@@ -271,7 +271,9 @@ def build_scene(
             raise ValueError(f"unknown ink colour {color!r}; use one of {', '.join(INK_COLORS)}")
         pts, t, _ = boundaries[0]
         edge = _arc_line(pts, t, start, end)
-        region = piece_polys[0].intersection(edge.buffer(ink_depth_um * px))
+        # flat caps: the painted band ends where its arc ends, so the truth distances (to the
+        # arc) are distances to the edge that is painted
+        region = piece_polys[0].intersection(edge.buffer(ink_depth_um * px, cap_style="flat"))
         ink_list.append(Ink(color, region, edge))
 
     tumor_geom = cleft = None
