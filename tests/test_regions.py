@@ -284,3 +284,51 @@ def test_junctional_tumour_does_not_swallow_its_epidermis():
     tum = _tumour(epi, n_tum, n_all, RuleParams(), 64.0, edge_um=edge, cells=np.ones((h, w), bool))
     assert tum[0:6, 62:88].all() and not tum[0:6, :55].any()
     assert tum[30:44, 40:60].mean() > 0.9
+
+
+def test_thin_epidermis_beside_a_junctional_tumour_stays_epidermis():
+    """The 24 µm tumour density spills over the epidermis next to a junctional tumour; near
+    the epidermis that is left, a pixel must also be tumour-like at the fine scale."""
+    from detectors.regions.rules import RuleParams, _tumour
+
+    h, w = 40, 100  # 8 µm px
+    epi = np.zeros((h, w), bool)
+    epi[0:5, :] = True                       # surface band
+    epi[0:30, 40:70] = True                  # junctional tumour hanging from it
+    n_all = np.where(epi, 5000.0, 1000.0)
+    coarse = np.zeros((h, w))
+    coarse[0:30, 37:73] = 4000.0             # smeared 3 px (24 µm) into the band either side
+    fine = np.zeros((h, w), bool)
+    fine[0:30, 40:70] = True
+    edge = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None] * 8.0 + 4.0, (h, w)).copy()
+    args = (epi, coarse, n_all, RuleParams(), 64.0)
+    kw = dict(edge_um=edge, cells=np.ones((h, w), bool))
+    smeared = _tumour(*args, **kw)
+    assert smeared[1:4, 37:40].all()         # without the fine scale the band beside it is Tumor
+    tum = _tumour(*args, fine=fine, **kw)
+    assert not tum[0:5, :40].any() and not tum[0:5, 70:].any()
+    assert tum[2:28, 42:68].all()
+
+
+def test_keratin_edge_moves_to_the_half_way_tint():
+    """Keratin pixels touching the epidermis that are mostly tinted past halfway between the
+    keratin's and the epidermis' tint join the epidermis; paler ones stay keratin."""
+    import torch
+
+    from detectors.regions.mapper import FeatureSet
+    from detectors.regions.features import Grid
+    from detectors.regions.rules import RuleParams, _keratin_edge
+
+    h, w = 20, 40
+    hc = np.full((h, w), 0.10, np.float32)   # keratin
+    hc[6:, :] = 0.22                         # epidermis
+    hc[5, :20] = 0.18                        # graded edge row: above halfway (0.16) on the left
+    hc[5, 20:] = 0.12                        # below halfway on the right
+    fs = FeatureSet(Grid((h, w), 32.0, 8.0), {"h_cyto": torch.from_numpy(hc)},
+                    torch.ones((h, w), dtype=torch.bool), torch.zeros((h, w)))
+    epid = np.zeros((h, w), bool)
+    epid[6:, :] = True
+    other = np.zeros((h, w), bool)
+    other[0:6, :] = True
+    grown = _keratin_edge(fs, epid, other, RuleParams())
+    assert grown[5, :20].all() and not grown[5, 20:].any() and not grown[:5].any()

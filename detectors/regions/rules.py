@@ -16,12 +16,17 @@ in :class:`RuleParams`. In order:
    ``tumor_density`` (24 µm smoothing), in the epithelium or in non-lymphoid tissue dense
    enough to be epithelium; a dermal nest (an epithelial component away from the surface)
    is taken whole when mostly tumour-like, the epidermis only by its tumour-like pixels (a
-   junctional tumour does not swallow the epidermis it sits in); small holes filled, parts
-   smaller than ``min_tumor_mm2`` dropped.
+   junctional tumour does not swallow the epidermis it sits in); within ``tumor_sigma`` of
+   the remaining epidermis a pixel must also be tumour-like at ``tumor_fine_sigma`` (8 µm:
+   the 24 µm density spreads a tumour over the thin epidermis above it); small holes
+   filled, parts smaller than ``min_tumor_mm2`` dropped.
 3. **Epidermis**: the rest of the epithelium (parts under ``min_epi_mm2`` dropped).
 4. **Other (keratin)**: non-epithelial tissue between the epidermis and the tissue surface:
    within ``keratin_um`` of the surface and ``keratin_um`` of the epidermis, and closer to
-   the surface than the epidermis there.
+   the surface than the epidermis there. With ``keratin_edge`` such pixels touching the
+   epidermis are epidermis when mostly tinted at least halfway between the keratin's and
+   the epidermis' median tint (keratin is paler than dermis, so the slide-wide split,
+   set against dermis, puts the surface edge of the epidermis too deep).
 5. **Inflammation**: outside epithelium, lymphocytes >= ``lym_density`` per mm² (24 µm
    smoothing) and >= ``lym_fraction`` of the nuclei; parts under ``min_inflammation_mm2``
    dropped.
@@ -30,6 +35,7 @@ in :class:`RuleParams`. In order:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -66,11 +72,13 @@ class RuleParams:
     tumor_outside_epi: bool = True
     tumor_hole_mm2: float = 0.01
     tumor_sigma: float = 24.0
+    tumor_fine_sigma: float = 8.0
     min_tumor_mm2: float = 0.01
     min_epi_mm2: float = 0.002
     surface_um: float = 60.0
     island_mm2: float = 0.01
     keratin_um: float = 60.0
+    keratin_edge: bool = True
     lym_density: float = 5000.0
     lym_fraction: float = 0.5
     lym_sigma: float = 24.0
@@ -180,13 +188,20 @@ def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
     epi = _fill_small_holes(_np(epithelium(fs, p)).astype(bool), p.hole_um2 / px_um2) & tissue
     edge = _np(fs.edge_um)
     ts = f"{p.tumor_sigma:g}"
+    fine = None
+    if p.tumor_fine_sigma > 0:
+        fsig = f"{p.tumor_fine_sigma:g}"
+        fine = _np(m[f"n_tum@{fsig}"]) >= p.tumor_fraction * np.maximum(_np(m[f"n_all@{fsig}"]), 1.0)
     tum = _tumour(epi, _np(m[f"n_tum@{ts}"]), _np(m[f"n_all@{ts}"]), p, px_um2, edge_um=edge,
-                  cells=tissue & ~_np(lymphoid(fs, p, "8")).astype(bool))
+                  cells=tissue & ~_np(lymphoid(fs, p, "8")).astype(bool), fine=fine)
     epid = _surface_or_large(_drop_small(epi & ~tum, p.min_epi_mm2 * 1e6 / px_um2), edge, p, px_um2)
     if fs.ink is not None and p.epithelium_under_ink:
         epid |= _under_ink(epid, _np(fs.ink).astype(bool) & tissue & ~tum, edge, fs.grid.um_per_px, p)
 
     other = _keratin(tissue & ~epid & ~tum, epid, edge, fs.grid.um_per_px, p.keratin_um)
+    if p.keratin_edge:
+        grown = _keratin_edge(fs, epid, other, p)
+        epid, other = epid | grown, other & ~grown
 
     sig = f"{p.lym_sigma:g}"
     n_lym = _np(m[f"n_lym@{sig}"])
@@ -203,7 +218,8 @@ def rule_labels(fs, params: RuleParams | None = None) -> np.ndarray:
 
 
 def _tumour(epi: np.ndarray, n_tum: np.ndarray, n_all: np.ndarray, p: RuleParams, px_um2: float, *,
-            edge_um: np.ndarray | None = None, cells: np.ndarray | None = None) -> np.ndarray:
+            edge_um: np.ndarray | None = None, cells: np.ndarray | None = None,
+            fine: np.ndarray | None = None) -> np.ndarray:
     """Step 2: parts made of tumour-like nuclei. Tumour-like pixels: at least
     ``tumor_density`` tumour-like nuclei per mm², ``tumor_fraction`` of all nuclei, in the
     epithelium or (``tumor_outside_epi``) anywhere in non-lymphoid tissue dense enough to be
@@ -211,7 +227,9 @@ def _tumour(epi: np.ndarray, n_tum: np.ndarray, n_all: np.ndarray, p: RuleParams
     An epithelial component away from the surface (a dermal nest) becomes Tumor whole when
     ``tumor_component`` of it is tumour-like; a component reaching within ``surface_um`` of
     the surface (the epidermis, with a junctional tumour in it) only by its tumour-like
-    pixels. Tumour opened, holes under ``tumor_hole_mm2`` filled, parts >= ``min_tumor_mm2``."""
+    pixels, and those within ``tumor_sigma`` of the rest of that epithelium only where
+    ``fine`` (tumour-like at the fine scale) holds. Tumour opened, holes under
+    ``tumor_hole_mm2`` filled, parts >= ``min_tumor_mm2``."""
     crit = (n_tum >= p.tumor_density) & (n_tum >= p.tumor_fraction * np.maximum(n_all, 1.0))
     like = epi & crit
     if p.tumor_outside_epi and cells is not None:
@@ -226,7 +244,12 @@ def _tumour(epi: np.ndarray, n_tum: np.ndarray, n_all: np.ndarray, p: RuleParams
         whole_px = np.concatenate([[False], whole])[lab]
         if p.tumor_opening:
             whole_px = ndimage.binary_opening(whole_px, iterations=p.tumor_opening)
-    part = ndimage.binary_opening(like & ~whole_px, iterations=1)
+    part = like & ~whole_px
+    rest = epi & ~part & ~whole_px
+    if fine is not None and rest.any():  # the epidermis next to a junctional tumour: fine scale decides
+        near = ndimage.distance_transform_edt(~rest) * math.sqrt(px_um2) <= p.tumor_sigma
+        part &= fine | ~near
+    part = ndimage.binary_opening(part, iterations=1)
     out = whole_px | part
     if p.tumor_hole_mm2 > 0:
         out = _fill_small_holes(out, p.tumor_hole_mm2 * 1e6 / px_um2)
@@ -257,6 +280,19 @@ def _under_ink(epid: np.ndarray, ink: np.ndarray, edge_um: np.ndarray, um_per_px
     steps = max(1, int(round(p.ink_reach_um / um_per_px)))
     grown = ndimage.binary_dilation(epid, iterations=steps, mask=band | epid)
     return grown & band
+
+
+def _keratin_edge(fs, epid: np.ndarray, other: np.ndarray, p: RuleParams) -> np.ndarray:
+    """Keratin (Other) pixels touching the epidermis that are mostly tinted at least halfway
+    between the keratin's median tint and the epidermis' (step 4): the epidermis' surface
+    edge lies where the tint is half-way between the two, and anucleate keratin is paler
+    than dermis, which the slide-wide threshold is set against."""
+    if int(other.sum()) < p.min_ref_px or int(epid.sum()) < p.min_ref_px:
+        return np.zeros_like(other)
+    h = _np(fs.maps["h_cyto"])
+    thr = 0.5 * (float(np.median(h[other])) + float(np.median(h[epid])))
+    ring = other & ndimage.binary_dilation(epid, structure=np.ones((3, 3), bool))
+    return ring & _np(_tinted(fs, thr, p)).astype(bool)
 
 
 def _fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
