@@ -73,7 +73,8 @@ def type_in_context(nuclei: Instances, region_map, *, run) -> Instances:
     return Instances(nuclei.geometry, nuclei.score, types, dict(nuclei.measurements), nuclei.origin)
 
 
-def map_tissue_regions(slide, tissue, nuclei: Instances, *, cfg: PipelineConfig, out: Path, props: dict, run):
+def map_tissue_regions(slide, tissue, nuclei: Instances, *, cfg: PipelineConfig, out: Path, props: dict, run,
+                       slide_id: str | None = None):
     """The region map -> ``regions.geojson`` + ``regions.npy``; returns the RegionMap."""
     from detectors.regions import load_region_model, map_regions, write_regions
 
@@ -84,6 +85,6 @@ def map_tissue_regions(slide, tissue, nuclei: Instances, *, cfg: PipelineConfig,
     region_map = map_regions(slide, tissue, nuclei, grid_um=cfg.regions.grid_um, device=cfg.device, model=model,
                              cell_labels=bool(cfg.cells.model))  # a trained cell model's types; the rules' own otherwise
     source = "model" if model is not None else "weight-free"
-    meta = write_regions(out, region_map, {**props, "regionsSource": source, "regionsModel": name})
+    meta = write_regions(out, region_map, {**props, "regionsSource": source, "regionsModel": name}, id_key=slide_id)
     run.regions = {**meta, "source": source, "area_mm2": {k: round(v, 4) for k, v in region_map.area_mm2().items()}}
     return region_map

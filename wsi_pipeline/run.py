@@ -110,7 +110,8 @@ def run_slide(
             run.counts["nuclei"] = len(nuclei)
             if cfg.regions.enabled and tissue.polygons:
                 with _Timer(run.timings, "regions"):
-                    run.region_map = map_tissue_regions(slide, tissue, nuclei, cfg=cfg, out=tmp, props=props, run=run)
+                    run.region_map = map_tissue_regions(slide, tissue, nuclei, cfg=cfg, out=tmp, props=props, run=run,
+                                                        slide_id=job.slide_id)
                 if typed and not cfg.cells.model:
                     nuclei = type_in_context(nuclei, run.region_map, run=run)
             if cfg.nuclei.enabled and tissue.polygons:

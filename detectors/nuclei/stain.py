@@ -37,9 +37,17 @@ def unmix(od: torch.Tensor, vectors: np.ndarray = RUIFROK_HE) -> torch.Tensor:
 
 
 def hematoxylin_eosin_np(rgb: np.ndarray, vectors: np.ndarray = RUIFROK_HE) -> np.ndarray:
-    """(H, W, 3) uint8 -> (2, H, W) float32 hematoxylin and eosin OD (CPU convenience)."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb))[None]
-    return unmix(rgb_to_od(t), vectors)[0, :2].numpy()
+    """(H, W, 3) uint8 -> (2, H, W) float32 hematoxylin and eosin OD (CPU convenience).
+
+    Plain numpy in float64, one channel product at a time: the same bits whatever the
+    thread count (a float32 einsum's blocking depends on it, and measurements taken on a
+    Dask worker then differed from the in-process run's in the last bit)."""
+    od = -np.log10(np.clip(np.asarray(rgb, np.float64), 1.0, 255.0) / 255.0)
+    inv = np.linalg.inv(stain_matrix(vectors))
+    out = np.empty((2, *od.shape[:2]), np.float32)
+    for s in range(2):
+        out[s] = od[..., 0] * inv[0, s] + od[..., 1] * inv[1, s] + od[..., 2] * inv[2, s]
+    return out
 
 
 def macenko_vectors(rgb: np.ndarray, *, od_min: float = 0.15, percentile: float = 1.0,

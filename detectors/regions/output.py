@@ -27,16 +27,25 @@ GEOJSON = "regions.geojson"
 RASTER = "regions.npy"
 
 
-def write_regions(out_dir, region_map: RegionMap, properties: dict | None = None) -> dict:
+def write_regions(out_dir, region_map: RegionMap, properties: dict | None = None, *, id_key: str | None = None) -> dict:
     """Write ``regions.geojson`` and ``regions.npy`` into ``out_dir``; return the summary
-    entry (``region_map.to_dict()``) for summary.json's ``"regions"``."""
+    entry (``region_map.to_dict()``) for summary.json's ``"regions"``.
+
+    ``id_key`` (e.g. the slide id): each class' annotation gets a UUID derived from it and
+    the class name, so a rerun writes the same file; without it the ids are random."""
+    import uuid
+
     from wsi_pipeline.annotations import write_geojson
     from wsi_pipeline.atomic import write_bytes_atomic
 
     out = Path(out_dir)
     meta = region_map.to_dict()
     props = {**(properties or {}), "regions": {k: meta[k] for k in ("um_per_px", "downsample", "classes")}}
-    write_geojson(out / GEOJSON, region_map.to_features(), properties=props)
+    features = region_map.to_features()
+    if id_key is not None:
+        for f in features:
+            f.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"wsi-pipeline/{id_key}/region/{f.classification}"))
+    write_geojson(out / GEOJSON, features, properties=props)
     buf = io.BytesIO()
     np.save(buf, region_map.labels, allow_pickle=False)
     write_bytes_atomic(out / RASTER, buf.getvalue())
