@@ -22,27 +22,14 @@ import shapely
 
 from detectors.cells.types import CLASSES, OTHER, class_index, truth_cell_type
 from tiling.errors import InputError
-
-FOLDER_FILES = ("nuclei.geojson.gz", "nuclei.geojson", "nuclei.parquet")
-
-
-def _resolve(path: Path) -> Path:
-    if path.is_dir():
-        for name in FOLDER_FILES:
-            if (path / name).is_file():
-                return path / name
-        raise InputError(path, f"folder holds no nuclei file ({', '.join(FOLDER_FILES)})")
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    return path
-
+from wsi_pipeline.training.cells import resolve_nuclei_file
 
 def read_typed_nuclei(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``((N,) shapely geometries, (N,) class names)`` of the nuclei in a file or folder.
 
     Parquet gives centroid Points; a name is the mapped ``nucleusType`` when present.
     """
-    path = _resolve(Path(path))
+    path = resolve_nuclei_file(path)
     if path.suffix == ".parquet":
         from wsi_pipeline.tables import read_table
 
