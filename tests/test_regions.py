@@ -332,3 +332,35 @@ def test_keratin_edge_moves_to_the_half_way_tint():
     other[0:6, :] = True
     grown = _keratin_edge(fs, epid, other, RuleParams())
     assert grown[5, :20].all() and not grown[5, 20:].any() and not grown[:5].any()
+
+
+def test_epidermis_boundary_refined_on_the_fine_tint():
+    """The map comes out twice finer than its grid; along the Epidermis/Dermis boundary
+    each 4 µm pixel follows the fine tint (half-way between the two sides), other classes
+    are only repeated, and tinted dermis cut off from the epidermis does not join it."""
+    import torch
+
+    from detectors.regions.features import SUB, Grid
+    from detectors.regions.mapper import FeatureSet
+    from detectors.regions.rules import RuleParams, refine_epidermis
+
+    h, w = 12, 40
+    labels = np.full((h, w), LABELS["Dermis"], np.uint8)
+    labels[:4] = LABELS["Epidermis"]          # label rows 0-3 (fine rows 0-15)
+    labels[8:, 30:] = LABELS["Tumor"]
+    tint = np.full((h * SUB, w * SUB), 0.10, np.float32)   # dermis
+    tint[:18] = 0.22                         # true epidermis reaches fine row 17 (4 µm row 8)...
+    tint[:, 20 * SUB:][14:18] = 0.10         # ...except on the right, where it ends at fine row 13
+    tint[18:20, 30 * SUB:34 * SUB] = 0.22     # tinted dermis in the band, cut off from the epidermis
+    fs = FeatureSet(Grid((h, w), 32.0, 8.0), {}, torch.ones((h, w), dtype=torch.bool), torch.zeros((h, w)),
+                    tint=torch.from_numpy(tint).half())
+    out = refine_epidermis(fs, labels, 2, RuleParams())
+    assert out.shape == (2 * h, 2 * w)
+    E = LABELS["Epidermis"]
+    assert (out[:9, :40] == E).all() and (out[9:, :40] != E).all()   # grew half a label pixel
+    assert (out[:7, 40:] == E).all() and (out[7:, 40:] != E).all()   # shrank half a label pixel
+    assert (out[9, 60:68] == LABELS["Dermis"]).all()                 # the cut-off patch stays Dermis
+    assert (out[16:, 60:] == LABELS["Tumor"]).all()
+    assert (refine_epidermis(fs, labels, 1) == labels).all()
+    fs.tint = None
+    assert (refine_epidermis(fs, labels, 2) == np.repeat(np.repeat(labels, 2, 0), 2, 1)).all()

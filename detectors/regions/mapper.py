@@ -108,7 +108,9 @@ def map_regions(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
     weights (:func:`~detectors.regions.features.cell_type_weights`). Meant for a trained
     cell model's classes: the rules' densities were tuned on the morphology weights, and
     the weight-free cell rules' labels (tuned per nucleus) cost the demo its tumour.
-    grid_um : label pixel size (µm); a model uses its own training grid.
+    grid_um : feature grid (µm); a model uses its own training grid. The rules' map comes
+    out ``RuleParams.refine`` x finer (the Epidermis boundary re-decided on the fine tint,
+    :func:`~detectors.regions.rules.refine_epidermis`): 4 µm pixels on the 8 µm grid.
     model : a :class:`~detectors.regions.model.RegionModel` (``load_region_model``) or None
     for the weight-free rules.
     """
@@ -118,7 +120,9 @@ def map_regions(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
     if model is not None:
         labels = model.predict(fs)
     else:
-        from detectors.regions.rules import rule_labels
+        from detectors.regions.rules import RuleParams, refine_epidermis, rule_labels
 
-        labels = rule_labels(fs)
-    return RegionMap(labels=labels, um_per_px=fs.grid.um_per_px, downsample=fs.grid.downsample)
+        p = RuleParams()
+        labels = refine_epidermis(fs, rule_labels(fs, p), p.refine, p)
+    f = labels.shape[0] // fs.grid.shape[0]  # the rules' map is finer than the grid (refine)
+    return RegionMap(labels=labels, um_per_px=fs.grid.um_per_px / f, downsample=fs.grid.downsample / f)

@@ -31,6 +31,13 @@ in :class:`RuleParams`. In order:
    smoothing) and >= ``lym_fraction`` of the nuclei; parts under ``min_inflammation_mm2``
    dropped.
 6. **Dermis**: all remaining tissue.
+7. **Epidermis boundary at a finer grid** (:func:`refine_epidermis`, ``refine`` x finer
+   than the label grid, default 2: 4 µm on the 8 µm grid): the map is output at the finer
+   pixel; label pixels on either side of an Epidermis/Dermis or Epidermis/Other (keratin)
+   boundary are re-decided per fine pixel by the fine tint, at the half-way tint between
+   the epidermis and the neighbour class along that boundary (their medians over the
+   boundary pixels). A thin epidermis (~20 µm) is only two to three 8 µm pixels thick, so
+   the 8 µm grid alone caps its IoU near 0.9.
 """
 
 from __future__ import annotations
@@ -83,6 +90,7 @@ class RuleParams:
     lym_fraction: float = 0.5
     lym_sigma: float = 24.0
     min_inflammation_mm2: float = 0.004
+    refine: int = 2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -316,3 +324,50 @@ def _keratin(candidates: np.ndarray, epid: np.ndarray, edge_um: np.ndarray, um_p
     edge_at_epi = edge_um[iy, ix]  # surface distance of the nearest epidermis pixel
     on_path = d_epi + edge_um <= edge_at_epi + 1.5 * um_per_px  # between the epidermis and its surface
     return candidates & (d_epi <= reach_um) & (edge_um <= reach_um) & (edge_um < edge_at_epi) & on_path
+
+
+def refine_epidermis(fs, labels: np.ndarray, factor: int, p: RuleParams | None = None) -> np.ndarray:
+    """Step 7: ``labels`` (the label grid) on a ``factor`` x finer grid (``SUB`` divisible by
+    ``factor``; 1 returns ``labels``), the Epidermis boundary re-decided by the fine tint.
+
+    For each neighbour class (Dermis, then Other): the label pixels on either side of its
+    boundary with the epidermis (8-connected) are contested; each fine pixel there is
+    Epidermis when its tint (``fs.tint`` averaged to the fine pixel) is at least halfway
+    between the median tints of the epidermis' and the neighbour's contested pixels, else
+    the neighbour. Epidermis that this makes and that does not touch the label grid's
+    epidermis goes back to its label. Other classes' pixels are only repeated."""
+    p = p or RuleParams()
+    if factor <= 1:
+        return labels
+    if SUB % factor:
+        raise ValueError(f"refine factor {factor} must divide {SUB}")
+
+    def up(m: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(m, factor, 0), factor, 1)
+
+    base = up(labels)
+    E = LABELS["Epidermis"]
+    epi = labels == E
+    if fs.tint is None or int(epi.sum()) < p.min_ref_px:
+        return base
+    t = fs.tint.float()[None, None]
+    tint = _np(F.avg_pool2d(t, SUB // factor)[0, 0] if SUB // factor > 1 else t[0, 0])
+    st = np.ones((3, 3), bool)
+    out = base.copy()
+    for name in ("Dermis", "Other"):
+        c = LABELS[name]
+        cm = labels == c
+        contest = up((epi & ndimage.binary_dilation(cm, st)) | (cm & ndimage.binary_dilation(epi, st)))
+        e_side, c_side = contest & (base == E), contest & (base == c)
+        if int(e_side.sum()) < p.min_ref_px or int(c_side.sum()) < p.min_ref_px:
+            continue
+        thr = 0.5 * (float(np.median(tint[e_side])) + float(np.median(tint[c_side])))
+        out[contest] = np.where(tint[contest] >= thr, E, c)
+    grown = out == E
+    lab, n = ndimage.label(grown)
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(lab[grown & (base == E)])] = True
+    keep[0] = False
+    lost = grown & ~keep[lab]
+    out[lost] = base[lost]
+    return out
