@@ -218,3 +218,24 @@ def test_epidermis_missed_over_the_tumour_is_not_assessed_and_no_uninked_headlin
     assert _find(draft, "pT (AJCC 8th)")["value"] is None
     assert _find(draft, "Uninked edge (margin?)")["details"]["status"] == "involved"
     assert draft.headline == "Closest margin: 2.1 mm to black ink (deep). CLEAR."
+
+
+def test_ulcer_base_under_epidermal_nuclei_is_not_ulcerated():
+    """The map may take a thin epidermis over tumour into Tumor; epidermal nuclei at the surface
+    keep that stretch out of the ulcer, tumour nuclei (or none) leave the map's call."""
+    import numpy as np
+    from shapely.geometry import LineString
+
+    from wsi_pipeline.report.skin_surface import Ulcer, ulcers_seen_by_cells
+
+    ulcer = Ulcer(0, LineString([(0, 0), (200, 0)]))  # µm along the surface
+    epithelial = np.array([[x, 8.0] for x in range(0, 101, 10)])  # epidermis over the first 100 µm
+    tumour = np.array([[x, 10.0] for x in range(130, 201, 10)])  # tumour bare over the last 70 µm
+    (kept,) = ulcers_seen_by_cells((ulcer,), epithelial, tumour, within_um=20.0, min_ulcer_um=30.0)
+    x0, x1 = sorted(c[0] for c in kept.base.coords)[::len(kept.base.coords) - 1]
+    assert 110 <= x0 <= 120 and x1 == 200  # from half-way between the last epithelial and first tumour nucleus
+    # all epithelial: no ulcer; none typed nearby: the map's call stands
+    assert ulcers_seen_by_cells((ulcer,), np.array([[x, 5.0] for x in range(0, 201, 10)]), np.empty((0, 2)),
+                                within_um=20.0, min_ulcer_um=30.0) == ()
+    far = ulcers_seen_by_cells((ulcer,), np.array([[100.0, 500.0]]), np.empty((0, 2)), within_um=20.0, min_ulcer_um=30.0)
+    assert len(far) == 1 and far[0].length_um == 200

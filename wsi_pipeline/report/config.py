@@ -19,11 +19,14 @@ from wsi_pipeline.report.tils import TilConfig
 class SynopticConfig(BaseModel):
     """min_ulcer_um : shorter gaps in the epidermis over tumour are not reported as ulceration
     (map noise; what makes a gap an ulcer is the margin config's ``ulcer_depth_um``);
+    ulcer_cells_um : an ulcer base point whose nearest Epithelial/Tumor nucleus within this
+    distance is Epithelial is covered by epidermis (the map missed it), not ulcerated;
     tils : :class:`~wsi_pipeline.report.tils.TilConfig`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_ulcer_um: float = Field(30.0, ge=0)
+    ulcer_cells_um: float = Field(20.0, gt=0)
     tils: TilConfig = Field(default_factory=TilConfig)
 
 

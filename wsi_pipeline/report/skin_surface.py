@@ -107,6 +107,41 @@ def find_ulcers(pieces, epidermis, tumour, inks, *, surface_um: float, ulcer_dep
     return tuple(out)
 
 
+def ulcers_seen_by_cells(ulcers: tuple[Ulcer, ...], epithelial_xy: np.ndarray, tumour_xy: np.ndarray, *,
+                         within_um: float, min_ulcer_um: float, step_um: float = 5.0) -> tuple[Ulcer, ...]:
+    """The parts of ``ulcers`` where the cells agree that tumour lies bare at the surface.
+
+    The map can take a thin epidermis over a junctional tumour into its Tumor; the nuclei
+    then still say epidermis. Each point of an ulcer base (every ``step_um``) is judged by its
+    nearest typed nucleus within ``within_um`` (µm; centroids of Epithelial and Tumor nuclei):
+    an Epithelial one covers it (epidermis present: not ulcerated there), a Tumor one or none
+    leaves the map's call. Runs shorter than ``min_ulcer_um`` are dropped."""
+    if not ulcers or len(epithelial_xy) == 0:
+        return ulcers
+    from scipy.spatial import cKDTree
+
+    xy = np.concatenate([np.asarray(epithelial_xy, float).reshape(-1, 2), np.asarray(tumour_xy, float).reshape(-1, 2)])
+    is_epithelial = np.arange(len(xy)) < len(epithelial_xy)
+    tree = cKDTree(xy)
+    out = []
+    for ulcer in ulcers:
+        n = max(2, math.ceil(ulcer.base.length / step_um) + 1)
+        pts = shapely.get_coordinates(shapely.line_interpolate_point(ulcer.base, np.linspace(0, ulcer.base.length, n)))
+        dist, idx = tree.query(pts, distance_upper_bound=within_um)
+        found = np.isfinite(dist)
+        bare = ~found | ~is_epithelial[np.where(found, idx, 0)]
+        for run in _linear_runs(bare):
+            if len(run) >= 2 and LineString(pts[run]).length >= min_ulcer_um:
+                out.append(Ulcer(ulcer.piece, LineString(pts[run])))
+    return tuple(out)
+
+
+def _linear_runs(keep: np.ndarray) -> list[np.ndarray]:
+    """Index arrays of the runs of True in ``keep`` (not wrapping round)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+    return [np.arange(a, b) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def _runs(xy: np.ndarray, keep: np.ndarray) -> list[LineString]:
     """Lines through consecutive kept points of a closed ring (runs across the start joined)."""
     return [LineString(xy[run]) for run in cyclic_runs(keep) if len(run) >= 2]

@@ -28,7 +28,7 @@ from wsi_pipeline.report.margins.config import SURFACE, UNINKED, MarginConfig, l
 from wsi_pipeline.report.margins.edges import polygons_of
 from wsi_pipeline.report.margins.report import headline as margin_headline
 from wsi_pipeline.report.mitotic_rate import mitotic_rate_finding
-from wsi_pipeline.report.skin_surface import SkinSurface, find_ulcers, granular_line
+from wsi_pipeline.report.skin_surface import SkinSurface, find_ulcers, granular_line, ulcers_seen_by_cells
 from wsi_pipeline.report.staging import check_diagnosis, pt_finding
 from wsi_pipeline.report.tils import TilResult, grade_tils, til_finding
 from wsi_pipeline.report.tissue_map import TissueMap, load_tissue_map
@@ -159,13 +159,18 @@ def build_draft(
 
         _, inks = load_tissue(results / "tissue.geojson", mpp=mpp)
         ink = shapely.union_all(list(inks.values())) if inks else None
+        ulcers = find_ulcers(pieces, epidermis, lesion_geom, inks, surface_um=margin_config.surface_distance_um,
+                             ulcer_depth_um=margin_config.ulcer_depth_um, ink_distance_um=margin_config.ink_distance_um,
+                             min_ulcer_um=config.min_ulcer_um)
+        typed = _typed_xy(results, mpp)
+        if typed is not None:  # epidermal nuclei at the surface: the epidermis is there, whatever the map says
+            ulcers = ulcers_seen_by_cells(ulcers, *typed, within_um=config.ulcer_cells_um,
+                                          min_ulcer_um=config.min_ulcer_um)
         surface = SkinSurface(
             granular_line(epidermis, below, edge, surface_um=margin_config.surface_distance_um, ink=ink,
                           ink_distance_um=margin_config.ink_distance_um,
                           surface_edges=shapely.union_all([seg.line for seg in assessment.surface])),
-            find_ulcers(pieces, epidermis, lesion_geom, inks, surface_um=margin_config.surface_distance_um,
-                        ulcer_depth_um=margin_config.ulcer_depth_um, ink_distance_um=margin_config.ink_distance_um,
-                        min_ulcer_um=config.min_ulcer_um))
+            ulcers)
         try:
             breslow = measure_breslow(pieces, lesion.foci, surface, surface_um=margin_config.surface_distance_um)
             findings.append(breslow_finding(breslow, source=source))
@@ -242,6 +247,21 @@ def _cells(results: Path, mpp) -> tuple[np.ndarray, np.ndarray] | None:
     xy = np.stack([df["centroid_x"].to_numpy(float) * mpp[0], df["centroid_y"].to_numpy(float) * mpp[1]], axis=1)
     lym = (df["class"] == LYMPHOCYTE).to_numpy()
     return xy[lym], xy[~lym]
+
+
+def _typed_xy(results: Path, mpp) -> tuple[np.ndarray, np.ndarray] | None:
+    """(Epithelial, Tumor) nucleus centroids in µm from ``nuclei.parquet``; ``None`` without
+    cell types."""
+    path = results / "nuclei.parquet"
+    if not path.is_file():
+        return None
+    from wsi_pipeline.tables import read_table
+
+    df = read_table(path)
+    if "class" not in df or not (df["class"] == "Epithelial").any():
+        return None
+    xy = np.stack([df["centroid_x"].to_numpy(float) * mpp[0], df["centroid_y"].to_numpy(float) * mpp[1]], axis=1)
+    return xy[(df["class"] == "Epithelial").to_numpy()], xy[(df["class"] == TUMOUR_CELL).to_numpy()]
 
 
 def _til_reason(results: Path) -> str:
