@@ -239,3 +239,24 @@ def test_ulcer_base_under_epidermal_nuclei_is_not_ulcerated():
                                 within_um=20.0, min_ulcer_um=30.0) == ()
     far = ulcers_seen_by_cells((ulcer,), np.array([[100.0, 500.0]]), np.empty((0, 2)), within_um=20.0, min_ulcer_um=30.0)
     assert len(far) == 1 and far[0].length_um == 200
+
+
+def test_report_geojson_ids_are_the_same_on_rerun(tmp_path):
+    """margins.geojson / synoptic.geojson: ids derived from content, so a rerun writes the same file."""
+    from shapely.geometry import LineString
+
+    from wsi_pipeline.report.margins._io import GeoFeature, write_features
+
+    feats = [GeoFeature(LineString([(0, 0), (10, 5)]), "Breslow thickness", name="Breslow 0.5 mm"),
+             GeoFeature(LineString([(0, 0), (10, 6)]), "Ulceration", name="ulcer")]
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    write_features(tmp_path / "a.geojson", feats)
+    write_features(tmp_path / "b" / "a.geojson", feats)
+    a, b = (tmp_path / "a.geojson").read_bytes(), (tmp_path / "b" / "a.geojson").read_bytes()
+    assert a == b
+    ids = [f["id"] for f in json.loads(a)["features"]]
+    assert len(set(ids)) == 2
+    moved = [GeoFeature(LineString([(0, 0), (10, 7)]), "Breslow thickness", name="Breslow 0.5 mm"), feats[1]]
+    write_features(tmp_path / "c" / "a.geojson", moved)
+    assert json.loads((tmp_path / "c" / "a.geojson").read_bytes())["features"][0]["id"] != ids[0]

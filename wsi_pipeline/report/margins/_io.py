@@ -44,8 +44,19 @@ def read_features(path: str | Path) -> list[GeoFeature]:
     ]
 
 
+def content_id(f: GeoFeature, index: int, file_name: str) -> str:
+    """A UUID derived from the file name, the feature's place, class, name and geometry: a rerun
+    on the same results writes the same ids (and the same bytes)."""
+    import hashlib
+    import uuid
+
+    digest = hashlib.sha256(f.geometry.wkb if f.geometry is not None else b"").hexdigest()
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"wsi-pipeline/{file_name}/{index}/{f.classification}/{f.name}/{digest}"))
+
+
 def write_features(path: str | Path, features: Iterable[GeoFeature], *, properties: dict | None = None) -> int:
-    """Write a QuPath-dialect FeatureCollection atomically; returns the feature count."""
+    """Write a QuPath-dialect FeatureCollection atomically (ids from :func:`content_id`);
+    returns the feature count."""
     feats = [
         Feature(
             geometry=f.geometry,
@@ -53,9 +64,10 @@ def write_features(path: str | Path, features: Iterable[GeoFeature], *, properti
             classification=f.classification,
             color=f.color,
             measurements=f.measurements,
+            id=content_id(f, i, Path(path).name),
             name=f.name,
             extra=f.extra,
         )
-        for f in features
+        for i, f in enumerate(features)
     ]
     return write_geojson(path, feats, properties=properties)
