@@ -19,7 +19,7 @@ Sections (``--sections``, comma-separated; all by default):
 ``stardist``
     Torch StarDist vs stardist-TF ``predict_instances_big`` on the same image, same weights:
     runs bench/bench_stardist.py (``--size``, default 4096; TF side where ``--tf-python`` or
-    /work/tfenv has tensorflow + stardist).
+    the repository's .tfenv (or $STARDIST_TF_PYTHON) has tensorflow + stardist).
 
     .venv/bin/python bench/bench_nuclei.py
     .venv/bin/python bench/bench_nuclei.py --sections merge --nuclei 200000

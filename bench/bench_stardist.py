@@ -3,7 +3,7 @@
 Same model folder (config.json, thresholds.json, weights_best.h5), same image, same
 normalisation (1 / 99.8 percentiles of the whole image). The TF side runs in a second
 interpreter that has tensorflow + tf-keras + stardist (``--tf-python``, default
-/work/tfenv/bin/python when present); it loads the model once and then waits. The two
+``.tfenv/bin/python`` in the repository when present, or ``$STARDIST_TF_PYTHON``); it loads the model once and then waits. The two
 sides then run *alternately* (torch, TF, torch, TF, ... ``--repeats`` times each) so both
 see the same load on a shared machine. Prints, per side, the median wall seconds and CPU
 seconds (process time, all threads), the torch split (network / NMS + labels), the ratios,
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="override the model's prob threshold on both sides (random-weight fixtures need a high one)")
     ap.add_argument("--tf-serial-nms", action="store_true",
                     help="run the TF side with OMP_NUM_THREADS=1 (stardist's NMS single-threaded, as ours)")
-    default_tf = "/work/tfenv/bin/python" if Path("/work/tfenv/bin/python").exists() else ""
+    tfenv = Path(__file__).resolve().parents[1] / ".tfenv" / "bin" / "python"  # see scripts/make_stardist_fixtures.py
+    default_tf = str(tfenv) if tfenv.exists() else ""
     ap.add_argument("--tf-python", default=os.environ.get("STARDIST_TF_PYTHON", default_tf))
     ap.add_argument("--tf-server", nargs=4, metavar=("MODEL", "IMAGE", "PCT", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -3,9 +3,9 @@
 Run it with a side environment that has tensorflow, tf-keras, stardist and csbdeep (weights
 must be written in Keras' legacy HDF5 layout, as the published model zips have them)::
 
-    python3 -m venv /work/tfenv
-    /work/tfenv/bin/pip install tensorflow-cpu tf-keras stardist csbdeep
-    TF_USE_LEGACY_KERAS=1 /work/tfenv/bin/python scripts/make_stardist_fixtures.py
+    python3 -m venv .tfenv
+    .tfenv/bin/pip install tensorflow-cpu tf-keras stardist csbdeep
+    TF_USE_LEGACY_KERAS=1 .tfenv/bin/python scripts/make_stardist_fixtures.py
 
 For each configuration (``versatile_he``: the architecture of stardist's published
 ``2D_versatile_he``; ``small``: a shallow one) it builds a StarDist2D with seeded random
