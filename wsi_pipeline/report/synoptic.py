@@ -133,6 +133,7 @@ def build_draft(
     assessment = assess_margins(results, mpp=mpp, config=margin_config, lesion_file=lesion_file,
                                 frame_px=frame_px, tissue_map=tissue_map)
     lesion = assessment.lesion
+    nuclei = _typed_nuclei(results, mpp) if lesion.found else None  # once: TILs and the ulcer check
     map_source = "none" if tissue_map is None else tissue_map.source
     source = weakest(lesion.kind, map_source) if tissue_map is not None else lesion.kind
     surface = breslow = tils = None
@@ -148,7 +149,7 @@ def build_draft(
         why = "no tissue map (regions.geojson)" if tissue_map is None else "the tissue map holds no epidermis"
         findings += [breslow_finding(None, source=source, reason=f"{why}: the skin surface is unknown"),
                      ulceration_finding(None, source=source, reason=why)]
-        tils = _tils(results, assessment, tissue_map, None, config, mpp)
+        tils = _tils(nuclei, assessment, tissue_map, None, config)
         findings.append(til_finding(tils, source=source, reason=_til_reason(results)))
     else:
         pieces = list(assessment.pieces)
@@ -162,7 +163,7 @@ def build_draft(
         ulcers = find_ulcers(pieces, epidermis, lesion_geom, inks, surface_um=margin_config.surface_distance_um,
                              ulcer_depth_um=margin_config.ulcer_depth_um, ink_distance_um=margin_config.ink_distance_um,
                              min_ulcer_um=config.min_ulcer_um)
-        typed = _typed_xy(results, mpp)
+        typed = _typed_xy(nuclei)
         if typed is not None:  # epidermal nuclei at the surface: the epidermis is there, whatever the map says
             ulcers = ulcers_seen_by_cells(ulcers, *typed, within_um=config.ulcer_cells_um,
                                           min_ulcer_um=config.min_ulcer_um)
@@ -181,7 +182,7 @@ def build_draft(
                                                reason="no epidermal surface found over the tumour"))
         else:
             findings.append(ulceration_finding(surface, source=source))
-        tils = _tils(results, assessment, tissue_map, surface, config, mpp)
+        tils = _tils(nuclei, assessment, tissue_map, surface, config)
         findings.append(til_finding(tils, source=source, reason=_til_reason(results)))
     findings.append(mitotic_rate_finding(summary))
     findings += _margin_findings(assessment)
@@ -234,34 +235,40 @@ def _lesion_display(a: MarginAssessment) -> str:
     return f"{a.lesion.description}; {area:.2f} mm²"
 
 
-def _cells(results: Path, mpp) -> tuple[np.ndarray, np.ndarray] | None:
-    """(lymphocyte, other) centroids in µm from ``nuclei.parquet``; ``None`` without cell types."""
+def _typed_nuclei(results: Path, mpp) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(centroids in µm, class names)`` of the nuclei in ``nuclei.parquet``; ``None`` when
+    the file or its ``class`` column is missing."""
     path = results / "nuclei.parquet"
     if not path.is_file():
         return None
     from wsi_pipeline.tables import read_table
 
     df = read_table(path)
-    if "class" not in df or not (df["class"] == LYMPHOCYTE).any() and not (df["class"] == TUMOUR_CELL).any():
+    if "class" not in df:
         return None
     xy = np.stack([df["centroid_x"].to_numpy(float) * mpp[0], df["centroid_y"].to_numpy(float) * mpp[1]], axis=1)
-    lym = (df["class"] == LYMPHOCYTE).to_numpy()
+    return xy, df["class"].to_numpy()
+
+
+def _cells(nuclei) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lymphocyte, other) centroids in µm; ``None`` without cell types."""
+    if nuclei is None:
+        return None
+    xy, cls = nuclei
+    lym = cls == LYMPHOCYTE
+    if not lym.any() and not (cls == TUMOUR_CELL).any():
+        return None
     return xy[lym], xy[~lym]
 
 
-def _typed_xy(results: Path, mpp) -> tuple[np.ndarray, np.ndarray] | None:
-    """(Epithelial, Tumor) nucleus centroids in µm from ``nuclei.parquet``; ``None`` without
-    cell types."""
-    path = results / "nuclei.parquet"
-    if not path.is_file():
+def _typed_xy(nuclei) -> tuple[np.ndarray, np.ndarray] | None:
+    """(Epithelial, Tumor) nucleus centroids in µm; ``None`` without Epithelial nuclei."""
+    if nuclei is None:
         return None
-    from wsi_pipeline.tables import read_table
-
-    df = read_table(path)
-    if "class" not in df or not (df["class"] == "Epithelial").any():
+    xy, cls = nuclei
+    if not (cls == "Epithelial").any():
         return None
-    xy = np.stack([df["centroid_x"].to_numpy(float) * mpp[0], df["centroid_y"].to_numpy(float) * mpp[1]], axis=1)
-    return xy[(df["class"] == "Epithelial").to_numpy()], xy[(df["class"] == TUMOUR_CELL).to_numpy()]
+    return xy[cls == "Epithelial"], xy[cls == TUMOUR_CELL]
 
 
 def _til_reason(results: Path) -> str:
@@ -270,8 +277,8 @@ def _til_reason(results: Path) -> str:
     return "no cell types in nuclei.parquet (no Lymphocyte or Tumor class)"
 
 
-def _tils(results, assessment, tissue_map, surface, config: SynopticConfig, mpp) -> TilResult | None:
-    cells = _cells(results, mpp)
+def _tils(nuclei, assessment, tissue_map, surface, config: SynopticConfig) -> TilResult | None:
+    cells = _cells(nuclei)
     if cells is None:
         return None
     invasive = shapely.union_all(list(assessment.lesion.foci))
