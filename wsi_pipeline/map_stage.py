@@ -45,9 +45,14 @@ def type_cells(nuclei: Instances, *, mpp: float, cfg: PipelineConfig, run) -> In
         run.counts["cell_types"] = {}
         return nuclei
     types = np.asarray(classify_cells(nuclei, mpp=mpp, model=model), dtype=object)
-    names, counts = np.unique(types.astype(str), return_counts=True)
-    run.counts["cell_types"] = {str(n): int(c) for n, c in zip(names, counts)}
+    run.counts["cell_types"] = _count_types(types)
     return Instances(nuclei.geometry, nuclei.score, types, dict(nuclei.measurements), nuclei.origin)
+
+
+def _count_types(types: np.ndarray) -> dict[str, int]:
+    """summary.json's nuclei per cell type."""
+    names, counts = np.unique(types.astype(str), return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts)}
 
 
 def type_in_context(nuclei: Instances, region_map, *, run) -> Instances:
@@ -66,8 +71,7 @@ def type_in_context(nuclei: Instances, region_map, *, run) -> Instances:
     if not flip.any():
         return nuclei
     types[flip] = "Epithelial"
-    names, counts = np.unique(types.astype(str), return_counts=True)
-    run.counts["cell_types"] = {str(n): int(c) for n, c in zip(names, counts)}
+    run.counts["cell_types"] = _count_types(types)
     run.counts["cell_types_from_epidermis"] = int(flip.sum())
     run.notes.append(f"cell types: {int(flip.sum())} Stromal/Other nuclei inside the epidermis typed Epithelial")
     return Instances(nuclei.geometry, nuclei.score, types, dict(nuclei.measurements), nuclei.origin)
