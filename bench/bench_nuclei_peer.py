@@ -38,8 +38,8 @@ seconds are printed too) of segmentation per 1000 x 1000 source tile (no file I/
 the 2 x 2 reduction is included for the 0.5 rows); methods alternate tile by tile. For
 HistomicsTK, "seg" is normalisation + deconvolution + ``detect_nuclei_kofahi`` and "tile fn"
 is the library's whole per-tile function ``detect_tile_nuclei`` (also tracing the boundary
-annotations); "stats" is its per-image Reinhard source statistics. For ours, "seg" is ``predict`` (polygons, confidence and measurements
-included) and "stats" is ``calibrate``. Scores: AJI and F1 at IoU 0.5, per tile and pooled (sums
+annotations); "stats" is its per-image Reinhard source statistics. For ours, "seg" is
+``predict`` (polygons, confidence and measurements included) and "stats" is ``calibrate``. Scores: AJI and F1 at IoU 0.5, per tile and pooled (sums
 of :class:`wsi_pipeline.evaluation.ImageScores`, so AJI = summed intersections / unions);
 HistomicsTK's label image is scored directly, ours via
 :func:`detectors.nuclei.polygons.rasterise` at the full tile shape. The speed ratio is
