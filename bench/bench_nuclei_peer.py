@@ -39,8 +39,9 @@ the 2 x 2 reduction is included for the 0.5 rows); methods alternate tile by til
 HistomicsTK, "seg" is normalisation + deconvolution + ``detect_nuclei_kofahi`` and "tile fn"
 is the library's whole per-tile function ``detect_tile_nuclei`` (also tracing the boundary
 annotations); "stats" is its per-image Reinhard source statistics. For ours, "seg" is
-``predict`` (polygons, confidence and measurements included) and "stats" is ``calibrate``. Scores: AJI and F1 at IoU 0.5, per tile and pooled (sums
-of :class:`wsi_pipeline.evaluation.ImageScores`, so AJI = summed intersections / unions);
+``predict`` (polygons, confidence and measurements included) and "stats" is ``calibrate``.
+Scores: AJI and F1 at IoU 0.5, per tile and pooled (sums of
+:class:`wsi_pipeline.evaluation.ImageScores`, so AJI = summed intersections / unions);
 HistomicsTK's label image is scored directly, ours via
 :func:`detectors.nuclei.polygons.rasterise` at the full tile shape. The speed ratio is
 HistomicsTK seconds / ours seconds (> 1: ours is faster per thread).
