@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 
 from tiling.errors import InputError
 from wsi_pipeline.config import ClusterConfig, SlurmConfig
 
 log = logging.getLogger(__name__)
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def gpu_count() -> int:
@@ -80,7 +89,8 @@ def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None,
 
     gpus = gpu_count()
     resources = {"GPU": 1} if gpus else None
-    n_workers = min(cfg.workers, gpus) if gpus else cfg.workers
+    workers = cfg.workers or max(1, cpu_cores() // cfg.threads_per_worker)
+    n_workers = min(workers, gpus) if gpus else workers
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=cfg.threads_per_worker,

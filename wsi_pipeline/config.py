@@ -33,6 +33,8 @@ class NucleiConfig(_Strict):
     model: str = Field("auto", description="'auto' (StarDist if a model is installed, else weight-free), 'weightfree', 'weightfree-fast' (one threshold level, ~3.4x faster), a registry name or a model folder")
     batch_size: int = Field(8, ge=1)
     tile_size: int | None = Field(None, ge=64, description="override the detector's tile size (px at its mpp)")
+    mpp: float | None = Field(None, gt=0, description="weight-free detector's working resolution (µm/px); none -> 0.5, "
+                                                      "never finer than the slide (a slide is never upsampled)")
 
 
 class CellsConfig(_Strict):
@@ -73,7 +75,7 @@ class SlurmConfig(_Strict):
 class ClusterConfig(_Strict):
     kind: Literal["inprocess", "local", "scheduler", "slurm"] = "local"
     scheduler_address: str | None = None
-    workers: int = Field(1, ge=1)
+    workers: int = Field(0, ge=0, description="worker processes of the embedded LocalCluster; 0: one per CPU core")
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "6GB"
     slurm: SlurmConfig = SlurmConfig()

@@ -148,7 +148,7 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
     from wsi_pipeline.detection import calibrated
     from wsi_pipeline.tile_runner import read_tile, run_dask, run_inprocess
 
-    factory, description = nuclei_factory(cfg.nuclei.model, cfg.device, slide=slide)
+    factory, description = nuclei_factory(cfg.nuclei.model, cfg.device, slide=slide, mpp=cfg.nuclei.mpp)
     run.notes.append(f"nuclei: {description}")
     folder = factory.args[1]
     weights = Path(folder) / "weights_best.h5" if folder else None

@@ -23,7 +23,7 @@ nucleus-like objects:
    neither is ever chosen.
 
 The coefficients come from a logistic fit of "this object has IoU >= 0.5 with a true
-nucleus" on the 7 MoNuSeg dev tiles (32,837 objects over the 6 default levels), made by
+nucleus" on the 7 MoNuSeg dev tiles (32,837 objects over the 6 levels the default then had), made by
 ``bench/fit_node_score.py``; fitted leave-one-tile-out, the pooled AJI is 0.603 against
 0.605 with all tiles.
 """
@@ -117,20 +117,22 @@ def convex_areas(labels: np.ndarray, n: int, *, n_dirs: int = 16) -> np.ndarray:
     return area
 
 
-def node_features(labels: np.ndarray, nmap: torch.Tensor, level: float, *, ring: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 3) log area, solidity and rim contrast of the objects of ``labels`` (H, W) int ids
-    1..n on the nucleus map ``nmap`` (H, W), and their (n,) areas."""
+def node_features(labels: np.ndarray, nmap: torch.Tensor, level: float, *, ring: int,
+                  area_unit: float = 300.0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) log area (over ``area_unit`` px: 300 at 0.25 µm/px), solidity and rim contrast of
+    the objects of ``labels`` (H, W) int ids 1..n on the nucleus map ``nmap`` (H, W), and their
+    (n,) areas."""
     n = int(labels.max())
     lab = torch.from_numpy(labels.astype(np.int64)).to(nmap.device)
     area = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.float64)
     vals = nmap.float()
     contrast = ((label_means(lab, vals, n) - rim_means(lab, vals, n, ring=ring)) / max(level, 1e-6)).cpu().numpy()
     solidity = area / np.maximum(convex_areas(labels, n), 1.0)
-    return np.stack([np.log(np.maximum(area, 1) / 300.0), solidity, contrast], 1), area
+    return np.stack([np.log(np.maximum(area, 1) / area_unit), solidity, contrast], 1), area
 
 
 def tree_features(levels: list[np.ndarray], nmap: torch.Tensor, level: float, *,
-                  ring: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+                  ring: int, area_unit: float = 300.0) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Per level (lowest threshold first): each object's parent index one level lower (-1:
     none), its (n, 4) features (log area, solidity, rim contrast, stability), and whether
     it may be chosen: not when it is part of a split that heals one level higher (module
@@ -139,7 +141,7 @@ def tree_features(levels: list[np.ndarray], nmap: torch.Tensor, level: float, *,
     area_prev = np.zeros(0)
     for k, lab in enumerate(levels):
         n = int(lab.max())
-        f, area = node_features(lab, nmap, level, ring=ring) if n else (np.zeros((0, 3)), np.zeros(0))
+        f, area = node_features(lab, nmap, level, ring=ring, area_unit=area_unit) if n else (np.zeros((0, 3)), np.zeros(0))
         p = np.full(n, -1, np.int64)
         if k:
             p, straddled = parents(levels[k - 1], lab, area)
@@ -189,9 +191,11 @@ def select(levels: list[np.ndarray], par: list[np.ndarray], value: list[np.ndarr
     return relabel_sequential(out)[0]
 
 
-def choose(levels: list[np.ndarray], nmap: torch.Tensor, level: float, score: NodeScore, *, ring: int) -> np.ndarray:
-    """The tree's choice (module docstring): per-level label images -> one label image."""
-    par, feats, usable = tree_features(levels, nmap, level, ring=ring)
+def choose(levels: list[np.ndarray], nmap: torch.Tensor, level: float, score: NodeScore, *, ring: int,
+           area_unit: float = 300.0) -> np.ndarray:
+    """The tree's choice (module docstring): per-level label images -> one label image;
+    ``area_unit`` the pixel area the score's log area is taken over (300 px at 0.25 µm/px)."""
+    par, feats, usable = tree_features(levels, nmap, level, ring=ring, area_unit=area_unit)
     value = [np.where(ok, score(f) - score.bias, -np.inf) for f, ok in zip(feats, usable)]
     return select(levels, par, value)
 

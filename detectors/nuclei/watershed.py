@@ -20,13 +20,21 @@ from skimage.segmentation import watershed
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflect padding; ``sigma`` in pixels (0 = identity)."""
+    """Separable Gaussian blur with reflect padding; ``sigma`` in pixels (0 = identity).
+
+    On a CPU the two passes are scipy's ``correlate1d`` with the same kernel and the same
+    mirrored edges (several times faster than a one-channel ``conv2d`` there)."""
     if sigma <= 0:
         return x
     r = max(1, int(math.ceil(3 * sigma)))
     t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
+    if x.device.type == "cpu" and min(x.shape[-2:]) > r:
+        a = np.ascontiguousarray(x.numpy())
+        kn = k.numpy()
+        a = ndimage.correlate1d(a, kn, axis=-1, mode="mirror")
+        return torch.from_numpy(ndimage.correlate1d(a, kn, axis=-2, mode="mirror"))
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
 
@@ -111,13 +119,32 @@ def h_maxima(x: torch.Tensor, *, h: float, min_value: float, check_every: int = 
     if min_value < h:
         raise ValueError(f"h_maxima needs min_value >= h (got {min_value} < {h})")
     rec = (x - h).clamp_(min=0.0)
-    while True:
-        prev = rec.clone()
-        for _ in range(check_every):
-            torch.minimum(_dilate3(rec), x, out=rec)
-        if torch.equal(rec, prev):
-            break
+    for i in range(x.shape[0]):
+        _reconstruct(rec[i], x[i], check_every)
     return (x - rec >= h - 1e-4) & (x >= min_value)
+
+
+def _reconstruct(rec: torch.Tensor, x: torch.Tensor, check_every: int) -> None:
+    """Grayscale reconstruction of ``rec`` under ``x`` ((1, H, W)) in place: 3 x 3 dilations
+    capped by ``x`` until nothing changes. After every ``check_every`` steps the work shrinks
+    to the box around the pixels that changed, grown by ``check_every + 1`` (a change travels
+    one pixel per step, so nothing outside the box can change in the next round): large
+    flat sheets of foreground need hundreds of steps, but only where they are."""
+    h, w = rec.shape[-2:]
+    y0, y1, x0, x1 = 0, h, 0, w
+    while True:
+        r, c = rec[..., y0:y1, x0:x1], x[..., y0:y1, x0:x1]
+        prev = r.clone()
+        for _ in range(check_every):
+            torch.minimum(_dilate3(r), c, out=r)
+        changed = (r != prev).any(0)
+        if not bool(changed.any()):
+            return
+        rows = torch.nonzero(changed.any(1)).flatten()
+        cols = torch.nonzero(changed.any(0)).flatten()
+        m = check_every + 1
+        y0, y1 = max(0, y0 + int(rows[0]) - m), min(h, y0 + int(rows[-1]) + 1 + m)
+        x0, x1 = max(0, x0 + int(cols[0]) - m), min(w, x0 + int(cols[-1]) + 1 + m)
 
 
 def _dilate3(x: torch.Tensor) -> torch.Tensor:
@@ -132,9 +159,23 @@ def _dilate3(x: torch.Tensor) -> torch.Tensor:
     return z
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes`` of an (H, W) bool mask in one labelling pass: holes are
+    the 4-connected background components that do not touch the image border (the same
+    result; the iterative propagation it replaces was ~10% of a tile's time)."""
+    bg, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    border = np.zeros(n + 1, bool)
+    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
+        border[edge] = True
+    border[0] = True  # label 0 is the mask itself
+    return mask | ~border[bg]
+
+
 def fill_holes_and_size(mask: np.ndarray, *, min_area: int) -> np.ndarray:
     """(H, W) bool: holes filled, connected components smaller than ``min_area`` removed."""
-    mask = ndimage.binary_fill_holes(mask)
+    mask = fill_holes(mask)
     lab, n = ndimage.label(mask)
     if n:
         area = np.bincount(lab.ravel())
@@ -180,6 +221,12 @@ def flood(landscape: np.ndarray, markers: np.ndarray, mask: np.ndarray, *, min_a
 def label_means(labels: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
     """(n,) mean of ``values`` (H, W) over the pixels of each id 1..n of ``labels`` (H, W)
     long (0 where an id has no pixel)."""
+    if labels.device.type == "cpu":  # numpy's bincount: several times faster than index_add_ there
+        lab = labels.reshape(-1).numpy()
+        vals = values.reshape(-1).float().numpy()
+        s = np.bincount(lab, weights=vals, minlength=n + 1)[1:n + 1]
+        c = np.bincount(lab, minlength=n + 1)[1:n + 1]
+        return torch.from_numpy((s / np.maximum(c, 1)).astype(np.float32))
     flat = labels.reshape(-1)
     sel = flat > 0
     ids = flat[sel] - 1
@@ -235,7 +282,7 @@ def fill_own_holes(labels: np.ndarray) -> np.ndarray:
     result depend on where the tile ends. A hole of one object lies within that object.
     """
     fg = labels > 0
-    holes, n = ndimage.label(ndimage.binary_fill_holes(fg) & ~fg)
+    holes, n = ndimage.label(fill_holes(fg) & ~fg)
     if n == 0:
         return labels
     rim = ndimage.grey_dilation(holes, size=(3, 3)) * fg  # hole id seen from each object pixel next to it
