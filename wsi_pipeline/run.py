@@ -163,8 +163,14 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
         mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
     )
     if tiles:
-        pick = np.linspace(0, len(tiles) - 1, num=min(CALIBRATION_TILES, len(tiles))).round().astype(int)
-        factory = calibrated(factory, detector, np.stack([read_tile(slide, tiles[i], spec.mpp) for i in pick]))
+        # the calibration sample comes from the detector's own tile grid, so a different
+        # nuclei.tile_size changes how the slide is cut, not its threshold (the same nuclei)
+        cal = tiles if tile_size == spec.tile_size else tile_grid(
+            slide.dimensions, slide_mpp=slide.mpp[0], working_mpp=spec.mpp, tile_size=spec.tile_size,
+            halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
+            mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction)
+        pick = np.linspace(0, len(cal) - 1, num=min(CALIBRATION_TILES, len(cal))).round().astype(int)
+        factory = calibrated(factory, detector, np.stack([read_tile(slide, cal[i], spec.mpp) for i in pick]))
         detector = factory()
     run.counts["nuclei_tiles"] = len(tiles)
     run.counts["nuclei_model"] = description

@@ -106,6 +106,34 @@ def stain_features(rgb: torch.Tensor) -> torch.Tensor:
     return torch.cat(feats, 1)[0]
 
 
+#: fine rows of context above and below a strip of :func:`fine_features` (a multiple of SUB,
+#: more than the tint's Gaussian radius and the gradient's one row)
+STRIP_HALO = 8
+
+
+def fine_features(fine: np.ndarray, device: torch.device | str = "cpu", *,
+                  strip_px: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`stain_features` and :func:`fine_tint` of the whole fine image ``fine``
+    (H*SUB, W*SUB, 3) uint8, computed in horizontal strips of about ``strip_px`` fine pixels
+    with :data:`STRIP_HALO` rows of context: the float intermediates of a 1 cm² excision's
+    whole image took ~10 GB at once; a strip's take ~0.2 GB. Returns ((C, H, W) float32,
+    (H*SUB, W*SUB) float16), the same as the whole image at once (the halo covers every
+    filter's reach; the edges of the image are padded as before)."""
+    hs, ws = fine.shape[:2]
+    h = hs // SUB
+    rows = max(1, strip_px // max(1, ws * SUB))  # grid rows per strip
+    stain = torch.empty((len(STAIN_NAMES), h, ws // SUB), dtype=torch.float32, device=device)
+    tint = torch.empty((hs, ws), dtype=torch.float16, device=device)
+    for g0 in range(0, h, rows):
+        g1 = min(h, g0 + rows)
+        a, b = max(0, g0 * SUB - STRIP_HALO), min(hs, g1 * SUB + STRIP_HALO)
+        rgb = torch.from_numpy(np.ascontiguousarray(fine[a:b])).to(device)
+        off = (g0 * SUB - a) // SUB
+        stain[:, g0:g1] = stain_features(rgb)[:, off:off + g1 - g0]
+        tint[g0 * SUB:g1 * SUB] = fine_tint(rgb)[g0 * SUB - a:g1 * SUB - a]
+    return stain, tint
+
+
 def cell_type_weights(nuclei, *, mpp: float, cell_labels: bool = False) -> np.ndarray:
     """(N, 4) weights over :data:`CELL_TYPES` per nucleus.
 

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from detectors.device import select_device
 from detectors.regions.features import (
-    NUCLEUS_NAMES, STAIN_NAMES, Grid, fine_tint, gaussian, nucleus_maps, read_fine, stain_features,
+    NUCLEUS_NAMES, STAIN_NAMES, Grid, fine_features, gaussian, nucleus_maps, read_fine,
 )
 from detectors.regions.regionmap import RegionMap
 
@@ -78,10 +78,8 @@ def compute_features(slide, tissue, nuclei, *, grid_um: float = DEFAULT_GRID_UM,
     grid = Grid.for_slide(slide.dimensions, mpp, grid_um)
     fine = read_fine(slide, grid)
     with torch.inference_mode():
-        rgb = torch.from_numpy(fine).to(dev)
-        stain = stain_features(rgb)
-        tint = fine_tint(rgb)
-        del rgb
+        stain, tint = fine_features(fine, dev)
+        del fine
         maps = {name: stain[i] for i, name in enumerate(STAIN_NAMES)}
         raw = nucleus_maps(nuclei, grid, mpp=mpp, device=dev, cell_labels=cell_labels)
         px_mm2 = (grid.um_per_px / 1000.0) ** 2
