@@ -155,3 +155,36 @@ def test_killed_worker_has_its_tiles_retried(tmp_path):
 
     once, twice = _match(Instances.concatenate(found).centroids(), centres)
     assert once == len(centres) and twice == 0
+
+
+def test_tile_reader_threads_are_reused_across_calls(scene):
+    """Each call reads ahead in a pooled thread, not a new one (a new reader thread per chunk
+    left native memory behind: a Dask worker grew ~2 GB over a 1 cm² slide)."""
+    import threading
+
+    slide, centres = scene
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner, self.threads = inner, set()
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def read_region(self, *a, **k):
+            self.threads.add(threading.get_ident())
+            return self.inner.read_region(*a, **k)
+
+    rec = Recording(slide)
+    det = BlobDetector(tile_size=128, halo=16, mpp=MPP)
+    tasks = simple_tasks(*slide.dimensions, det.spec, slide_mpp=MPP)
+    first = _all(run_inprocess(rec, det, tasks, batch_size=4))
+    for _ in range(5):
+        again = _all(run_inprocess(rec, det, tasks, batch_size=4))
+        assert len(again) == len(first)
+    assert len(rec.threads) == 1 and threading.get_ident() not in rec.threads
+    # a consumer that stops early leaves the reader free for the next call
+    gen = run_inprocess(rec, det, tasks, batch_size=1, prefetch=1)
+    next(gen)
+    gen.close()
+    assert len(_all(run_inprocess(rec, det, tasks, batch_size=4))) == len(first)
