@@ -30,7 +30,7 @@ class TissueConfig(_Strict):
 
 class NucleiConfig(_Strict):
     enabled: bool = True
-    model: str = Field("auto", description="'auto' (StarDist if a model is installed, else weight-free), 'weightfree', 'weightfree-fast' (one threshold level, ~3.4x faster), a registry name or a model folder")
+    model: str = Field("auto", description="'auto' (StarDist if a model is installed, else weight-free), 'weightfree', 'weightfree-fast' (one threshold level, ~2x faster), a registry name or a model folder")
     batch_size: int = Field(8, ge=1)
     tile_size: int | None = Field(None, ge=64, description="override the detector's tile size (px at its mpp)")
     mpp: float | None = Field(None, gt=0, description="weight-free detector's working resolution (µm/px); none -> 0.5, "

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 WEIGHTFREE_NOTE = "weight-free nuclei detector (no trained weights; colour deconvolution + watershed; {})"
 WEIGHTFREE_KINDS = {
     "weightfree": "each nucleus at its own threshold level",
-    "weightfree-fast": "one threshold level: about 3.4x faster, dev-set AJI 0.597 instead of 0.605",
+    "weightfree-fast": "one threshold level: about 2x faster at 0.5 µm/px, dev-set AJI 0.590 instead of 0.593",
 }
 
 
@@ -46,8 +46,8 @@ def resolve_nuclei_model(model: str) -> tuple[str, Path | None]:
 
 
 #: the weight-free detector's working resolution (µm/px), QuPath's default pixel size for cell
-#: detection. On the 7 MoNuSeg dev tiles (40x, box-averaged to 0.5): pooled AJI 0.595 at 0.5
-#: against 0.605 at 0.25 (monuseg-train 0.425 / 0.432) at a quarter of the pixels, ~5x faster
+#: detection. On the 7 MoNuSeg dev tiles (40x, box-averaged to 0.5): pooled AJI 0.593 at 0.5
+#: against 0.605 at 0.25 (monuseg-train 0.424 / 0.432) at a quarter of the pixels, ~4x faster
 #: (bench/bench_nuclei_peer.py, which also runs HistomicsTK on the same tiles)
 WEIGHTFREE_MPP = 0.5
 
