@@ -150,23 +150,19 @@ def run_config(argv: list[str]):
 def decode_tiles(slide_path: Path, cfg) -> dict:
     """Read every nuclei tile's halo box at the detector's mpp, as the run's nuclei stage does."""
     from tiling import open_slide
-    from tiling.grid import tile_grid
     from wsi_pipeline.annotations import bounds_properties
     from wsi_pipeline.detection import nuclei_factory
+    from wsi_pipeline.run import nuclei_tiles
     from wsi_pipeline.run_stages import detect_tissue_stage
     from wsi_pipeline.tile_runner import read_tile
 
     logging.getLogger("wsi_pipeline.detection").setLevel(logging.ERROR)  # the run already said which model
     with open_slide(slide_path) as slide, tempfile.TemporaryDirectory(prefix="bench-tissue-") as tmp:
         tissue = detect_tissue_stage(slide, cfg, Path(tmp), bounds_properties(slide.bounds))
-        factory, _ = nuclei_factory(cfg.nuclei.model, cfg.device, slide=slide)
+        factory, _ = nuclei_factory(cfg.nuclei.model, cfg.device, slide=slide, mpp=cfg.nuclei.mpp)
         spec = factory().spec
         tile_size = cfg.nuclei.tile_size or spec.tile_size
-        tiles = tile_grid(
-            slide.dimensions, slide_mpp=slide.mpp[0], working_mpp=spec.mpp, tile_size=tile_size,
-            halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
-            mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
-        )
+        tiles = nuclei_tiles(slide, tissue, spec, cfg, tile_size)
         core = tile_size - 2 * spec.halo
         t0 = time.perf_counter()
         checksum = 0
@@ -250,7 +246,7 @@ def report(res: dict) -> list[str]:
                  f"{per_min(mm2, dec['seconds']):.1f} mm²/min of tissue")
     if dec["tiles"] != res["counts"].get("nuclei_tiles"):
         lines.append(f"  WARNING: the decode grid has {dec['tiles']} tiles, the run had "
-                     f"{res['counts'].get('nuclei_tiles')}: bench_slide's copy of the grid is out of date")
+                     f"{res['counts'].get('nuclei_tiles')} (run.nuclei_tiles called with another config?)")
     lines.append(f"peak RSS, process tree: {run['peak_rss_bytes'] / 1e9:.2f} GB (main process "
                  f"{run['peak_main_rss_bytes'] / 1e9:.2f} GB, up to {run['peak_processes']} processes, "
                  f"{run['rss_samples']} samples)")

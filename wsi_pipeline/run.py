@@ -144,6 +144,16 @@ def run_slide(
     return run
 
 
+def nuclei_tiles(slide, tissue, spec, cfg: PipelineConfig, tile_size: int) -> list:
+    """The nuclei stage's tiles: ``tile_size`` px at the detector's ``spec`` resolution with its
+    halo, over the tissue mask (tiles under ``tissue.min_tile_tissue_fraction`` dropped)."""
+    return tile_grid(
+        slide.dimensions, slide_mpp=slide.mpp[0], working_mpp=spec.mpp, tile_size=tile_size,
+        halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
+        mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
+    )
+
+
 def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
     from wsi_pipeline.detection import calibrated
     from wsi_pipeline.tile_runner import read_tile, run_dask, run_inprocess
@@ -157,18 +167,11 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
     detector = factory()
     spec = detector.spec
     tile_size = cfg.nuclei.tile_size or spec.tile_size
-    tiles = tile_grid(
-        slide.dimensions, slide_mpp=slide.mpp[0], working_mpp=spec.mpp, tile_size=tile_size,
-        halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
-        mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
-    )
+    tiles = nuclei_tiles(slide, tissue, spec, cfg, tile_size)
     if tiles:
         # the calibration sample comes from the detector's own tile grid, so a different
         # nuclei.tile_size changes how the slide is cut, not its threshold (the same nuclei)
-        cal = tiles if tile_size == spec.tile_size else tile_grid(
-            slide.dimensions, slide_mpp=slide.mpp[0], working_mpp=spec.mpp, tile_size=spec.tile_size,
-            halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
-            mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction)
+        cal = tiles if tile_size == spec.tile_size else nuclei_tiles(slide, tissue, spec, cfg, spec.tile_size)
         pick = np.linspace(0, len(cal) - 1, num=min(CALIBRATION_TILES, len(cal))).round().astype(int)
         factory = calibrated(factory, detector, np.stack([read_tile(slide, cal[i], spec.mpp) for i in pick]))
         detector = factory()
