@@ -49,6 +49,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA_MPP = 0.25
+# monuseg-train tiles kept for validation with --test-data: lung, breast, kidney (3 of the 5 organs)
+TRAIN_VAL_TILES = ("TCGA-21-5786-01Z-00-DX1", "TCGA-AR-A1AS-01Z-00-DX1", "TCGA-B0-5710-01Z-00-DX1")
 
 
 def load_pack(path: Path) -> list:
@@ -101,9 +103,18 @@ def predict_labels(detector, image: np.ndarray, *, scale: float) -> np.ndarray:
     return rasterise(polys, image.shape[:2])
 
 
-def split(samples: list, fold: int | None) -> tuple[list, list, list]:
-    """(train, val, test) of the sorted samples: the fixed split (first 4 / 5th / the rest) or,
-    for ``fold`` K, leave-one-tile-out: tile K tests, tile K+1 (mod n) validates, the rest train."""
+def split(samples: list, fold: int | None, *, test: list | None = None,
+          val_names: tuple[str, ...] = ()) -> tuple[list, list, list]:
+    """(train, val, test) of the sorted samples: with ``test`` (another folder's tiles), the
+    samples named in ``val_names`` validate and the rest train; otherwise the fixed split (first
+    4 / 5th / the rest) or, for ``fold`` K, leave-one-tile-out: tile K tests, tile K+1 (mod n)
+    validates, the rest train."""
+    if test is not None:
+        val = [s for s in samples if s.name in val_names]
+        missing = set(val_names) - {s.name for s in val}
+        if missing or not val:
+            raise SystemExit(f"error: --val {','.join(val_names)}: not among the --data tiles ({sorted(missing)})")
+        return [s for s in samples if s.name not in val_names], val, test
     if fold is None:
         return samples[:4], samples[4:5], samples[5:]
     n = len(samples)
@@ -148,6 +159,11 @@ def weightfree_scores(test) -> dict:
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path)
+    ap.add_argument("--test-data", type=Path, default=None,
+                    help="a second folder whose tiles are the test set (e.g. monuseg-dev); --data's tiles then "
+                         "train, except those named by --val, which validate")
+    ap.add_argument("--val", default=",".join(TRAIN_VAL_TILES),
+                    help="with --test-data: comma-separated --data tile stems kept for validation")
     ap.add_argument("--pack", type=Path)
     ap.add_argument("--save-pack", type=Path)
     ap.add_argument("--out", type=Path, default=Path("/tmp/monuseg-model"))
@@ -206,14 +222,20 @@ def main(argv=None) -> int:
     from wsi_pipeline.training.nuclei import NucleiTrainingOptions, train_nuclei
 
     device = select_device(args.device)
-    train, val, test = split(samples, args.fold)
+    test_set = None
+    if args.test_data:
+        from wsi_pipeline.training.nuclei import load_pairs
+
+        test_set = sorted(load_pairs(args.test_data, polygons=args.test_data), key=lambda s: s.name)
+    train, val, test = split(samples, args.fold, test=test_set,
+                             val_names=tuple(v for v in args.val.split(",") if v))
     if args.extra_pack:
         train = train + load_pack(args.extra_pack)
     print(f"train {[s.name for s in train]}\nval {[s.name for s in val]}\ntest {[s.name for s in test]}", flush=True)
     weightfree = None if args.no_weightfree else weightfree_scores(test)
     options = NucleiTrainingOptions(preset=args.preset, epochs=epochs, steps_per_epoch=args.steps_per_epoch,
                                     batch_size=args.batch_size, patch_size=args.patch_size,
-                                    learning_rate=args.learning_rate, val_names=(val[0].name,),
+                                    learning_rate=args.learning_rate, val_names=tuple(s.name for s in val),
                                     val_patches_per_image=16, time_limit_min=minutes, workers=args.workers,
                                     train_mpp=args.train_mpp, seed=args.seed, anneal=not args.plateau,
                                     init=str(args.init) if args.init else None, tta=args.tta,

@@ -30,7 +30,7 @@ from detectors.nuclei.outlines import OutlineRefinement, refine_instances
 from detectors.stardist.config import StarDistConfig, Thresholds, read_model_folder
 from detectors.stardist.keras_h5 import load_keras_h5
 from detectors.stardist.normalize import Percentiles, compute_percentiles, normalize_numpy
-from detectors.stardist.predict import forward, instances_from_prob_dist, pad_to_multiple
+from detectors.stardist.predict import forward, instances_from_prob_dist, instances_on_device, pad_to_multiple
 from detectors.stardist.unet import StarDistNet
 from tiling.errors import InputError
 
@@ -80,6 +80,9 @@ class StarDistDetector(Detector):
     refinement : redraw outlines on the image (see the module docstring); None = as predicted.
     tta : average the network's outputs over the tile's 8 mirror images and rotations
         (:func:`~detectors.stardist.predict.predict_dihedral`; 8x the network's work).
+    nms : "stardist" (its C code, on the CPU), "torch" (:mod:`detectors.stardist.nms`, on the
+        network's device: the candidates never leave a GPU) or "auto" (default): torch on
+        CUDA, stardist elsewhere.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class StarDistDetector(Detector):
         percentiles: Percentiles | None = None,
         refinement: OutlineRefinement | None = None,
         tta: bool = False,
+        nms: str = "auto",
         name: str = "stardist",
         source: str = "",
         device: str | torch.device | None = "auto",
@@ -104,6 +108,9 @@ class StarDistDetector(Detector):
         self.percentiles = percentiles
         self.refinement = refinement
         self.tta = bool(tta)
+        if nms not in ("auto", "stardist", "torch"):
+            raise ValueError(f"nms must be auto, stardist or torch, got {nms!r}")
+        self.nms = ("torch" if self.device.type == "cuda" else "stardist") if nms == "auto" else nms
         self.source = source
         self.spec = DetectorSpec(name=name, mpp=float(mpp), tile_size=int(tile_size), halo=int(halo),
                                  max_object_size=int(max_object_size), classes=(NUCLEUS,))
@@ -118,6 +125,7 @@ class StarDistDetector(Detector):
         src = f" from {self.source}" if self.source else ""
         ref = ", outlines redrawn on hematoxylin" if self.refinement else ""
         tta = ", mean of 8 mirror images" if self.tta else ""
+        tta += ", NMS in torch" if self.nms == "torch" else ""
         return (f"StarDist2D (torch){src}: {self.config.n_rays} rays, grid {self.config.grid}, "
                 f"prob>{self.thresholds.prob:.3f}, nms {self.thresholds.nms:.2f}, {norm}{ref}{tta}, "
                 f"{self.spec.mpp} µm/px")
@@ -140,6 +148,12 @@ class StarDistDetector(Detector):
         """Same detector (shared network) with test-time augmentation on or off."""
         return self._with(tta=bool(tta))
 
+    def with_nms(self, nms: str) -> "StarDistDetector":
+        """Same detector (shared network) with its NMS run by ``nms``: "stardist" or "torch"."""
+        if nms not in ("stardist", "torch"):
+            raise ValueError(f"nms must be stardist or torch, got {nms!r}")
+        return self._with(nms=nms)
+
     def with_spec(self, **changes) -> "StarDistDetector":
         """Same detector with some :class:`DetectorSpec` fields changed (tile_size, halo, mpp...)."""
         return self._with(spec=dataclasses.replace(self.spec, **changes))
@@ -157,14 +171,18 @@ class StarDistDetector(Detector):
         xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         with inference_context(self.device):
             prob, dist = forward(self.net, xt, tta=self.tta)
-        prob = prob[:, 0].float().cpu().numpy()
-        dist = dist.float().permute(0, 2, 3, 1).cpu().numpy()
+        if self.nms == "torch":
+            found = (instances_on_device(p, d, grid=self.config.grid, shape=(h, w), thresholds=self.thresholds,
+                                         return_labels=self.refinement is not None)
+                     for p, d in zip(prob[:, 0].float(), dist.float()))
+        else:
+            found = (instances_from_prob_dist(p, d, grid=self.config.grid, shape=(h, w), thresholds=self.thresholds,
+                                              return_labels=self.refinement is not None)
+                     for p, d in zip(prob[:, 0].float().cpu().numpy(),
+                                     dist.float().permute(0, 2, 3, 1).cpu().numpy()))
         results = []
-        for tile, p, d in zip(tiles, prob, dist):
+        for tile, (labels, det) in zip(tiles, found):
             # with redrawing, start from stardist's own label image (object i of det is label i + 1)
-            labels, det = instances_from_prob_dist(p, d, grid=self.config.grid, shape=(h, w),
-                                                   thresholds=self.thresholds,
-                                                   return_labels=self.refinement is not None)
             if self.refinement is None:
                 polys, keep = coords_to_polygons(det["coord"], width=w, height=h)
             else:

@@ -158,6 +158,39 @@ def instances_from_prob_dist(
     return labels, {"coord": coord, "points": points, "prob": probs}
 
 
+def instances_on_device(
+    prob: torch.Tensor,
+    dist: torch.Tensor,
+    *,
+    grid: tuple[int, int],
+    shape: tuple[int, int],
+    thresholds: Thresholds,
+    return_labels: bool = True,
+    b: int = 2,
+) -> tuple[np.ndarray | None, dict]:
+    """:func:`instances_from_prob_dist` with the candidates and the NMS on ``prob``'s device
+    (:func:`detectors.stardist.nms.nms_sparse`): prob (h, w) and dist (R, h, w) tensors
+    (the network's output for one image); only the kept polygons leave the device."""
+    from detectors.stardist.nms import nms_sparse
+
+    keep = prob > thresholds.prob
+    if b:
+        border = torch.zeros_like(keep)
+        border[b:-b, b:-b] = True
+        keep &= border
+    cells = torch.nonzero(keep)
+    points = cells * torch.as_tensor(grid, device=cells.device)
+    inside = (points < torch.as_tensor(shape, device=cells.device)).all(1)
+    cells, points = cells[inside], points[inside]
+    probs = prob[cells[:, 0], cells[:, 1]].float()
+    dists = dist[:, cells[:, 0], cells[:, 1]].T.float().clamp_min(1e-3)
+    kept = nms_sparse(dists, probs, points, nms_thresh=thresholds.nms)
+    points = points[kept].cpu().numpy()
+    probs, dists = probs[kept].cpu().numpy(), dists[kept].cpu().numpy()
+    labels = polygons_to_label(dists, points, prob=probs, shape=shape) if return_labels else None
+    return labels, {"coord": dist_to_coord(dists, points), "points": points, "prob": probs}
+
+
 def predict_instances(
     net: StarDistNet,
     image: np.ndarray,
