@@ -11,6 +11,7 @@ from detectors.base import Detector
 from tiling.errors import InputError
 
 log = logging.getLogger(__name__)
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "models"  # opt-in model folders, by name
 
 WEIGHTFREE_NOTE = "weight-free nuclei detector (no trained weights; colour deconvolution + watershed; {})"
 WEIGHTFREE_KINDS = {
@@ -23,8 +24,9 @@ def resolve_nuclei_model(model: str) -> tuple[str, Path | None]:
     """``(kind, folder)``: kind is ``"weightfree"``, ``"weightfree-fast"`` or ``"stardist"``.
 
     model : "auto" (StarDist if ``stardist-he`` is in the model cache, else weight-free),
-    "weightfree", "weightfree-fast", a registry name (must have been fetched) or a local
-    model folder.
+    "weightfree", "weightfree-fast", a registry name (must have been fetched), the name of a
+    model folder shipped under the repository's ``models/`` (opt-in ones, e.g.
+    ``stardist-monuseg``) or a local model folder.
     """
     if model in WEIGHTFREE_KINDS:
         return model, None
@@ -36,6 +38,9 @@ def resolve_nuclei_model(model: str) -> tuple[str, Path | None]:
     path = Path(model)
     if path.is_dir():
         return "stardist", path
+    shipped = SHIPPED_MODELS / model
+    if path.name == model and (shipped / "config.json").is_file():
+        return "stardist", shipped
     if model in load_registry():
         folder = cached_model(model)
         if folder is None:

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detectors.registry import sha256_of
 from tiling.errors import InputError
 
 #: The architecture of the published ``2D_versatile_he`` model (stardist's Config2D defaults
@@ -150,8 +151,19 @@ def read_model_folder(path: str | Path) -> tuple[StarDistConfig, Thresholds, Pat
     thresholds = Thresholds.from_dict(_read_json(thr_path)) if thr_path.exists() else Thresholds()
     for name in ("weights_best.h5", "weights_last.h5", "weights.pt"):
         if (folder / name).is_file():
+            check_weights_hash(folder / name, config.extra)
             return config, thresholds, folder / name
     raise InputError(folder, "no weights (expected weights_best.h5, weights_last.h5 or weights.pt)")
+
+
+def check_weights_hash(weights: Path, extra: dict) -> None:
+    """A shipped folder records its weights' sha256 (``"wsi_pipeline"."weights_sha256"`` in
+    config.json); weights that do not match are a corrupt or mismatched folder."""
+    meta = extra.get("wsi_pipeline")
+    expected = meta.get("weights_sha256") if isinstance(meta, dict) else None
+    if expected and sha256_of(weights) != expected:
+        raise InputError(weights, "sha256 differs from the one config.json records: the model folder is corrupt or "
+                                  "its files come from different models")
 
 
 def write_model_folder(folder: str | Path, config: StarDistConfig, thresholds: Thresholds) -> None:

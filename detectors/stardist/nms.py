@@ -33,7 +33,7 @@ import math
 
 import torch
 
-PAIR_CHUNK = 1 << 18  # pairs whose overlap is computed at once (x n_rays x m² points)
+POINT_CHUNK = 1 << 25  # sample points tested at once (pairs x n_rays x m²): ~128 MB per float tensor
 
 
 def ray_angles(n_rays: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,8 +127,9 @@ def intersection_areas(points: torch.Tensor, dist: torch.Tensor, a: torch.Tensor
     sin, cos = ray_angles(n_rays, dist.device)
     uv = _sub_triangle_centroids(m, dist.device)  # (S, 2)
     out = torch.empty(len(a), dtype=torch.float32, device=dist.device)
-    for s in range(0, len(a), PAIR_CHUNK):
-        ia, ib = a[s:s + PAIR_CHUNK], b[s:s + PAIR_CHUNK]
+    chunk = max(1, POINT_CHUNK // (n_rays * len(uv)))
+    for s in range(0, len(a), chunk):
+        ia, ib = a[s:s + chunk], b[s:s + chunk]
         da = dist[ia]
         # vertices of a relative to a's centre: (P, R)
         vy, vx = da * sin, da * cos
@@ -139,7 +140,7 @@ def intersection_areas(points: torch.Tensor, dist: torch.Tensor, a: torch.Tensor
         off = points[ia] - points[ib]  # a's centre relative to b's
         inside = inside_star(py + off[:, :1], px + off[:, 1:], dist[ib], sin, cos)
         frac = inside.view(len(ia), n_rays, -1).float().mean(2)
-        out[s:s + PAIR_CHUNK] = (frac * tri_area.abs()).sum(1)
+        out[s:s + chunk] = (frac * tri_area.abs()).sum(1)
     return out
 
 

@@ -9,7 +9,7 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML config (a path, or default | cpu-fast | gpu)")
     p.add_argument("--out", required=True, help="output folder; each slide gets OUT/<slide-id>/")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (overrides the config)")
-    p.add_argument("--nuclei-model", default=None, help="weightfree | weightfree-fast | auto | stardist-he | a local StarDist model folder")
+    p.add_argument("--nuclei-model", default=None, help="weightfree | weightfree-fast | auto | stardist-he | stardist-monuseg (opt-in, CC BY-NC-SA 4.0) | a local StarDist model folder")
     p.add_argument("--cell-model", default=None, help="model folder from `wsi-pipeline train cells` (default: weight-free rules)")
     p.add_argument("--tissue-model", default=None, help="model folder from `wsi-pipeline train tissue` (default: weight-free region map)")
     p.add_argument("--mitosis-model", default=None, help="model folder from `wsi-pipeline train mitosis`")
