@@ -159,3 +159,104 @@ def test_candidates_recall_on_midog21_crops_beats_the_old_rule():
             hits[name] += bool((np.hypot(xy[:, 0] - 64, xy[:, 1] - 64) <= 30).any()) if len(xy) else 0
     assert hits["new"] >= hits["old"]
     assert hits["new"] / len(files) >= 0.85
+
+
+# -- blobs wired into the tile detector and the whole-slide stage ---------------------------
+class _Everything:
+    """Test double scorer: every candidate scores 1 (so detections = candidates)."""
+
+    validated, description, crop_size, mpp, threshold = False, "test double", 64, 0.25, 0.5
+
+    def score(self, crops):
+        return np.ones(len(crops), np.float32)
+
+
+class _NoNuclei:
+    """Test double nuclei detector that finds nothing (the figure is not in the nuclei)."""
+
+    def __init__(self) -> None:
+        from detectors.base import DetectorSpec
+
+        self.spec = DetectorSpec(name="none", mpp=0.25, tile_size=256, halo=32, max_object_size=48, classes=("Nucleus",))
+        self.description = "no nuclei"
+
+    def predict(self, tile):
+        return Instances.empty()
+
+    def predict_batch(self, tiles):
+        return [Instances.empty() for _ in tiles]
+
+
+def test_tile_detector_scores_a_dark_figure_missing_from_the_nuclei():
+    from detectors.mitosis.detector import MitosisDetector
+
+    det = MitosisDetector(device="cpu", scorer=_Everything(), nuclei=_NoNuclei())
+    rgb = _field()
+    xy, p = det.score_candidates(rgb, Instances.empty(), reference=0.5)
+    assert xy.shape == (1, 2) and np.allclose(xy[0], (150.5, 120.5), atol=1.0) and p.tolist() == [1.0]
+    assert det.score_candidates(rgb, Instances.empty(), reference=0.5, blobs=False)[0].shape == (0, 2)
+    # the blob next to a candidate nucleus adds nothing: one candidate per figure
+    nuc = _nuclei(np.r_[np.full(30, 0.5), 1.3])
+    nuc = Instances(shapely.points(np.r_[np.full((30, 2), 5.0), [[152.0, 121.0]]]), nuc.score, nuc.label,
+                    nuc.measurements)
+    xy, _ = det.score_candidates(rgb, nuc)  # reference from the nuclei (median 0.5)
+    assert len(xy) == 1 and np.allclose(xy[0], (152.0, 121.0))
+    res = det.predict(rgb)  # no nuclei at all: the blob still becomes a detection
+    assert len(res) == 1 and np.allclose(res.centroids()[0], (150.5, 120.5), atol=1.0)
+
+
+class _ArraySlide:
+    """Test double slide: an in-memory level 0 at ``mpp``; read_region at another mpp resamples."""
+
+    def __init__(self, rgb: np.ndarray, mpp: float) -> None:
+        self.rgb, self.mpp, self.dimensions = rgb, (mpp, mpp), (rgb.shape[1], rgb.shape[0])
+
+    def read_region(self, location, size, *, level=None, mpp=None):
+        from PIL import Image
+
+        f = (mpp or self.mpp[0]) / self.mpp[0]
+        x0, y0 = location
+        w, h = round(size[0] * f), round(size[1] * f)
+        out = np.full((h, w, 3), 255, np.uint8)
+        H, W = self.rgb.shape[:2]
+        xs, ys = max(0, x0), max(0, y0)
+        xe, ye = min(W, x0 + w), min(H, y0 + h)
+        if xe > xs and ye > ys:
+            out[ys - y0 : ye - y0, xs - x0 : xe - x0] = self.rgb[ys:ye, xs:xe]
+        if f != 1:
+            out = np.asarray(Image.fromarray(out).resize(tuple(size), Image.Resampling.BILINEAR))
+        return out
+
+
+def _clumps(shape=(700, 900), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """0.5 µm/px field with dark clumps (r 5 px = ~20 µm²) on a grid, some on tile borders."""
+    rng = np.random.default_rng(seed)
+    od = np.full(shape, 0.05)
+    centres = []
+    for cy in range(40, shape[0] - 30, 70):
+        for cx in range(40, shape[1] - 30, 70):
+            cy2, cx2 = cy + rng.integers(-8, 9), cx + rng.integers(-8, 9)
+            od[_disc(shape, cy2, cx2, 5)] = 1.3
+            centres.append((cx2 + 0.5, cy2 + 0.5))
+    return _he_image(od), np.array(centres)
+
+
+def test_slide_blob_search_tiled_equals_untiled_without_duplicates():
+    from wsi_pipeline.mitosis_stage import blob_centres
+
+    rgb, truth = _clumps()
+    slide = _ArraySlide(rgb, 0.5)
+    whole = blob_candidates(rgb, mpp=0.5, reference=0.5)
+    tiled = blob_centres(slide, reference=0.5, mpp=0.5, tile_size=256)  # many tiles, borders through clumps
+    assert len(whole) == len(truth) == len(tiled)
+    order = lambda a: a[np.lexsort((a[:, 0], a[:, 1]))]  # noqa: E731
+    np.testing.assert_allclose(order(tiled), order(whole), atol=1e-6)
+    d = np.hypot(*(tiled[:, None] - tiled[None]).transpose(2, 0, 1)) + np.eye(len(tiled)) * 1e9
+    assert d.min() > 20  # no figure twice
+    # a slide scanned at 0.25 µm/px: blobs searched at 0.5, centres returned in level-0 pixels
+    from PIL import Image
+
+    fine = _ArraySlide(np.asarray(Image.fromarray(rgb).resize((1800, 1400), Image.Resampling.BILINEAR)), 0.25)
+    xy = blob_centres(fine, reference=0.5, mpp=0.5, tile_size=256)
+    assert len(xy) == len(truth)
+    assert np.hypot(*(order(xy) / 2 - order(truth)).T).max() < 1.5

@@ -6,6 +6,12 @@ the rate is "not assessed": ``counts["mitoses_per_mm2"]`` is ``None`` and
 ``counts["mitotic_rate"]`` says why, no hotspot and no density map are made, and the
 detections are written as ``Mitosis candidate (unvalidated)`` for review only.
 
+Candidates are the nuclei :func:`~detectors.mitosis.candidates.select_candidates` keeps
+(darkness judged against the slide's nuclei) plus the compact dark hematoxylin blobs of
+:func:`blob_centres` (condensed chromatin the nuclei detector split or missed), found on
+tiles over tissue at :data:`BLOB_MPP` and kept once each by the tile grid's responsibility
+rule; a blob within ``BlobRule.merge_radius_um`` of a candidate nucleus adds nothing.
+
 Writes ``mitoses.geojson`` (points, ``objectType`` detection, class ``Mitosis`` from a
 validated model, ``Mitosis candidate (unvalidated)`` otherwise; the hotspot window as an
 annotation when validated) and, when validated, ``mitosis_density.npy`` (mitoses per mm²
@@ -122,6 +128,41 @@ def density_map(points_xy: np.ndarray, size: tuple[int, int], *, slide_mpp: floa
     return (hist / (pixel_um / 1000.0) ** 2).astype(np.float32)
 
 
+#: resolution (µm/px) and tile size (px) of the blob search; blobs hold the same recall at
+#: 0.5 µm/px as at 0.25 (bench/bench_mitosis_candidates.py) for a quarter of the pixels
+BLOB_MPP = 0.5
+BLOB_TILE = 1024
+#: the largest blob (µm, along x or y) the tiles must see whole: the halo
+BLOB_MAX_UM = 32.0
+
+
+def blob_centres(slide, tissue=None, *, reference: float | None, mpp: float = BLOB_MPP, tile_size: int = BLOB_TILE,
+                 rule=None) -> np.ndarray:
+    """(K, 2) level-0 (x, y) centres of the dark hematoxylin blobs of the slide
+    (:func:`~detectors.mitosis.candidates.blob_candidates` on tiles read at ``mpp``; only
+    tiles over ``tissue``'s mask when given). Each tile has a halo of :data:`BLOB_MAX_UM` and
+    keeps the blobs whose centre lies in its core, so a blob on a tile border is found once,
+    as on the untiled image. ``reference``: the slide's median nucleus hematoxylin OD."""
+    from detectors.mitosis.candidates import BlobRule, blob_candidates
+    from tiling.grid import tile_grid
+
+    rule = rule or BlobRule()
+    slide_mpp = float(slide.mpp[0])
+    mpp = max(mpp, slide_mpp)  # never upsample the slide
+    halo = math.ceil(BLOB_MAX_UM / mpp)
+    kw = {} if tissue is None else {"tissue_mask": tissue.mask, "mask_downsample": tissue.downsample}
+    tiles = tile_grid(tuple(slide.dimensions), slide_mpp=slide_mpp, working_mpp=mpp, tile_size=tile_size, halo=halo,
+                      max_object=halo, **kw)
+    out = [np.empty((0, 2))]
+    for t in tiles:
+        rgb = slide.read_region((int(round(t.level0_box[0])), int(round(t.level0_box[1]))), t.size, mpp=mpp)
+        xy = blob_candidates(rgb, mpp=mpp, reference=reference, rule=rule)
+        xy = xy[t.owns(xy)]
+        if len(xy):
+            out.append((xy + np.asarray(t.origin, float)) * t.scale)
+    return np.concatenate(out)
+
+
 def read_crops(slide, centres_xy: np.ndarray, *, size: int, mpp: float) -> np.ndarray:
     """(N, size, size, 3) uint8 crops centred on level-0 points, resampled to ``mpp``."""
     half = size / 2 * mpp / slide.mpp[0]
@@ -137,12 +178,14 @@ def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Pa
     scorer is validated). ``scorer``: a :class:`~detectors.mitosis.MitosisScorer`; by
     default the one ``cfg.mitosis.model`` names.
 
-    Counts: ``mitosis_nuclei_screened`` (candidate nuclei scored), ``mitosis_candidates``
+    Counts: ``mitosis_nuclei_screened`` (candidates scored: nuclei and blobs),
+    ``mitosis_blobs_screened`` (of those, dark blobs away from any candidate nucleus), ``mitosis_candidates``
     (detections above the scorer's threshold, validated or not), ``mitoses`` (the same
     when validated, else ``None``), ``mitoses_validated``, ``mitoses_in_hotspot`` and
     ``mitoses_per_mm2`` (``None`` when not assessed), ``mitotic_rate`` (see
     :func:`mitotic_rate`)."""
     from detectors.mitosis import load_mitosis_scorer, select_candidates
+    from detectors.mitosis.candidates import BlobRule, merge_candidates, reference_od
 
     if scorer is None:
         scorer = load_mitosis_scorer(cfg.mitosis.model, device=cfg.device)
@@ -153,7 +196,11 @@ def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Pa
         log.warning("mitosis: the scorer is not validated; its detections are candidates for review and "
                     "the mitotic rate is not assessed")
     cand = nuclei.subset(select_candidates(nuclei)) if len(nuclei) else Instances.empty()
-    centres = cand.centroids()
+    centres = np.asarray(cand.centroids(), float).reshape(-1, 2)
+    blobs = blob_centres(slide, tissue if tissue is not None and getattr(tissue, "mask", None) is not None else None,
+                         reference=reference_od(nuclei))
+    centres = merge_candidates(centres, blobs, radius=BlobRule().merge_radius_um / float(slide.mpp[0]))
+    n_blobs = len(centres) - len(cand)
     probs = np.empty(0, np.float32)
     for i in range(0, len(centres), cfg.mitosis.batch_size):
         batch = read_crops(slide, centres[i : i + cfg.mitosis.batch_size], size=scorer.crop_size, mpp=scorer.mpp)
@@ -179,7 +226,8 @@ def run_mitosis_stage(slide, *, job, cfg, nuclei: Instances, tissue, out_dir: Pa
     if rate["value"] is None:
         res.notes.append(f"mitotic rate: {rate['reason']}")
     res.counts.update({
-        "mitosis_nuclei_screened": len(cand),
+        "mitosis_nuclei_screened": len(centres),
+        "mitosis_blobs_screened": n_blobs,
         "mitosis_candidates": len(points),
         "mitoses": len(points) if validated else None,
         "mitoses_validated": validated,

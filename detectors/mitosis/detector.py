@@ -1,5 +1,10 @@
 """Mitosis detector on tiles: weight-free nuclei -> candidates -> crop scorer -> points.
 
+Candidates are the nuclei :func:`~detectors.mitosis.candidates.select_candidates` keeps plus
+the compact dark hematoxylin blobs (:func:`~detectors.mitosis.candidates.blob_candidates`)
+that lie farther than ``BlobRule.merge_radius_um`` from them: condensed chromatin the nuclei
+detector split or missed is scored too.
+
 For the detector conformance test and for tile-level use; the whole-slide stage
 (:mod:`wsi_pipeline.mitosis_stage`) does the same from the slide's merged nuclei.
 Output: shapely ``Point`` per figure at the nucleus centroid, class ``Mitosis`` (trained
@@ -12,7 +17,7 @@ import numpy as np
 import shapely
 
 from detectors.base import Detector, DetectorSpec, Instances
-from detectors.mitosis.candidates import select_candidates
+from detectors.mitosis.candidates import BlobRule, blob_candidates, merge_candidates, reference_od, select_candidates
 from detectors.mitosis.scorer import MitosisScorer, load_mitosis_scorer
 from detectors.nuclei.weightfree import WeightFreeNucleiDetector
 
@@ -61,23 +66,32 @@ class MitosisDetector(Detector):
         return [self._one(tile, nuc) for tile, nuc in zip(tiles, self.nuclei.predict_batch(tiles))]
 
     def score_candidates(self, tile: np.ndarray, nuclei: Instances | None = None, *,
-                         candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 2) (x, y) tile-pixel centres of the candidate nuclei and their (N,) float32
+                         candidates: np.ndarray | None = None, blobs: bool = True,
+                         reference: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) (x, y) tile-pixel centres of the candidates and their (N,) float32
         probabilities (detections are those >= ``scorer.threshold``). ``tile`` (H, W, 3)
         uint8 at the scorer's mpp; ``nuclei`` found here when not given; ``candidates``:
-        (len(nuclei),) bool mask (default :func:`select_candidates` on this tile's nuclei)."""
+        (len(nuclei),) bool mask (default :func:`select_candidates` on this tile's nuclei).
+        With ``blobs``, the dark blobs of the tile not within ``BlobRule.merge_radius_um`` of
+        a candidate nucleus follow them (also where no nucleus was found); their darkness is
+        judged against ``reference`` (the median nucleus hematoxylin OD of the slide or crop
+        set; default :func:`reference_od` of ``nuclei``, the fixed level with too few)."""
         if nuclei is None:
             nuclei = self.nuclei.predict(tile)
-        if len(nuclei) == 0:
-            return np.empty((0, 2)), np.empty(0, np.float32)
-        centres = nuclei.subset(select_candidates(nuclei) if candidates is None else candidates).centroids()
+        if len(nuclei):
+            centres = nuclei.subset(select_candidates(nuclei) if candidates is None else candidates).centroids()
+        else:
+            centres = np.empty((0, 2))
+        centres = np.asarray(centres, float).reshape(-1, 2)
+        if blobs:
+            ref = reference_od(nuclei) if reference is None else reference
+            extra = blob_candidates(tile, mpp=self.scorer.mpp, reference=ref)
+            centres = merge_candidates(centres, extra, radius=BlobRule().merge_radius_um / self.scorer.mpp)
         if not len(centres):
-            return centres.reshape(0, 2), np.empty(0, np.float32)
+            return centres, np.empty(0, np.float32)
         return centres, np.asarray(self.scorer.score(crops_around(tile, centres, self.scorer.crop_size)), np.float32)
 
     def _one(self, tile: np.ndarray, nuclei: Instances) -> Instances:
-        if len(nuclei) == 0:
-            return Instances.empty(("Probability",))
         centres, probs = self.score_candidates(tile, nuclei)
         keep = probs >= self.scorer.threshold
         xy, p = centres[keep], np.asarray(probs, np.float32)[keep]

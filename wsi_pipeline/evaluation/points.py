@@ -161,7 +161,12 @@ def evaluate_figure_crops(folder: str | Path, *, detector, mpp: float, radius_um
     "total": {...}, "by_class": {cls: {...}}, "images": {cls/name: {...}}}``; each summary has
     ``crops``, ``found``, ``recall``, ``candidates_found``, ``candidate_recall``,
     ``other_detections`` (detections farther than the radius from the centre) and
-    ``other_detections_per_crop``."""
+    ``other_detections_per_crop``.
+
+    Candidates are judged as on a slide: nucleus darkness and the blob candidates' darkness
+    against the nuclei of *all the crops of the folder pooled* (one median). That suits one
+    lab's folder (one scanner, one stain); a folder mixing scanners or stains should be
+    split into one folder per scanner, or the pooled median favours the darker ones."""
     from wsi_pipeline.training.mitosis_data import MODEL_MPP, read_rgb
 
     if mpp <= 0 or radius_um <= 0:
@@ -174,9 +179,10 @@ def evaluate_figure_crops(folder: str | Path, *, detector, mpp: float, radius_um
     images = [read_rgb(path, mpp=mpp) for _, path in files]  # resampled to MODEL_MPP
     nuclei = [detector.nuclei.predict(im) for im in images]
     masks = _pooled_candidates(nuclei)
+    ref = _pooled_reference(nuclei)
     per: dict[str, dict] = {}
     for (cls, path), im, nuc, mask in zip(files, images, nuclei, masks):
-        centres, probs = detector.score_candidates(im, nuc, candidates=mask)
+        centres, probs = detector.score_candidates(im, nuc, candidates=mask, reference=ref)
         d = np.hypot(centres[:, 0] - im.shape[1] / 2, centres[:, 1] - im.shape[0] / 2)
         det = probs >= scorer.threshold
         per[f"{cls}/{path.name}"] = {"class": cls, "found": bool((det & (d <= radius)).any()),
@@ -200,6 +206,14 @@ def _pooled_candidates(nuclei: list) -> list[np.ndarray]:
     pooled = select_candidates(Instances.concatenate(list(nuclei)))
     return np.split(pooled, np.cumsum([len(n) for n in nuclei])[:-1]) if len(pooled) else \
         [np.zeros(len(n), bool) for n in nuclei]
+
+
+def _pooled_reference(nuclei: list) -> float | None:
+    """The median nucleus hematoxylin OD of all the crops together (blob darkness)."""
+    from detectors.base import Instances
+    from detectors.mitosis.candidates import reference_od
+
+    return reference_od(Instances.concatenate(list(nuclei)))
 
 
 def _crop_summary(rows) -> dict:
