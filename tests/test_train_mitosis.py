@@ -235,3 +235,64 @@ def test_leave_one_scanner_out_split_and_summary():
     assert summarise({"XR": r}, target_recall=0.99)["threshold"] == 0.2  # all 4 figures score >= 0.2
     low = {**r, "recall_by_threshold": {k: 0.5 for k in r["recall_by_threshold"]}}
     assert summarise({"XR": r, "low": low}, target_recall=0.8)["threshold"] is None
+
+
+def test_field_imposters_capped_per_crop_imposter():
+    from wsi_pipeline.training.mitosis_loso import cap_field_imposters
+
+    source = np.array(["crops"] * 4 + ["crop-neighbours"] * 3 + ["fields"] * 20, object)
+    n = len(source)
+    data = SampleSet(np.zeros((n, 8, 8, 3), np.uint8), np.array(["normal"] * 4 + ["imposter"] * 23, object),
+                     np.array([f"g{i}" for i in range(n)], object), source)
+    split = np.array(["train"] * 7 + ["train"] * 15 + ["test"] * 5, object)
+    capped = cap_field_imposters(data, split, per_crop_imposter=2.0, seed=1)
+    assert ((capped == "train") & (source == "fields")).sum() == 6  # 2 x 3 neighbours
+    assert (capped[:7] == "train").all() and (capped[-5:] == "test").all()  # crops and test fields untouched
+    assert ((capped == "unused") & (source == "fields")).sum() == 9
+    assert cap_field_imposters(data, split, per_crop_imposter=None).tolist() == split.tolist()
+    assert cap_field_imposters(data, split, per_crop_imposter=2.0, seed=1).tolist() == capped.tolist()
+
+
+def test_candidate_centres_add_the_blobs_the_nuclei_missed():
+    from detectors.base import Instances
+    from wsi_pipeline.training.mitosis_data import candidate_centres
+
+    img = np.full((128, 128, 3), 235, np.uint8)
+    yy, xx = np.mgrid[:128, :128]
+    img[(xx - 90) ** 2 + (yy - 40) ** 2 < 8**2] = (40, 20, 90)  # a dark clump, not among the nuclei
+    assert candidate_centres(img, Instances.empty(), blobs=False).shape == (0, 2)
+    xy = candidate_centres(img, Instances.empty())
+    assert xy.shape == (1, 2) and np.allclose(xy[0], (90.5, 40.5), atol=1.0)
+
+
+def test_sharpening_and_blur_both_happen_and_stay_in_range():
+    import torch
+
+    from wsi_pipeline.training.mitosis_augment import _blur
+
+    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = _blur(x, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    hf = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean((1, 2, 3))  # noqa: E731 - high-frequency energy
+    assert (hf(y) < 0.95 * hf(x)).any() and (hf(y) > 1.02 * hf(x)).any()  # some blurred, some sharpened
+    assert torch.equal(_blur(x, torch.Generator().manual_seed(1)), y)
+
+
+def test_tta_scores_average_the_flips(tmp_path):
+    import torch
+
+    from detectors.mitosis.classifier import MitosisNet
+    from detectors.mitosis.model_io import MitosisModelConfig, save_model_folder
+    from wsi_pipeline.training.mitosis import predict
+    from wsi_pipeline.training.mitosis_loso import tta_scores
+
+    torch.manual_seed(0)
+    net = MitosisNet(2, width=4).eval()
+    folder = save_model_folder(tmp_path / "m", net, MitosisModelConfig(classes=("imposter", "normal"), width=4), {},
+                               "# m\n")
+    patches = np.random.default_rng(0).integers(0, 255, (5, 80, 80, 3), dtype=np.uint8)
+    plain = tta_scores(folder, patches, flips=1)
+    np.testing.assert_allclose(plain, predict(net, patches, 64, torch.device("cpu")), atol=1e-5)
+    four = tta_scores(folder, patches, flips=4)
+    flipped = patches[:, :, ::-1]  # a horizontally flipped patch has the same 4-flip average
+    np.testing.assert_allclose(tta_scores(folder, np.ascontiguousarray(flipped), flips=4), four, atol=1e-5)

@@ -5,8 +5,8 @@ Two families, both random per sample:
 * **stain**: hematoxylin and eosin concentrations scaled and shifted (colour deconvolution
   with the Ruifrok vectors, then remixed), brightness;
 * **scanner** (``scanner=True``): what differs between scanners and sites besides stain:
-  resolution (scale 0.92-1.08, i.e. 0.23-0.27 µm/px read as 0.25), focus (Gaussian blur),
-  contrast and gamma, JPEG compression (quality 30-95), any rotation.
+  resolution (scale 0.92-1.08, i.e. 0.23-0.27 µm/px read as 0.25), focus (Gaussian blur,
+  or the scanner's sharpening: an unsharp mask), contrast and gamma, JPEG compression (quality 30-95), any rotation.
 
 Geometry (shift up to the patch margin, rotation, scale, flip) is one affine resampling of
 the patch, so the output crop never shows the patch's edge for shifts within the margin.
@@ -68,13 +68,26 @@ def _geometry(x: torch.Tensor, size: int, gen: torch.Generator, *, scanner: bool
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def _blur(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Gaussian blur, sigma 0.3-1.2 px, on a random ``p`` of the batch."""
+def _blur(x: torch.Tensor, gen: torch.Generator, p: float = 0.5, p_sharpen: float = 0.25) -> torch.Tensor:
+    """Gaussian blur, sigma 0.3-1.2 px, on a random ``p`` of the batch; on another random
+    ``p_sharpen`` the opposite, an unsharp mask (amount 0.3-1.2 at the same sigmas): scanners
+    differ as much in sharpening as in focus, and a model trained on soft scans alone
+    misses the figures of a sharp one."""
     b = x.shape[0]
     sigma = _u(gen, b, 0.3, 1.2)
-    use = torch.rand(b, generator=gen) < p
+    r = torch.rand(b, generator=gen)
+    use = r < p + p_sharpen
     if not use.any():
         return x
+    amount = torch.where(r < p, torch.full((b,), -1.0), _u(gen, b, 0.3, 1.2)).view(b, 1, 1, 1)
+    blurred = _blur_all(x, sigma, use)
+    # amount -1: the blurred image; amount a > 0: x + a * (x - blurred)
+    return torch.where(amount < 0, blurred, (x + amount * (x - blurred)).clamp(0, 1))
+
+
+def _blur_all(x: torch.Tensor, sigma: torch.Tensor, use: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of the samples where ``use``, sigma per sample."""
+    b = x.shape[0]
     r = torch.arange(-2, 3, dtype=torch.float32)
     k = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
     k = k / k.sum(1, keepdim=True)  # (B, 5)

@@ -7,8 +7,10 @@ Sources (all resampled to the model's 0.25 µm/px when given at another ``mpp``)
   columns (as ``AMI-BR-MIDOG21.csv``) gives each crop's slide (file ``<prefix>_<uid>.png``)
   so splits go by slide. Nuclei found in the crop away from its centre are taken as
   in-domain imposters (same slide, same stain).
-* **negative fields**: images with no mitoses marked; every candidate nucleus (weight-free
-  detector + :func:`detectors.mitosis.select_candidates`) is an imposter. Small images
+* **negative fields**: images with no mitoses marked; every candidate (weight-free
+  detector + :func:`detectors.mitosis.select_candidates`, plus the dark hematoxylin blobs of
+  :func:`detectors.mitosis.candidates.blob_candidates` as the detector merges them:
+  :func:`candidate_centres`) is an imposter. Small images
   (both sides <= 160 px) are taken as ready-made negative crops instead.
 * **annotated images**: images (or slides) with GeoJSON points/polygons classified
   ``Mitosis`` (-> class ``normal``) or ``Atypical mitosis`` (-> ``atypical``); candidate
@@ -122,6 +124,27 @@ def patches_at(image: np.ndarray, centres_xy: np.ndarray, size: int, *, inside_o
     return out, np.arange(len(c))
 
 
+def candidate_centres(image: np.ndarray, det, *, mask: np.ndarray | None = None, blobs: bool = True,
+                      reference: float | None = None) -> np.ndarray:
+    """(K, 2) (x, y) candidate centres of ``image`` (at :data:`MODEL_MPP`) as the mitosis
+    detector finds them: the centroids of the candidate nuclei of ``det`` (``mask``, default
+    :func:`~detectors.mitosis.candidates.select_candidates`) and, with ``blobs``, the dark
+    hematoxylin blobs farther than ``BlobRule.merge_radius_um`` from them; blob darkness is
+    judged against ``reference`` (default :func:`~detectors.mitosis.candidates.reference_od`
+    of ``det``)."""
+    from detectors.mitosis.candidates import BlobRule, blob_candidates, merge_candidates, reference_od, select_candidates
+
+    if len(det):
+        xy = det.centroids()[select_candidates(det) if mask is None else mask]
+    else:
+        xy = np.empty((0, 2))
+    if not blobs:
+        return xy
+    ref = reference_od(det) if reference is None and len(det) else reference
+    return merge_candidates(xy, blob_candidates(image, mpp=MODEL_MPP, reference=ref),
+                            radius=BlobRule().merge_radius_um / MODEL_MPP)
+
+
 def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -142,10 +165,16 @@ def _group(stem: str, slides: dict[str, str]) -> str:
 
 
 def load_crop_folders(folder: str | Path, *, mpp: float, patch: int, nuclei=None,
-                      neighbour_radius_px: float = 30.0) -> SampleSet:
+                      neighbour_radius_px: float = 30.0, blobs: bool = True,
+                      max_outside: float = 0.25) -> SampleSet:
     """Positives from class sub-folders of ``folder``; with ``nuclei`` (a nucleus detector)
-    also candidate nuclei at least ``neighbour_radius_px`` from each crop's centre as imposters."""
-    from detectors.mitosis.candidates import select_candidates
+    also candidates (:func:`candidate_centres`; darkness judged against the pooled nuclei of
+    the class folder, as a slide's) at least ``neighbour_radius_px`` from each crop's centre
+    as imposters, where at most ``max_outside`` of the patch side lies outside the crop
+    (filled by reflection). These in-domain imposters matter: with imposters from other
+    datasets only, a classifier can learn the dataset (scanner, stain) instead of the figure."""
+    from detectors.base import Instances
+    from detectors.mitosis.candidates import reference_od, select_candidates
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -165,13 +194,17 @@ def load_crop_folders(folder: str | Path, *, mpp: float, patch: int, nuclei=None
                                np.full(len(pos), "crops", object)))
         if nuclei is None or cls_dir.name == IMPOSTER:
             continue
-        for (p, im), g, det in zip(imgs, groups, _detect_all(nuclei, [im for _, im in imgs])):
-            if not len(det):
+        dets = _detect_all(nuclei, [im for _, im in imgs])
+        pooled = Instances.concatenate(dets)
+        ref = reference_od(pooled)
+        masks = np.split(select_candidates(pooled), np.cumsum([len(d) for d in dets])[:-1]) if len(pooled) else \
+            [np.zeros(len(d), bool) for d in dets]
+        for (p, im), g, det, mask in zip(imgs, groups, dets, masks):
+            c = candidate_centres(im, det, mask=mask, blobs=blobs, reference=ref)
+            if not len(c):
                 continue
-            c = det.centroids()[select_candidates(det)]
             c = c[np.hypot(c[:, 0] - im.shape[1] / 2, c[:, 1] - im.shape[0] / 2) >= neighbour_radius_px]
-            # at most a quarter of the patch side may lie outside the crop (filled by reflection)
-            m = patch // 4
+            m = int(patch * max_outside)  # patch px allowed outside the crop (filled by reflection)
             c = c[(c.min(1) >= patch // 2 - m) & (c[:, 0] <= im.shape[1] - patch // 2 + m)
                   & (c[:, 1] <= im.shape[0] - patch // 2 + m)]
             neg, _ = patches_at(im, c, patch, inside_only=False)
@@ -195,9 +228,9 @@ def _detect_all(nuclei, images: list[np.ndarray], batch: int = 32) -> list:
     return out
 
 
-def load_negative_fields(folder: str | Path, *, mpp: float, patch: int, nuclei) -> SampleSet:
-    """Imposters: candidate nuclei of every field image in ``folder`` (no mitoses marked)."""
-    from detectors.mitosis.candidates import select_candidates
+def load_negative_fields(folder: str | Path, *, mpp: float, patch: int, nuclei, blobs: bool = True) -> SampleSet:
+    """Imposters: candidates (:func:`candidate_centres`) of every field image in ``folder``
+    (no mitoses marked)."""
 
     folder = Path(folder)
     files = _images(folder) if folder.is_dir() else []
@@ -212,7 +245,7 @@ def load_negative_fields(folder: str | Path, *, mpp: float, patch: int, nuclei) 
             parts.append(SampleSet(crop, np.array([IMPOSTER], object), np.array([g], object), np.array(["crops"], object)))
             continue
         det = nuclei.predict(im)
-        c = det.centroids()[select_candidates(det)] if len(det) else np.empty((0, 2))
+        c = candidate_centres(im, det, blobs=blobs)
         neg, _ = patches_at(im, c, patch, inside_only=False)
         s = SampleSet(neg, np.full(len(neg), IMPOSTER, object), np.full(len(neg), g, object),
                       np.full(len(neg), "fields", object))

@@ -64,6 +64,28 @@ def loso_split(data: SampleSet, held_out: str, *, train_fields: set[str], test_f
     return split
 
 
+def cap_field_imposters(data: SampleSet, split: np.ndarray, *, per_crop_imposter: float | None,
+                        seed: int = 0) -> np.ndarray:
+    """``split`` with training field imposters beyond ``per_crop_imposter`` x the training
+    crop imposters (crop neighbours) set to 'unused' (a random choice; None: no cap).
+
+    Positives all come from the crop set; when nearly all imposters come from other datasets
+    (MoNuSeg, CMU-1), "looks like the crop set" separates the classes on the training
+    scanners and fails on a new one. Capping the foreign imposters keeps the classes apart by
+    the figure, not by the dataset."""
+    split = np.asarray(split, object).copy()
+    if per_crop_imposter is None:
+        return split
+    train = split == "train"
+    neigh = int((train & (data.source == "crop-neighbours")).sum())
+    fields = np.flatnonzero(train & (data.source == "fields"))
+    keep = int(round(per_crop_imposter * neigh))
+    if len(fields) > keep:
+        drop = np.random.default_rng(seed).choice(fields, len(fields) - keep, replace=False)
+        split[drop] = "unused"
+    return split
+
+
 def fold_report(test: SampleSet, scores: np.ndarray, *, val_threshold: float) -> dict:
     """Recall on the held-out scanner's figures and false detections per mm² per test-field
     folder, at ``val_threshold`` and over :data:`GRID`."""
@@ -130,13 +152,16 @@ def slide_fields(slide_path: Path, out: Path, *, tile: int = 1000, mpp: float = 
     return paths
 
 
-def build_pack(crops: Path, fields: list[Path], *, patch: int, mpp: float = 0.25) -> SampleSet:
-    """All samples: crops (+ neighbours as imposters) and the candidates of every field folder."""
+def build_pack(crops: Path, fields: list[Path], *, patch: int, mpp: float = 0.25,
+               max_outside: float = 0.25) -> SampleSet:
+    """All samples: crops (+ neighbours as imposters, see
+    :func:`~wsi_pipeline.training.mitosis_data.load_crop_folders` for ``max_outside``) and the
+    candidates of every field folder."""
     from detectors.nuclei.weightfree import WeightFreeNucleiDetector
     from wsi_pipeline.training.mitosis_data import IMAGE_SUFFIXES, load_crop_folders, load_negative_fields, read_rgb
 
     nuclei = WeightFreeNucleiDetector(device="cpu")
-    parts = [load_crop_folders(crops, mpp=mpp, patch=patch, nuclei=nuclei)]
+    parts = [load_crop_folders(crops, mpp=mpp, patch=patch, nuclei=nuclei, max_outside=max_outside)]
     for f in fields:
         t0 = time.monotonic()
         part = load_negative_fields(f, mpp=mpp, patch=patch, nuclei=nuclei)
@@ -155,8 +180,9 @@ def tissue_fraction(rgb: np.ndarray) -> float:
 
 
 def run_loso(data: SampleSet, *, out: Path, options, train_fields: set[str], test_fields: set[str],
-             scanners: list[str] | None = None) -> dict:
-    """Train one model per held-out scanner (``out/<scanner>``); write and return ``loso.json``."""
+             scanners: list[str] | None = None, field_cap: float | None = None) -> dict:
+    """Train one model per held-out scanner (``out/<scanner>``); write and return ``loso.json``.
+    ``field_cap``: see :func:`cap_field_imposters`."""
     from dataclasses import asdict
 
     from wsi_pipeline.atomic import write_text_atomic
@@ -167,6 +193,7 @@ def run_loso(data: SampleSet, *, out: Path, options, train_fields: set[str], tes
     for s in scanners or present:
         split = loso_split(data, s, train_fields=train_fields, test_fields=test_fields,
                            val_fraction=options.val_fraction, seed=options.seed)
+        split = cap_field_imposters(data, split, per_crop_imposter=field_cap, seed=options.seed)
         folder = out / s.lower().replace(" ", "-")
         res = train_mitosis(data, out=folder, options=options, split=split,
                             sources={"held-out scanner": s, "train fields": ", ".join(sorted(train_fields)),
@@ -175,8 +202,52 @@ def run_loso(data: SampleSet, *, out: Path, options, train_fields: set[str], tes
         folds[s]["training_seconds"] = round(res.seconds, 1)
         log.info("held out %s: recall %.3f at %.2f", s, folds[s]["recall_at_val_threshold"], res.threshold)
         write_text_atomic(out / "loso.json", json.dumps({"folds": folds}, indent=2))
-    report = {"folds": folds, "summary": summarise(folds), "options": asdict(options)}
+    report = {"folds": folds, "summary": summarise(folds), "options": asdict(options), "field_cap": field_cap}
     write_text_atomic(out / "loso.json", json.dumps(report, indent=2, default=float))
+    return report
+
+
+def tta_scores(folder: Path, patches: np.ndarray, *, flips: int = 8, batch: int = 256) -> np.ndarray:
+    """(N,) mitosis probability of the centre crops of ``patches`` by the model in
+    ``folder``, averaged over ``flips`` dihedral transforms (1: none; 4: the flips; 8: flips
+    and transposes)."""
+    import torch
+
+    from detectors.mitosis.classifier import mitosis_probability, to_input
+    from detectors.mitosis.model_io import load_model_folder
+    from wsi_pipeline.training.mitosis import centre_crops
+
+    net, cfg, _ = load_model_folder(folder, device=torch.device("cpu"))
+    net.eval()
+    crops = centre_crops(patches, cfg.crop_size)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(crops), batch):
+            x = to_input(torch.from_numpy(np.ascontiguousarray(crops[i : i + batch])))
+            views = [x, x.flip(3), x.flip(2), x.flip(2).flip(3)][: max(1, min(flips, 4))]
+            if flips > 4:
+                views += [v.transpose(2, 3) for v in views]
+            out.append(torch.stack([mitosis_probability(net(v)) for v in views]).mean(0).numpy())
+    return np.concatenate(out) if out else np.empty(0, np.float32)
+
+
+def rescore(data: SampleSet, out: Path, *, flips: int, train_fields: set[str], test_fields: set[str],
+            field_cap: float | None = None, seed: int = 0, val_fraction: float = 0.15) -> dict:
+    """The LOSO report again from the fold models already in ``out`` (same splits), scored
+    with :func:`tta_scores`; written to ``out/loso_tta<flips>.json``."""
+    from wsi_pipeline.atomic import write_text_atomic
+
+    folds = {}
+    for folder in sorted(p for p in out.iterdir() if (p / "config.json").is_file()):
+        s = next(n for *_, n in MIDOG21_SCANNERS if n.lower().replace(" ", "-") == folder.name)
+        split = loso_split(data, s, train_fields=train_fields, test_fields=test_fields, val_fraction=val_fraction,
+                           seed=seed)
+        split = cap_field_imposters(data, split, per_crop_imposter=field_cap, seed=seed)
+        test = data.subset(split == "test")
+        threshold = json.loads((folder / "config.json").read_text())["threshold"]
+        folds[s] = fold_report(test, tta_scores(folder, test.patches, flips=flips), val_threshold=threshold)
+    report = {"folds": folds, "summary": summarise(folds), "flips": flips, "field_cap": field_cap}
+    write_text_atomic(out / f"loso_tta{flips}.json", json.dumps(report, indent=2, default=float))
     return report
 
 
@@ -196,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=None, help="minutes per fold")
     ap.add_argument("--no-scanner-augment", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--field-cap", type=float, default=None,
+                    help="train on at most this many field imposters per crop-neighbour imposter")
+    ap.add_argument("--rescore-flips", type=int, default=None,
+                    help="do not train: score the fold models already in --out with this many flips (TTA)")
+    ap.add_argument("--neighbour-outside", type=float, default=0.25,
+                    help="share of a crop neighbour's patch side allowed outside the crop (pack building)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -206,11 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.pack.is_file():
         data = SampleSet.load(args.pack)
     else:
-        data = build_pack(args.crops, args.train_fields + args.test_fields, patch=options.crop_size + 2 * options.margin)
+        data = build_pack(args.crops, args.train_fields + args.test_fields, patch=options.crop_size + 2 * options.margin,
+                          max_outside=args.neighbour_outside)
         data.save(args.pack)
     log.info("%d samples: %s", len(data), {s: int((data.source == s).sum()) for s in sorted(set(data.source.tolist()))})
+    if args.rescore_flips:
+        report = rescore(data, args.out, flips=args.rescore_flips, train_fields={p.name for p in args.train_fields},
+                         test_fields={p.name for p in args.test_fields}, field_cap=args.field_cap)
+        print(json.dumps(report["summary"], indent=2))
+        return 0
     report = run_loso(data, out=args.out, options=replace(options), train_fields={p.name for p in args.train_fields},
-                      test_fields={p.name for p in args.test_fields}, scanners=args.scanner)
+                      test_fields={p.name for p in args.test_fields}, scanners=args.scanner, field_cap=args.field_cap)
     print(json.dumps(report["summary"], indent=2))
     return 0
 
