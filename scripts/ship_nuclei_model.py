@@ -41,7 +41,7 @@ def _row(name: str, r: dict) -> str:
     return f"| {name} | {r['aji']:.3f} | {r['f1@0.5']:.3f} | {r['pq@0.5']:.3f} | {r['n_gt']} | {r['n_pred']} |"
 
 
-def model_card(name: str, res: dict, command: str) -> str:
+def model_card(name: str, res: dict, command: str, notes: str = "") -> str:
     tta = "yes" if res["tta"] else "no"
     lines = [
         f"# {name}: StarDist2D (torch) nuclei trained on MoNuSeg 2018 training tiles",
@@ -86,7 +86,9 @@ def model_card(name: str, res: dict, command: str) -> str:
               "## Caveats", "",
               "- Five organs (lung, breast, kidney, prostate, colon) from TCGA; no skin. Check it on your "
               "own slides (`wsi-pipeline evaluate`) before trusting its counts.",
-              "- Weights trained on 10 tiles: about 4,000 nuclei.", ""]
+              f"- Weights trained on {len(res['train_tiles'])} tiles.", ""]
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
     return "\n".join(lines)
 
 
@@ -95,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("run", type=Path, help="a train_monuseg.py output folder (results.json, config.json, weights)")
     ap.add_argument("--name", default="stardist-monuseg")
     ap.add_argument("--command", required=True, help="the training command, for the model card")
+    ap.add_argument("--notes", type=Path, default=None, help="a Markdown file added to the model card as its Notes")
     args = ap.parse_args(argv)
     from detectors.registry import sha256_of
     from detectors.stardist.config import read_model_folder
@@ -112,7 +115,7 @@ def main(argv=None) -> int:
     meta.update(name=args.name, weights_sha256=sha256_of(weights), licence="CC BY-NC-SA 4.0")
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     (tmp / "LICENSE").write_text(LICENSE.format(name=args.name))
-    (tmp / "model_card.md").write_text(model_card(args.name, res, args.command))
+    (tmp / "model_card.md").write_text(model_card(args.name, res, args.command, args.notes.read_text() if args.notes else ""))
     keep = {k: res[k] for k in ("test", "test_pooled", "test_pooled_other_outlines", "validation", "train_tiles",
                                 "val_tiles", "steps", "thresholds")}
     keep["weightfree_test_pooled"] = (res.get("weightfree") or {}).get("test_pooled")

@@ -50,6 +50,19 @@ def resolve_nuclei_model(model: str) -> tuple[str, Path | None]:
     raise InputError(path, "nuclei model is neither a model folder nor a known model name (see `wsi-pipeline models`)")
 
 
+def check_nuclei_model(model: str) -> None:
+    """Raise :class:`InputError` (one line naming the folder) when ``model`` cannot be used:
+    unknown, not downloaded, or a StarDist folder whose config, thresholds or weights are
+    unreadable, or whose weights do not match the sha256 its ``config.json`` records. Cheap
+    (no network is built); ``run`` and ``batch`` call it before any slide, so a bad model
+    fails at once rather than on the first slide with tissue."""
+    kind, folder = resolve_nuclei_model(model)
+    if kind == "stardist":
+        from detectors.stardist.config import read_model_folder
+
+        read_model_folder(folder)
+
+
 #: the weight-free detector's working resolution (µm/px), QuPath's default pixel size for cell
 #: detection. On the 7 MoNuSeg dev tiles (40x, box-averaged to 0.5): pooled AJI 0.593 at 0.5
 #: against 0.605 at 0.25 (monuseg-train 0.424 / 0.432) at a quarter of the pixels, ~4x faster

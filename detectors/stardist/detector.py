@@ -26,6 +26,7 @@ import torch
 
 from detectors.base import Detector, DetectorSpec, Instances
 from detectors.device import inference_context
+from detectors.nuclei.measurements import measure
 from detectors.nuclei.outlines import OutlineRefinement, refine_instances
 from detectors.stardist.config import StarDistConfig, Thresholds, read_model_folder
 from detectors.stardist.keras_h5 import load_keras_h5
@@ -189,7 +190,11 @@ class StarDistDetector(Detector):
                 polys, ids = refine_instances(labels, tile, mpp=self.spec.mpp, refinement=self.refinement,
                                               max_radius=self.spec.max_object_size / 2, device=self.device)
                 keep = ids - 1
-            results.append(Instances(polys, det["prob"][keep], np.full(len(keep), NUCLEUS, object)))
+            prob = det["prob"][keep]
+            # the same per-nucleus measurements as the weight-free detector (cell typing, mitosis
+            # candidates and QuPath's measurement list read them)
+            meas = measure(polys, tile, self.spec.mpp, score=prob)
+            results.append(Instances(polys, prob, np.full(len(keep), NUCLEUS, object), meas))
         return results
 
 
@@ -219,8 +224,14 @@ def load_stardist_model(path: str | Path, *, device: str | torch.device | None =
     when present, switches on the outline redrawing; ``"wsi_pipeline"."tta": true`` the mean
     over 8 mirror images.
     Other keyword arguments (tile_size, halo, max_object_size, percentiles) go to the detector.
+    The halo defaults to the network's receptive radius (:meth:`StarDistNet.receptive_radius`,
+    rounded up to 16 px, at least 80) so that tiled runs equal untiled ones, and the tile to 8
+    halos (at least 512) so that the halo costs under 2x the core's work.
     """
     net, thresholds, extra = load_stardist_net(path)
+    if "halo" not in spec:
+        spec["halo"] = max(80, -(-net.receptive_radius() // 16) * 16)
+    spec.setdefault("tile_size", max(512, 8 * spec["halo"]))
     meta = extra.get("wsi_pipeline", {}) if isinstance(extra.get("wsi_pipeline"), dict) else {}
     mpp = float(mpp if mpp is not None else meta.get("mpp", 0.25))
     refinement = meta.get("outline_refinement")

@@ -89,6 +89,30 @@ class StarDistNet(nn.Module):
         """(Keras layer name or None for the unnamed stem convs, conv) in Keras' layer order."""
         return [(None, conv) for conv in self.stem] + [(name, conv) for name, conv in self.named.items()]
 
+    def receptive_radius(self) -> int:
+        """An upper bound, in input pixels, on how far from an output pixel an input pixel can
+        change it: each k-wide conv adds (k - 1) / 2 at its scale, each pooling and nearest
+        upsampling (p - 1) at the finer scale, plus the output grid's cell. A tile halo at
+        least this wide makes the network's output in the tile's core independent of where the
+        tile was cut (tiled == untiled)."""
+        c = self.config
+        half = max(c.unet_kernel_size) // 2
+        pool = max(c.unet_pool)
+        scale, r = 1, 0
+        for p in self.stem_pools:
+            r += c.unet_n_conv_per_depth * half * scale + (max(p) - 1) * scale
+            scale *= max(p)
+        for _ in range(c.unet_n_depth):
+            r += c.unet_n_conv_per_depth * half * scale + (pool - 1) * scale
+            scale *= pool
+        r += c.unet_n_conv_per_depth * half * scale  # middle
+        for _ in range(c.unet_n_depth):
+            scale //= pool
+            r += (pool - 1) * scale + c.unet_n_conv_per_depth * half * scale
+        if c.net_conv_after_unet > 0:
+            r += half * scale
+        return int(r + max(c.grid) - 1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
         # NHWC: oneDNN (CPU) and cuDNN convolve it without reordering every layer; on CPU

@@ -23,7 +23,7 @@ def config_from_args(args: argparse.Namespace):
     from wsi_pipeline.config import load_config
 
     cfg = load_config(args.config)
-    return cfg.updated(**{
+    cfg = cfg.updated(**{
         "device": args.device,
         "nuclei.model": args.nuclei_model,
         "mitosis.model": args.mitosis_model,
@@ -33,3 +33,8 @@ def config_from_args(args: argparse.Namespace):
         "output.deidentify": True if args.deidentify else None,
         "output.ome_zarr": True if args.ome_zarr else None,
     })
+    if cfg.nuclei.enabled:
+        from wsi_pipeline.detection import check_nuclei_model
+
+        check_nuclei_model(cfg.nuclei.model)  # a missing, corrupt or mismatched folder fails before any slide
+    return cfg
