@@ -23,7 +23,7 @@ Measured (pack: crops ``ami-br-midog21``, 1,247 crop-neighbour imposters with
   not the figure. ``--field-cap 0`` (in-domain imposters only): recall >= 0.8 on every held-out
   scanner up to threshold 0.10 (0.90 / 0.99 / 0.99 CS2 / S360 / XR), but 230-2,300 detections
   per mm² on the test fields there; ``--field-cap 0.5``: up to 0.05 (0.90 / 1.00 / 0.97),
-  300-1,000 per mm². Test-time flips (``--rescore-flips 8``) add ~0.01-0.02 AP. No setting
+  300-1,000 per mm². Test-time flips (``--rescore-flips 8``) add 0.00-0.02 AP. No setting
   came near 5 per mm² at recall 0.8: this small CNN does not separate figures from the
   dark nuclei of other tissue well enough, and no model from this recipe is validated.
 """
