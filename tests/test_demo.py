@@ -11,6 +11,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pytest
 
 from wsi_pipeline.cli import main
@@ -92,3 +93,24 @@ def test_demo_numbers_match_the_truth(demo):
     assert abs(closest["clearance_mm"] - edges[colour] / 1000) <= 0.05
     assert "INVOLVED" not in text and all(m["status"] != "involved" for m in data["margins"]["margins"])
 
+
+
+def test_no_nuclei_are_reported_in_the_ink(demo):
+    """Ink is dark: the detector finds "nuclei" in it (in the full demo, 98 typed as tumour
+    cells in the black ink). None may reach the outputs; the summary counts them."""
+    import gzip
+
+    import shapely
+    from shapely.geometry import shape
+
+    out, _, _ = demo
+    feats = json.loads((out / "demo" / "tissue.geojson").read_text())["features"]
+    inks = [shape(f["geometry"]) for f in feats if f["properties"]["classification"]["name"].startswith("Ink")]
+    assert inks, "the demo slide has inked margins"
+    with gzip.open(out / "demo" / "nuclei.geojson.gz", "rt") as fh:
+        nuclei = [shape(f["geometry"]) for f in json.load(fh)["features"]]
+    centres = shapely.centroid(np.asarray(nuclei, dtype=object))
+    assert len(centres) > 100
+    assert not shapely.contains(shapely.union_all(inks), centres).any()
+    summary = json.loads((out / "demo" / "summary.json").read_text())
+    assert summary["counts"]["nuclei_in_ink_dropped"] > 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import shapely
 
 from detectors.base import Instances
 from tiling import open_slide
@@ -103,6 +104,7 @@ def run_slide(
             if cfg.nuclei.enabled and tissue.polygons:
                 with _Timer(run.timings, "nuclei"):
                     nuclei = _nuclei(job, slide, tissue, cfg, client, run, progress)
+                    nuclei = _outside_ink(nuclei, tissue.inks, run)
             typed = cfg.cells.enabled and cfg.nuclei.enabled and bool(tissue.polygons)
             if typed:
                 with _Timer(run.timings, "cells"):
@@ -152,6 +154,21 @@ def nuclei_tiles(slide, tissue, spec, cfg: PipelineConfig, tile_size: int) -> li
         halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
         mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
     )
+
+
+def _outside_ink(nuclei: Instances, inks, run) -> Instances:
+    """The nuclei whose centre is not in an ink region. Ink is dark, so the detector finds
+    "nuclei" in it (116 in the demo's black ink, 98 of them typed as tumour cells); what lies
+    under ink cannot be measured or typed. Margins are measured from the tumour region to the
+    ink, not from these. Count: ``nuclei_in_ink_dropped``."""
+    if not inks or not len(nuclei):
+        run.counts["nuclei_in_ink_dropped"] = 0
+        return nuclei
+    ink = shapely.union_all([i.polygon for i in inks])
+    xy = nuclei.centroids().reshape(-1, 2)
+    inside = shapely.contains_xy(ink, xy[:, 0], xy[:, 1])
+    run.counts["nuclei_in_ink_dropped"] = int(inside.sum())
+    return nuclei.subset(~inside) if inside.any() else nuclei
 
 
 def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
