@@ -205,6 +205,35 @@ def blob_candidates(rgb: np.ndarray, *, mpp: float, reference: float | None = No
     return cy_cx[:, ::-1] + 0.5  # pixel centres, pixel-edge convention as the polygons
 
 
+def candidate_centres(image: np.ndarray, nuclei: Instances, *, mpp: float, mask: np.ndarray | None = None,
+                      blobs: bool = True, reference: float | None = None) -> np.ndarray:
+    """(K, 2) (x, y) pixel centres of the mitosis candidates of ``image`` ((H, W, 3) uint8 at
+    ``mpp``): the centroids of the candidate nuclei (``mask``, default
+    :func:`select_candidates` of ``nuclei``) and, with ``blobs``, the dark hematoxylin blobs
+    farther than ``BlobRule.merge_radius_um`` from them (:func:`blob_candidates`, darkness
+    judged against ``reference``, default :func:`reference_od` of ``nuclei``)."""
+    if len(nuclei):
+        xy = np.asarray(nuclei.subset(select_candidates(nuclei) if mask is None else mask).centroids(), float)
+    else:
+        xy = np.empty((0, 2))
+    xy = xy.reshape(-1, 2)
+    if not blobs:
+        return xy
+    ref = reference_od(nuclei) if reference is None else reference
+    return merge_candidates(xy, blob_candidates(image, mpp=mpp, reference=ref),
+                            radius=BlobRule().merge_radius_um / mpp)
+
+
+def pooled_candidates(nuclei: list[Instances]) -> tuple[list[np.ndarray], float | None]:
+    """Candidate masks per image and the blob reference (:func:`reference_od`) for a set of
+    small images (crops) whose darkness is judged against all their nuclei together, as a
+    slide's nuclei are in a run, not against each image's handful."""
+    pooled = Instances.concatenate(list(nuclei))
+    masks = np.split(select_candidates(pooled), np.cumsum([len(n) for n in nuclei])[:-1]) if len(pooled) else \
+        [np.zeros(len(n), bool) for n in nuclei]
+    return masks, reference_od(pooled)
+
+
 def merge_candidates(xy: np.ndarray, extra_xy: np.ndarray, *, radius: float) -> np.ndarray:
     """``xy`` (N, 2) followed by the points of ``extra_xy`` (M, 2) farther than ``radius``
     (pixels) from every point of ``xy``: one candidate per figure."""

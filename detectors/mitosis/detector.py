@@ -17,7 +17,7 @@ import numpy as np
 import shapely
 
 from detectors.base import Detector, DetectorSpec, Instances
-from detectors.mitosis.candidates import BlobRule, blob_candidates, merge_candidates, reference_od, select_candidates
+from detectors.mitosis.candidates import candidate_centres
 from detectors.mitosis.scorer import MitosisScorer, load_mitosis_scorer
 from detectors.nuclei.weightfree import WeightFreeNucleiDetector
 
@@ -78,15 +78,7 @@ class MitosisDetector(Detector):
         set; default :func:`reference_od` of ``nuclei``, the fixed level with too few)."""
         if nuclei is None:
             nuclei = self.nuclei.predict(tile)
-        if len(nuclei):
-            centres = nuclei.subset(select_candidates(nuclei) if candidates is None else candidates).centroids()
-        else:
-            centres = np.empty((0, 2))
-        centres = np.asarray(centres, float).reshape(-1, 2)
-        if blobs:
-            ref = reference_od(nuclei) if reference is None else reference
-            extra = blob_candidates(tile, mpp=self.scorer.mpp, reference=ref)
-            centres = merge_candidates(centres, extra, radius=BlobRule().merge_radius_um / self.scorer.mpp)
+        centres = candidate_centres(tile, nuclei, mpp=self.scorer.mpp, mask=candidates, blobs=blobs, reference=reference)
         if not len(centres):
             return centres, np.empty(0, np.float32)
         return centres, np.asarray(self.scorer.score(crops_around(tile, centres, self.scorer.crop_size)), np.float32)

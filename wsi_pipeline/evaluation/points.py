@@ -167,6 +167,7 @@ def evaluate_figure_crops(folder: str | Path, *, detector, mpp: float, radius_um
     against the nuclei of *all the crops of the folder pooled* (one median). That suits one
     lab's folder (one scanner, one stain); a folder mixing scanners or stains should be
     split into one folder per scanner, or the pooled median favours the darker ones."""
+    from detectors.mitosis.candidates import pooled_candidates
     from wsi_pipeline.training.mitosis_data import MODEL_MPP, read_rgb
 
     if mpp <= 0 or radius_um <= 0:
@@ -178,8 +179,7 @@ def evaluate_figure_crops(folder: str | Path, *, detector, mpp: float, radius_um
     files = _crop_files(Path(folder))
     images = [read_rgb(path, mpp=mpp) for _, path in files]  # resampled to MODEL_MPP
     nuclei = [detector.nuclei.predict(im) for im in images]
-    masks = _pooled_candidates(nuclei)
-    ref = _pooled_reference(nuclei)
+    masks, ref = pooled_candidates(nuclei)
     per: dict[str, dict] = {}
     for (cls, path), im, nuc, mask in zip(files, images, nuclei, masks):
         centres, probs = detector.score_candidates(im, nuc, candidates=mask, reference=ref)
@@ -195,25 +195,6 @@ def evaluate_figure_crops(folder: str | Path, *, detector, mpp: float, radius_um
             "total": _crop_summary(per.values()),
             "by_class": {c: _crop_summary(r for r in per.values() if r["class"] == c) for c in classes},
             "images": per}
-
-
-def _pooled_candidates(nuclei: list) -> list[np.ndarray]:
-    """Candidate masks per crop, darkness judged against the nuclei of all the crops
-    together (as a slide's nuclei are in a run), not against a crop's handful."""
-    from detectors.base import Instances
-    from detectors.mitosis.candidates import select_candidates
-
-    pooled = select_candidates(Instances.concatenate(list(nuclei)))
-    return np.split(pooled, np.cumsum([len(n) for n in nuclei])[:-1]) if len(pooled) else \
-        [np.zeros(len(n), bool) for n in nuclei]
-
-
-def _pooled_reference(nuclei: list) -> float | None:
-    """The median nucleus hematoxylin OD of all the crops together (blob darkness)."""
-    from detectors.base import Instances
-    from detectors.mitosis.candidates import reference_od
-
-    return reference_od(Instances.concatenate(list(nuclei)))
 
 
 def _crop_summary(rows) -> dict:

@@ -126,23 +126,11 @@ def patches_at(image: np.ndarray, centres_xy: np.ndarray, size: int, *, inside_o
 
 def candidate_centres(image: np.ndarray, det, *, mask: np.ndarray | None = None, blobs: bool = True,
                       reference: float | None = None) -> np.ndarray:
-    """(K, 2) (x, y) candidate centres of ``image`` (at :data:`MODEL_MPP`) as the mitosis
-    detector finds them: the centroids of the candidate nuclei of ``det`` (``mask``, default
-    :func:`~detectors.mitosis.candidates.select_candidates`) and, with ``blobs``, the dark
-    hematoxylin blobs farther than ``BlobRule.merge_radius_um`` from them; blob darkness is
-    judged against ``reference`` (default :func:`~detectors.mitosis.candidates.reference_od`
-    of ``det``)."""
-    from detectors.mitosis.candidates import BlobRule, blob_candidates, merge_candidates, reference_od, select_candidates
+    """:func:`detectors.mitosis.candidates.candidate_centres` of ``image`` at :data:`MODEL_MPP`
+    (candidate nuclei of ``det``, then the dark blobs they do not cover)."""
+    from detectors.mitosis.candidates import candidate_centres as centres
 
-    if len(det):
-        xy = det.centroids()[select_candidates(det) if mask is None else mask]
-    else:
-        xy = np.empty((0, 2))
-    if not blobs:
-        return xy
-    ref = reference_od(det) if reference is None and len(det) else reference
-    return merge_candidates(xy, blob_candidates(image, mpp=MODEL_MPP, reference=ref),
-                            radius=BlobRule().merge_radius_um / MODEL_MPP)
+    return centres(image, det, mpp=MODEL_MPP, mask=mask, blobs=blobs, reference=reference)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -173,8 +161,7 @@ def load_crop_folders(folder: str | Path, *, mpp: float, patch: int, nuclei=None
     as imposters, where at most ``max_outside`` of the patch side lies outside the crop
     (filled by reflection). These in-domain imposters matter: with imposters from other
     datasets only, a classifier can learn the dataset (scanner, stain) instead of the figure."""
-    from detectors.base import Instances
-    from detectors.mitosis.candidates import reference_od, select_candidates
+    from detectors.mitosis.candidates import pooled_candidates
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -195,10 +182,7 @@ def load_crop_folders(folder: str | Path, *, mpp: float, patch: int, nuclei=None
         if nuclei is None or cls_dir.name == IMPOSTER:
             continue
         dets = _detect_all(nuclei, [im for _, im in imgs])
-        pooled = Instances.concatenate(dets)
-        ref = reference_od(pooled)
-        masks = np.split(select_candidates(pooled), np.cumsum([len(d) for d in dets])[:-1]) if len(pooled) else \
-            [np.zeros(len(d), bool) for d in dets]
+        masks, ref = pooled_candidates(dets)
         for (p, im), g, det, mask in zip(imgs, groups, dets, masks):
             c = candidate_centres(im, det, mask=mask, blobs=blobs, reference=ref)
             if not len(c):
