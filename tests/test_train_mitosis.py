@@ -265,6 +265,39 @@ def test_candidate_centres_add_the_blobs_the_nuclei_missed():
     assert xy.shape == (1, 2) and np.allclose(xy[0], (90.5, 40.5), atol=1.0)
 
 
+def test_annotated_images_take_the_detectors_candidates_as_imposters(tmp_path):
+    """Imposters of GeoJSON-marked images are what a run scores (candidate nuclei and the dark
+    blobs they miss), never near a mark; the marks are the positives with their classes."""
+    import shapely
+
+    from detectors.base import Instances
+    from wsi_pipeline.annotations import Feature, write_geojson
+    from wsi_pipeline.training.mitosis_data import IMPOSTER, load_annotated_images
+
+    class NoNuclei:  # a nuclei detector that finds nothing: every candidate is a blob
+        def predict(self, image):
+            return Instances.empty()
+
+    img = np.full((256, 256, 3), 235, np.uint8)
+    yy, xx = np.mgrid[:256, :256]
+    marks = {(50, 50): "Mitosis", (200, 60): "Atypical mitosis"}
+    for cx, cy in [*marks, (190, 200)]:  # two marked figures and one dark clump far from both
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < 8**2] = (40, 20, 90)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "ann").mkdir()
+    Image.fromarray(img).save(tmp_path / "img" / "field.png")
+    write_geojson(tmp_path / "ann" / "field.geojson",
+                  [Feature(shapely.Point(x, y).buffer(6), "annotation", c) for (x, y), c in marks.items()])
+    kw = dict(mpp=0.25, patch=64, nuclei=NoNuclei())
+    s = load_annotated_images(tmp_path / "img", tmp_path / "ann", **kw)
+    assert sorted(s.label[s.label != IMPOSTER]) == ["atypical", "normal"]
+    imp = s.patches[s.label == IMPOSTER]
+    assert len(imp) == 1 and imp[0, 32, 32].max() < 100  # the clump, centred; the marked figures are not imposters
+    assert set(s.source) == {"annotated"}
+    none = load_annotated_images(tmp_path / "img", tmp_path / "ann", blobs=False, **kw)
+    assert (none.label == IMPOSTER).sum() == 0
+
+
 def test_sharpening_and_blur_both_happen_and_stay_in_range():
     import torch
 

@@ -254,12 +254,12 @@ def _marks(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_annotated_images(images: str | Path, geojson: str | Path, *, mpp: float, patch: int, nuclei,
-                          radius_px: float = 30.0) -> SampleSet:
-    """Positives at the marked mitoses of each image; candidate nuclei farther than
-    ``2 * radius_px`` from every mark as imposters. GeoJSON coordinates are in the image's
-    own pixels (at ``mpp``); files are matched by stem."""
-    from detectors.mitosis.candidates import select_candidates
-
+                          radius_px: float = 30.0, blobs: bool = True) -> SampleSet:
+    """Positives at the marked mitoses of each image; the detector's candidates
+    (:func:`candidate_centres`: candidate nuclei, and with ``blobs`` the dark blobs they do not
+    cover, as a run scores) farther than ``2 * radius_px`` (at :data:`MODEL_MPP`) from every
+    mark as imposters. GeoJSON coordinates are in the image's own pixels (at ``mpp``); files
+    are matched by stem."""
     images, geojson = Path(images), Path(geojson)
     for d in (images, geojson):
         if not d.is_dir():
@@ -277,12 +277,11 @@ def load_annotated_images(images: str | Path, geojson: str | Path, *, mpp: float
         if len(xy):
             pos, idx = patches_at(im, xy, patch, inside_only=False)
             parts.append(SampleSet(pos, cls[idx], np.full(len(pos), g, object), np.full(len(pos), "annotated", object)))
-        det = nuclei.predict(im)
-        if len(det):
-            c = det.centroids()[select_candidates(det)]
-            if len(xy):
-                d = np.hypot(c[:, None, 0] - xy[None, :, 0], c[:, None, 1] - xy[None, :, 1]).min(1)
-                c = c[d > 2 * radius_px]
+        c = candidate_centres(im, nuclei.predict(im), blobs=blobs)
+        if len(c) and len(xy):
+            d = np.hypot(c[:, None, 0] - xy[None, :, 0], c[:, None, 1] - xy[None, :, 1]).min(1)
+            c = c[d > 2 * radius_px]
+        if len(c):
             neg, _ = patches_at(im, c, patch, inside_only=False)
             parts.append(SampleSet(neg, np.full(len(neg), IMPOSTER, object), np.full(len(neg), g, object),
                                    np.full(len(neg), "annotated", object)))
