@@ -57,6 +57,8 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_draft(demo):
     for name in ("overview.png", "synoptic_report.pdf", "synoptic_report.html", "margin_report.pdf"):
         assert f"  {name}\n" in text, name
     assert (results / "slide.ome.zarr" / ".zattrs").is_file()
+    stain = json.loads((results / "summary.json").read_text())["counts"]["stain"]
+    assert stain["he"] is True and stain["pink_fraction"] > 0.5  # H&E: every stage ran
     data = _synoptic(out)
     assert data["diagnosis"]["value"] == "melanoma"  # stated by the demo (as a user would), not by the software
     assert f"  {data['headline']}\n" in text  # the headline is printed as the draft says it

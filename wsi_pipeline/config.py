@@ -26,6 +26,9 @@ class _Strict(BaseModel):
 class TissueConfig(_Strict):
     mpp: float = Field(8.0, gt=0, description="resolution of tissue detection (µm/px)")
     min_tile_tissue_fraction: float = Field(0.05, ge=0, le=1)
+    stain_check: bool = Field(True, description="a slide whose tissue shows no eosin (not H&E, e.g. IHC) gets tissue "
+                              "and nuclei only: cell types, tissue map, mitoses and the report are not assessed; "
+                              "false: treat every slide as H&E")
 
 
 class NucleiConfig(_Strict):

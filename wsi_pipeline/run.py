@@ -100,17 +100,18 @@ def run_slide(
             run.counts["tissue_mm2"] = round(tissue.total_area_mm2, 4)
             run.counts["tissue_pieces"] = len(tissue.polygons)
             run.counts["ink_regions"] = len(tissue.inks)
+            he = _stain_check(tissue, cfg, run)
             nuclei = Instances.empty()
             if cfg.nuclei.enabled and tissue.polygons:
                 with _Timer(run.timings, "nuclei"):
                     nuclei = _nuclei(job, slide, tissue, cfg, client, run, progress)
                     nuclei = _outside_ink(nuclei, tissue.inks, run)
-            typed = cfg.cells.enabled and cfg.nuclei.enabled and bool(tissue.polygons)
+            typed = he and cfg.cells.enabled and cfg.nuclei.enabled and bool(tissue.polygons)
             if typed:
                 with _Timer(run.timings, "cells"):
                     nuclei = type_cells(nuclei, mpp=slide.mpp[0], cfg=cfg, run=run)
             run.counts["nuclei"] = len(nuclei)
-            if cfg.regions.enabled and tissue.polygons:
+            if he and cfg.regions.enabled and tissue.polygons:
                 with _Timer(run.timings, "regions"):
                     run.region_map = map_tissue_regions(slide, tissue, nuclei, cfg=cfg, out=tmp, props=props, run=run,
                                                         slide_id=job.slide_id)
@@ -119,12 +120,12 @@ def run_slide(
             if cfg.nuclei.enabled and tissue.polygons:
                 with _Timer(run.timings, "nuclei_write"):
                     _write_nuclei(tmp, job, nuclei, props, typed=typed)
-            if cfg.mitosis.enabled:
+            if he and cfg.mitosis.enabled:
                 with _Timer(run.timings, "mitosis"):
                     detect_mitoses(slide, job, cfg, nuclei, tissue, tmp, props, run)
             with _Timer(run.timings, "overview"):
                 write_overview(slide, tissue, nuclei, tmp, run, cfg)
-            if tissue.polygons:
+            if he and tissue.polygons:
                 with _Timer(run.timings, "report"):
                     write_report(slide, job, cfg, tmp, run)
             if cfg.output.ome_zarr:
@@ -154,6 +155,30 @@ def nuclei_tiles(slide, tissue, spec, cfg: PipelineConfig, tile_size: int) -> li
         halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
         mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
     )
+
+
+def _stain_check(tissue, cfg: PipelineConfig, run: SlideRun) -> bool:
+    """Whether the H&E-specific stages run: not when the tissue stage found no eosin
+    (:mod:`detectors.tissue.stain`; ``tissue.stain_check`` false skips the check). A slide
+    that is not H&E gets tissue and nuclei only; the counts and notes say what was not
+    assessed and why (``stain``, ``mitotic_rate``, ``synoptic``)."""
+    check = getattr(tissue, "stain", None)
+    if check is None:
+        return True
+    run.counts["stain"] = {**check.to_dict(), "checked": bool(cfg.tissue.stain_check)}
+    if not cfg.tissue.stain_check or check.he is not False:
+        if check.he is None:
+            run.notes.append(check.reason)
+        return True
+    reason = "not assessed: not an H&E slide (stain check: no eosin)"
+    log.warning("%s", check.reason)
+    run.notes.append(f"{check.reason}; cell types, tissue map, mitoses and the synoptic report are not assessed "
+                     "(tissue.stain_check: false runs them anyway)")
+    run.counts["mitoses_validated"] = None
+    run.counts["mitoses_per_mm2"] = None
+    run.counts["mitotic_rate"] = {"value": None, "assessed": False, "reason": reason}
+    run.counts["synoptic"] = {"lesion": reason}
+    return False
 
 
 def _outside_ink(nuclei: Instances, inks, run) -> Instances:

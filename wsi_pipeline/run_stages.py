@@ -52,6 +52,8 @@ def detect_mitoses(slide, job: SlideJob, cfg: PipelineConfig, nuclei: Instances,
 
 # -- overview ---------------------------------------------------------------------
 MITOSIS_RGB = (220, 20, 60)
+DENSITY_RGB = (255, 200, 0)
+NOT_HE_RGB = (150, 150, 150)
 HOTSPOT_RGB = (255, 140, 0)
 
 
@@ -67,7 +69,7 @@ def _density_tint(img: np.ndarray, nuclei: Instances, ds: float) -> np.ndarray:
         return img
     d = np.asarray(Image.fromarray((255 * density / density.max()).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR))
     alpha = (d.astype(np.float32) / 255.0 * 0.55)[..., None]
-    return (img * (1 - alpha) + np.array([255, 200, 0], np.float32) * alpha).astype(np.uint8)
+    return (img * (1 - alpha) + np.array(DENSITY_RGB, np.float32) * alpha).astype(np.uint8)
 
 
 def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: PipelineConfig) -> None:
@@ -90,6 +92,11 @@ def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: Pipeli
         layers += overview_layers(run.region_map, width=1)
         legend += overview_legend(run.region_map)
     layers += tissue_layers(tissue, lw)
+    stain = run.counts.get("stain") or {}
+    if stain.get("he") is False and stain.get("checked"):
+        legend.append(("Not H&E (no eosin): tissue and nuclei only", NOT_HE_RGB))
+    if not typed and len(nuclei):
+        legend.append((f"Nuclei {len(nuclei)} (density)", DENSITY_RGB))
     if typed:
         cell_layers, cell_legend = _cell_layers(nuclei, radius=max(1, lw // 2))
         layers += cell_layers

@@ -22,6 +22,7 @@ from detectors.device import inference_context, select_device
 from detectors.tissue.features import glass_colour, to_tensor
 from detectors.tissue.ink import INK_COLOURS
 from detectors.tissue.segment import Masks, TissueParams, segment, working_mpp
+from detectors.tissue.stain import StainCheck, check_he
 from detectors.tissue.vectorize import mask_to_polygons
 from tiling.slide import Slide
 
@@ -45,6 +46,7 @@ class TissueResult:
     areas_mm2 : (len(polygons),) areas.
     inks : ink regions (polygon + colour name).
     threshold, glass : what was learned from the slide's histogram.
+    stain : whether the tissue looks H&E-stained (:func:`detectors.tissue.stain.check_he`).
     """
 
     mask: np.ndarray
@@ -57,6 +59,7 @@ class TissueResult:
     threshold: float
     glass: tuple[float, float, float]
     params: TissueParams = field(default_factory=TissueParams)
+    stain: StainCheck | None = None
 
     @property
     def total_area_mm2(self) -> float:
@@ -103,10 +106,12 @@ def detect_tissue(
         glass = glass_colour(rgb)
         masks = segment(rgb.float(), mpp=work, params=params, glass=glass)[0]
     ds = work / slide_mpp
-    return _result(masks, work, ds, slide_mpp, tuple(float(v) for v in glass[0].cpu()), params, simplify_um)
+    stain = check_he(thumb, np.asarray(masks.tissue, bool) & (np.asarray(masks.ink) == 0))
+    return _result(masks, work, ds, slide_mpp, tuple(float(v) for v in glass[0].cpu()), params, simplify_um, stain)
 
 
-def _result(masks: Masks, work: float, ds: float, slide_mpp: float, glass, params, simplify_um) -> TissueResult:
+def _result(masks: Masks, work: float, ds: float, slide_mpp: float, glass, params, simplify_um,
+            stain: StainCheck | None = None) -> TissueResult:
     tol = simplify_um / slide_mpp
     to_mm2 = (slide_mpp * slide_mpp) / 1e6
     min_tissue = params.min_area_mm2 / to_mm2
@@ -122,7 +127,7 @@ def _result(masks: Masks, work: float, ds: float, slide_mpp: float, glass, param
     return TissueResult(
         mask=masks.tissue, ink_mask=masks.ink, mpp=work, downsample=ds, polygons=polys,
         areas_mm2=np.array([p.area * to_mm2 for p in polys]), inks=inks,
-        threshold=masks.threshold, glass=glass, params=params,
+        threshold=masks.threshold, glass=glass, params=params, stain=stain,
     )
 
 

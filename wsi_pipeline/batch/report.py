@@ -68,7 +68,7 @@ def synoptic_columns(row: SlideRow) -> dict[str, str]:
         return (fmt(v) if v is not None else NOT_ASSESSED) if found else ""
 
     return {
-        "lesion": s.get("lesion_source") if found else "no tumour found",
+        "lesion": s.get("lesion_source") if found else str(s.get("lesion") or "no tumour found"),
         "breslow_mm": value(s.get("breslow_mm"), lambda v: f"{v:.1f}"),
         "ulceration": value(s.get("ulceration"), lambda v: "present" if v else "absent"),
         "til_grade": value(s.get("til_grade")),
