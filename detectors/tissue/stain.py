@@ -10,7 +10,7 @@ H&E dyes are and neither DAB (brown: R > G > B) nor a blue counterstain (B > R) 
 
 Measured on the data beside this project: every H&E image had at least 46% of its tissue
 pixels pink-purple (20 MoNuSeg tiles, 5 organs, min 57%; 400 MIDOG 2021 crops, 4 scanners,
-min 46%; CMU-1-Small-Region 93%; the synthetic demo 93%); the sparse IHC slide 0.1%.
+min 46%; CMU-1-Small-Region 93%; the synthetic demo 93%); the sparse IHC slide 0.2%.
 :data:`MIN_PINK_FRACTION` (10%) sits far from both. Special stains that are pink-purple too
 (PAS) pass as H&E: the check stops the common mistake, it does not name the stain.
 """
