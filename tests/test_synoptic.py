@@ -120,6 +120,33 @@ def test_thin_non_brisk_melanoma_pt1a(tmp_path):
     assert rate["value"] is None and rate["display"] == "not assessed" and "validated" in rate["reason"]
 
 
+def test_tumour_transected_at_the_deep_margin_is_at_least_and_no_pt(tmp_path):
+    """A tumour cut by the deep (inked) edge goes on below it: Breslow is a minimum ("at
+    least"), and pT is not drafted from a minimum (its lower bound is in the reason)."""
+    melanoma_case(tmp_path, depth_um=2_980, summary=UNVALIDATED)  # the nest's floor is the deep black edge
+    draft = build_draft(tmp_path, mpp=MPP, diagnosis="melanoma")
+    breslow = _find(draft, "Breslow thickness")
+    assert breslow["value"] == 3.0 and breslow["display"].startswith("at least 3.0 mm")
+    assert breslow["details"]["at_least"] is True and breslow["details"]["transected_at"] == "black ink (deep)"
+    pt = _find(draft, "pT (AJCC 8th)")
+    assert pt["value"] is None and pt["display"] == "not assessed"
+    assert "at least pT3a" in pt["reason"] and "transected" in pt["reason"]
+    assert draft.summary()["breslow_at_least"] is True and draft.summary()["pT"] is None
+
+    from wsi_pipeline.batch.report import SlideRow, synoptic_columns
+
+    cols = synoptic_columns(SlideRow("s", "done", 1.0, {"synoptic": draft.summary()}))
+    assert cols["breslow_mm"] == "at least 3.0" and cols["pT"] == "not assessed"
+
+
+def test_a_tumour_clear_of_the_deep_edge_is_measured_as_is(tmp_path):
+    melanoma_case(tmp_path, depth_um=2_700, summary=UNVALIDATED)  # 0.3 mm above the deep ink
+    draft = build_draft(tmp_path, mpp=MPP, diagnosis="melanoma")
+    breslow = _find(draft, "Breslow thickness")
+    assert breslow["display"] == "2.7 mm" and "at_least" not in breslow["details"]
+    assert _find(draft, "pT (AJCC 8th)")["value"] == "pT3a" and draft.summary()["breslow_at_least"] is False
+
+
 def test_absent_tils_and_no_diagnosis_no_pt(tmp_path):
     melanoma_case(tmp_path, depth_um=2_500, til="absent")
     draft = build_draft(tmp_path, mpp=MPP)

@@ -69,10 +69,10 @@ def synoptic_columns(row: SlideRow) -> dict[str, str]:
 
     return {
         "lesion": s.get("lesion_source") if found else str(s.get("lesion") or "no tumour found"),
-        "breslow_mm": value(s.get("breslow_mm"), lambda v: f"{v:.1f}"),
+        "breslow_mm": value(s.get("breslow_mm"), lambda v: ("at least " if s.get("breslow_at_least") else "") + f"{v:.1f}"),
         "ulceration": value(s.get("ulceration"), lambda v: "present" if v else "absent"),
         "til_grade": value(s.get("til_grade")),
-        "pT": value(s.get("pT")) if s.get("pT") or not found else "",
+        "pT": value(s.get("pT")) if s.get("pT") or not found or s.get("breslow_at_least") else "",
         "closest_margin_mm": value(s.get("closest_margin_mm"), lambda v: f"{v:.2f}"),
         "closest_margin": s.get("closest_margin") or "",
     }

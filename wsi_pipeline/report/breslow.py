@@ -7,6 +7,10 @@ perpendicular to the local surface; the measuring line runs from that foot to th
 tumour point. Reported in mm to 0.1 mm (halves up: 0.75-0.84 mm is 0.8 mm). Only tumour and
 surface of the same tissue piece are paired.
 
+A tumour whose deepest point lies on a cut edge of the specimen (an inked margin or an
+uninked edge, not the epidermal surface) goes on beyond it: the measured thickness is a
+minimum, reported as "at least" (:func:`transected_at`), and pT is not drafted from it.
+
 Ulceration: present when an ulcer (a stretch of surface without epidermis over the tumour)
 is found; its length is the length of the ulcer base(s).
 """
@@ -30,12 +34,15 @@ ULCERATION = "Ulceration"
 @dataclass(frozen=True)
 class Breslow:
     """thickness_um : the measured thickness; line : foot on the reference -> deepest tumour
-    point (µm); from_ulcer : the foot lies on an ulcer base; piece : tissue piece index."""
+    point (µm); from_ulcer : the foot lies on an ulcer base; piece : tissue piece index;
+    transected : the cut edge the deepest tumour point lies on (e.g. "black ink (deep)"),
+    None when it lies inside the tissue: with an edge, the thickness is a minimum."""
 
     thickness_um: float
     line: LineString
     from_ulcer: bool
     piece: int
+    transected: str | None = None
 
     @property
     def thickness_mm(self) -> float:
@@ -82,13 +89,41 @@ def measure_breslow(pieces, lesion_foci, surface: SkinSurface, *, surface_um: fl
     return Breslow(d, line, from_ulcer, index)
 
 
+#: the deepest tumour point lies on a cut edge when it is this close to it (µm): a few map pixels
+TRANSECTED_UM = 10.0
+
+
+def transected_at(breslow: Breslow, segments, names: dict[str, str], *, surface: str, uninked: str,
+                  within_um: float = TRANSECTED_UM) -> str | None:
+    """The cut edge the deepest tumour point of ``breslow`` lies on, or None.
+
+    segments : the pieces' edge stretches (``.piece``, ``.colour``, ``.line`` in µm; colour
+    ``surface`` is the epidermal surface, never a cut); names : ink colour -> margin name. An
+    edge within ``within_um`` of the point counts: the tumour goes on beyond the specimen
+    there, deeper or wider, so its thickness is a minimum."""
+    deep = shapely.Point(breslow.line.coords[-1])
+    near = [(s.line.distance(deep), s.colour) for s in segments
+            if s.piece == breslow.piece and s.colour != surface]
+    near = [n for n in near if n[0] <= within_um]
+    if not near:
+        return None
+    colour = min(near)[1]
+    return "an uninked edge" if colour == uninked else f"{colour} ink ({names.get(colour, colour)})"
+
+
 def breslow_finding(breslow: Breslow | None, *, source: str, reason: str | None = None) -> Finding:
-    """The Breslow line of the draft (``reason`` when it could not be measured)."""
+    """The Breslow line of the draft (``reason`` when it could not be measured); a tumour
+    transected at a cut edge is "at least" its measured thickness."""
     if breslow is None:
         return not_assessed(BRESLOW, reason or "no tumour under an identified epidermal surface", source=source)
     ref = "the ulcer base" if breslow.from_ulcer else "the top of the granular layer"
-    return Finding(BRESLOW, breslow.thickness_mm, f"{breslow.thickness_mm:.1f} mm", source,
-                   details={"measured_um": round(breslow.thickness_um, 1), "from": ref, "piece": breslow.piece + 1})
+    details = {"measured_um": round(breslow.thickness_um, 1), "from": ref, "piece": breslow.piece + 1}
+    if breslow.transected is None:
+        return Finding(BRESLOW, breslow.thickness_mm, f"{breslow.thickness_mm:.1f} mm", source, details=details)
+    return Finding(BRESLOW, breslow.thickness_mm,
+                   f"at least {breslow.thickness_mm:.1f} mm (tumour transected at {breslow.transected})", source,
+                   f"the deepest tumour lies on {breslow.transected}: the thickness is a minimum",
+                   details={**details, "at_least": True, "transected_at": breslow.transected})
 
 
 def ulceration_finding(surface: SkinSurface | None, *, source: str, reason: str | None = None) -> Finding:

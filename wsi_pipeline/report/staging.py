@@ -56,6 +56,10 @@ def pt_finding(diagnosis: str | None, breslow: Finding, ulceration: Finding, *, 
         return not_assessed(PT, f"Breslow thickness not assessed ({breslow.reason})", source=breslow.source)
     ulcerated = ulceration.value if ulceration.assessed else None
     value = pt_category(breslow.value, ulcerated)
+    if breslow.details.get("at_least"):
+        return not_assessed(PT, f"the tumour is transected at {breslow.details.get('transected_at')}: Breslow is at "
+                                f"least {breslow.value:.1f} mm, so pT is at least {value}", source=breslow.source,
+                            details={"at_least": value, "edition": "AJCC 8th"})
     reason = None if ulcerated is not None else f"ulceration not assessed ({ulceration.reason}): a/b left open"
     return Finding(PT, value, value, breslow.source, reason,
                    details={"thickness_mm": breslow.value, "ulceration": ulcerated, "edition": "AJCC 8th"})

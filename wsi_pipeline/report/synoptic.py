@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import shapely
 
 from tiling.errors import InputError
-from wsi_pipeline.report.breslow import Breslow, breslow_finding, measure_breslow, ulceration_finding
+from wsi_pipeline.report.breslow import Breslow, breslow_finding, measure_breslow, transected_at, ulceration_finding
 from wsi_pipeline.report.config import SynopticConfig, load_synoptic_config
 from wsi_pipeline.report.findings import Finding, not_assessed, weakest
 from wsi_pipeline.report.margins import assess_margins
@@ -74,6 +74,7 @@ class SynopticDraft:
         return {
             "lesion_source": self.lesion.kind,
             "breslow_mm": value("Breslow thickness"),
+            "breslow_at_least": bool(getattr(self.finding("Breslow thickness"), "details", {}).get("at_least")),
             "ulceration": value("Ulceration"),
             "til_grade": value("Tumour-infiltrating lymphocytes"),
             "mitoses_per_mm2": value("Mitotic rate"),
@@ -174,6 +175,10 @@ def build_draft(
             ulcers)
         try:
             breslow = measure_breslow(pieces, lesion.foci, surface, surface_um=margin_config.surface_distance_um)
+            if breslow is not None:
+                names = {m.colour: m.name for m in assessment.margins}
+                breslow = replace(breslow, transected=transected_at(breslow, assessment.segments, names,
+                                                                    surface=SURFACE, uninked=UNINKED))
             findings.append(breslow_finding(breslow, source=source))
         except ValueError as exc:
             findings.append(breslow_finding(None, source=source, reason=str(exc)))
