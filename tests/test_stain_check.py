@@ -84,6 +84,11 @@ def test_the_batch_report_says_why_nothing_was_assessed(ihc_run):
     cols = synoptic_columns(row)
     assert cols["lesion"].startswith("not assessed") and "H&E" in cols["lesion"]
     assert row.as_csv()["mitoses_per_mm2"] == "not assessed"
+    from wsi_pipeline.batch.report import write_reports
+
+    write_reports(root, [row, SlideRow("he-slide", "done", 1.0, {"stain": {"he": True, "checked": True}})])
+    page = (root / "batch_report.html").read_text()
+    assert "Not H&amp;E: tissue and nuclei only" in page and "<li>melan-a: no eosin" in page and "<li>he-slide" not in page
 
 
 def test_the_check_can_be_turned_off(tmp_path):

@@ -78,6 +78,17 @@ def synoptic_columns(row: SlideRow) -> dict[str, str]:
     }
 
 
+def not_he_slide(counts: dict) -> str:
+    """Why a slide got tissue and nuclei only ('' for an H&E slide, or when the check was off)."""
+    stain = counts.get("stain")
+    if not isinstance(stain, dict) or stain.get("he") is not False or not stain.get("checked"):
+        return ""
+    pct = stain.get("pink_fraction")
+    share = "" if pct is None else f"{100 * pct:.1f}% of tissue pixels pink-purple; "
+    return (f"no eosin ({share}not H&E, e.g. immunohistochemistry): cell types, tissue map, mitoses and the "
+            "synoptic report not assessed")
+
+
 def rate_reason(counts: dict) -> str:
     """Why the mitotic rate is not given ('' when it is, or when mitoses were not run)."""
     rate = counts.get("mitotic_rate")
@@ -159,6 +170,11 @@ def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch re
             f"<td class='err'>{html.escape(r.error)}</td></tr>"
         )
     lines.append("</table>")
+    not_he = [r for r in rows if not_he_slide(r.counts)]
+    if not_he:
+        lines.append("<h2>Not H&amp;E: tissue and nuclei only</h2><ul>")
+        lines += [f"<li>{html.escape(r.slide_id)}: {html.escape(not_he_slide(r.counts))}</li>" for r in not_he]
+        lines.append("</ul>")
     reasons = [(r.slide_id, rate_reason(r.counts)) for r in rows if rate_reason(r.counts)]
     if reasons:
         lines.append("<h2>Mitotic rate not given</h2><ul>")

@@ -14,6 +14,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from wsi_pipeline.batch.report import not_he_slide
     from wsi_pipeline.batch.runner import run_batch
     from wsi_pipeline.commands._options import config_from_args
 
@@ -21,7 +22,9 @@ def run(args) -> int:
     result = run_batch(args.input, args.out, cfg, scheduler=args.scheduler, deidentify=args.deidentify,
                        show_progress=not args.no_progress)
     n = {s: sum(r.status == s for r in result.rows) for s in ("done", "skipped", "failed")}
-    print(f"{len(result.rows)} slides: {n['done']} done, {n['skipped']} already complete, {n['failed']} failed")
+    not_he = sum(bool(not_he_slide(r.counts)) for r in result.rows)
+    print(f"{len(result.rows)} slides: {n['done']} done, {n['skipped']} already complete, {n['failed']} failed"
+          + (f"; {not_he} not H&E (tissue and nuclei only)" if not_he else ""))
     for r in result.failed:
         print(f"  FAILED {r.slide_id}: {r.error}")
     print(f"report: {result.out_dir / 'batch_report.html'}")
