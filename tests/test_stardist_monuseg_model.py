@@ -26,7 +26,7 @@ def test_named_folder_loads_and_names_its_licence_and_data():
     kind, folder = resolve_nuclei_model(NAME)
     assert kind == "stardist" and folder == FOLDER
     det = load_stardist_model(folder, device="cpu")
-    assert det.spec.mpp == 0.5 and det.config.n_rays == 32
+    assert det.spec.mpp == 0.25 and det.config.n_rays == 32 and det.config.unet_n_depth == 4  # deep preset at 0.25 µm/px
     assert "CC BY-NC-SA 4.0" in (FOLDER / "LICENSE").read_text()
     card = (FOLDER / "model_card.md").read_text()
     results = json.loads((FOLDER / "results.json").read_text())
