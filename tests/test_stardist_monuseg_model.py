@@ -111,3 +111,12 @@ def test_tiled_equals_untiled():
     assert len(whole) > 100
     _assert_same_nuclei(tiled, whole)
     assert np.isfinite(tiled.score).all()
+
+
+def test_large_tiles_go_in_smaller_batches():
+    """The deep model's 2048 px tiles, 8 at a time, killed 6 GB Dask workers: a batch holds at
+    most batch_size x 1024² pixels."""
+    from wsi_pipeline.run import tile_batch
+
+    assert tile_batch(8, 640) == 8 and tile_batch(8, 1024) == 8
+    assert tile_batch(8, 2048) == 2 and tile_batch(8, 4096) == 1 and tile_batch(1, 2048) == 1

@@ -181,6 +181,17 @@ def _stain_check(tissue, cfg: PipelineConfig, run: SlideRun) -> bool:
     return False
 
 
+#: tiles of a batch hold at most ``batch_size`` x this many pixels: a network with a wide
+#: receptive field gets large tiles (8 halos: 2048 px for the deep StarDist at 0.25 µm/px), and
+#: 8 of them at once took more than a Dask worker's 6 GB (workers killed)
+BATCH_TILE_PX = 1024 * 1024
+
+
+def tile_batch(batch_size: int, tile_size: int) -> int:
+    """Tiles per batch: ``batch_size``, fewer for tiles over 1024 px (same pixels per batch)."""
+    return max(1, min(batch_size, int(batch_size * BATCH_TILE_PX // (tile_size * tile_size))))
+
+
 def _outside_ink(nuclei: Instances, inks, run) -> Instances:
     """The nuclei whose centre is not in an ink region. Ink is dark, so the detector finds
     "nuclei" in it (116 in the demo's black ink, 98 of them typed as tumour cells); what lies
@@ -223,12 +234,13 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
         progress.reset(total=len(tiles))
         progress.set_description(f"{job.slide_id}: nuclei tiles")
     tick = progress.update if progress is not None else None
+    batch = tile_batch(cfg.nuclei.batch_size, tile_size)
     if client is None:
-        parts = run_inprocess(slide, detector, tiles, batch_size=cfg.nuclei.batch_size, on_progress=tick)
+        parts = run_inprocess(slide, detector, tiles, batch_size=batch, on_progress=tick)
     else:
         key = f"{job.slide_id}-{cfg.hash()}"
         parts = run_dask(client, str(job.path), job.mpp, factory, key, tiles,
-                         batch_size=cfg.nuclei.batch_size, on_progress=tick)
+                         batch_size=batch, on_progress=tick)
     return sort_instances(Instances.concatenate(list(parts)))
 
 
