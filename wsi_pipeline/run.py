@@ -174,7 +174,6 @@ def _stain_check(tissue, cfg: PipelineConfig, run: SlideRun) -> bool:
     log.warning("%s", check.reason)
     run.notes.append(f"{check.reason}; cell types, tissue map, mitoses and the synoptic report are not assessed "
                      "(tissue.stain_check: false runs them anyway)")
-    run.counts["mitoses_validated"] = None
     run.counts["mitoses_per_mm2"] = None
     run.counts["mitotic_rate"] = {"value": None, "assessed": False, "reason": reason}
     run.counts["synoptic"] = {"lesion": reason}

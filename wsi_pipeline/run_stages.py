@@ -77,6 +77,7 @@ def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: Pipeli
     nuclei as dots in their cell-type colour (the density tint when untyped or too many),
     mitoses and hotspot (``run.mitoses``/``run.hotspot``: set only from a validated scorer),
     and a legend."""
+    from wsi_pipeline.batch.report import not_he_slide
     from wsi_pipeline.overview import Layer, draw_layers, draw_legend, save_png, thumbnail_for
     from wsi_pipeline.tissue_run import line_width, tissue_layers
 
@@ -92,8 +93,7 @@ def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: Pipeli
         layers += overview_layers(run.region_map, width=1)
         legend += overview_legend(run.region_map)
     layers += tissue_layers(tissue, lw)
-    stain = run.counts.get("stain") or {}
-    if stain.get("he") is False and stain.get("checked"):
+    if not_he_slide(run.counts):
         legend.append(("Not H&E (no eosin): tissue and nuclei only", NOT_HE_RGB))
     if not typed and len(nuclei):
         legend.append((f"Nuclei {len(nuclei)} (density)", DENSITY_RGB))

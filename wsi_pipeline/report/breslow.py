@@ -25,6 +25,7 @@ import shapely
 from shapely.geometry import LineString
 
 from wsi_pipeline.report.findings import Finding, not_assessed
+from wsi_pipeline.report.margins.config import SURFACE, UNINKED
 from wsi_pipeline.report.skin_surface import SkinSurface
 
 BRESLOW = "Breslow thickness"
@@ -93,22 +94,22 @@ def measure_breslow(pieces, lesion_foci, surface: SkinSurface, *, surface_um: fl
 TRANSECTED_UM = 10.0
 
 
-def transected_at(breslow: Breslow, segments, names: dict[str, str], *, surface: str, uninked: str,
+def transected_at(breslow: Breslow, segments, names: dict[str, str], *,
                   within_um: float = TRANSECTED_UM) -> str | None:
     """The cut edge the deepest tumour point of ``breslow`` lies on, or None.
 
-    segments : the pieces' edge stretches (``.piece``, ``.colour``, ``.line`` in µm; colour
-    ``surface`` is the epidermal surface, never a cut); names : ink colour -> margin name. An
+    segments : the pieces' edge stretches (``.piece``, ``.colour``, ``.line`` in µm; the
+    epidermal surface is never a cut); names : ink colour -> margin name. An
     edge within ``within_um`` of the point counts: the tumour goes on beyond the specimen
     there, deeper or wider, so its thickness is a minimum."""
     deep = shapely.Point(breslow.line.coords[-1])
     near = [(s.line.distance(deep), s.colour) for s in segments
-            if s.piece == breslow.piece and s.colour != surface]
+            if s.piece == breslow.piece and s.colour != SURFACE]
     near = [n for n in near if n[0] <= within_um]
     if not near:
         return None
     colour = min(near)[1]
-    return "an uninked edge" if colour == uninked else f"{colour} ink ({names.get(colour, colour)})"
+    return "an uninked edge" if colour == UNINKED else f"{colour} ink ({names.get(colour, colour)})"
 
 
 def breslow_finding(breslow: Breslow | None, *, source: str, reason: str | None = None) -> Finding:

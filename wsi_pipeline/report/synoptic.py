@@ -177,8 +177,7 @@ def build_draft(
             breslow = measure_breslow(pieces, lesion.foci, surface, surface_um=margin_config.surface_distance_um)
             if breslow is not None:
                 names = {m.colour: m.name for m in assessment.margins}
-                breslow = replace(breslow, transected=transected_at(breslow, assessment.segments, names,
-                                                                    surface=SURFACE, uninked=UNINKED))
+                breslow = replace(breslow, transected=transected_at(breslow, assessment.segments, names))
             findings.append(breslow_finding(breslow, source=source))
         except ValueError as exc:
             findings.append(breslow_finding(None, source=source, reason=str(exc)))
