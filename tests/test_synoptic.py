@@ -36,13 +36,21 @@ SKIN = box(0, 0, 6_000, 3_000)
 SIZE_PX = (1_650, 900)
 INKS = {"black": [box(0, 2_900, 6_000, 3_100)], "blue": [box(-100, 300, 100, 3_000)]}
 MODEL = {"regions_model": {"model": "tissue-unet-v1", "trained": True}}
-VALIDATED = {"counts": {"mitoses_validated": True, "mitoses_per_mm2": 4.0, "mitosis_model": "cnn",
-                        "mitotic_rate": {"value": 4.0, "area_mm2": 1.0, "assessed": True, "reason": None}}}
+# the run's slide-wide densest field (9 per mm²) is not the tumour's rate: the draft counts the invasive part
+VALIDATED = {"counts": {"mitoses_validated": True, "mitoses_per_mm2": 9.0, "mitosis_model": "cnn",
+                        "mitotic_rate": {"value": 9.0, "area_mm2": 1.0, "assessed": True, "reason": None}}}
+# mitoses (µm before OFF): 4 in the invasive nest, 3 in basal keratinocytes beside it, 2 in distant dermis
+NEST_MITOSES = [(2_600, 300), (2_700, 420), (2_900, 500), (3_100, 250)]
+OTHER_MITOSES = [(1_000, 90), (1_100, 95), (4_200, 92), (5_000, 1_500), (5_100, 1_550)]
+
+
+def mitoses(points):
+    return [(x + OFF, y + OFF) for x, y in points]
 UNVALIDATED = {"counts": {"mitoses_validated": False, "mitoses_per_mm2": None, "mitotic_rate": {
     "value": None, "assessed": False, "reason": "not assessed: no validated mitosis model"}}}
 
 
-def melanoma_case(folder, *, depth_um, ulcer=None, til="brisk", drawn=None, summary=None, tumour=True):
+def melanoma_case(folder, *, depth_um, ulcer=None, til="brisk", drawn=None, summary=None, tumour=True, mitoses=None):
     """A results folder; returns the tumour (µm). ulcer : (x0, x1) of an ulcer over the tumour."""
     nest = box(2_500, 60, 3_500, 20 + depth_um)
     tissue = SKIN
@@ -62,7 +70,7 @@ def melanoma_case(folder, *, depth_um, ulcer=None, til="brisk", drawn=None, summ
         cells += scatter_cells(Point(2_800 + OFF, 400 + OFF).buffer(50), "Lymphocyte", spacing_um=20, seed=3)
     cells += scatter_cells(box(4_000, 1_500, 4_300, 1_700), "Lymphocyte", spacing_um=8, seed=4)  # dermal aggregate
     write_case(folder, mpp=MPP, tissue=[tissue], inks=INKS, tumour=drawn, regions=regions, regions_properties=MODEL,
-               cells=cells, summary=summary)
+               cells=cells, summary=summary, mitoses=mitoses)
     return nest
 
 
@@ -76,7 +84,8 @@ def _find(draft_or_dict, name):
 
 
 def test_ulcerated_brisk_melanoma_pt2b(tmp_path, artifacts_dir):
-    melanoma_case(tmp_path, depth_um=1_240, ulcer=(2_800, 3_200), til="brisk", summary=VALIDATED)
+    melanoma_case(tmp_path, depth_um=1_240, ulcer=(2_800, 3_200), til="brisk", summary=VALIDATED,
+                  mitoses=mitoses(NEST_MITOSES + OTHER_MITOSES))
     out = write_synoptic(_slide(), tmp_path, diagnosis="Melanoma")
     assert set(OUTPUTS) <= set(out["files"]) and all((tmp_path / n).is_file() for n in out["files"])
     breslow = _find(out, "Breslow thickness")
@@ -85,7 +94,9 @@ def test_ulcerated_brisk_melanoma_pt2b(tmp_path, artifacts_dir):
     ulcer = _find(out, "Ulceration")
     assert ulcer["value"] is True and ulcer["details"]["length_mm"] == pytest.approx(0.4, abs=0.02)
     assert _find(out, "Tumour-infiltrating lymphocytes")["value"] == "brisk"
-    assert _find(out, "Mitotic rate")["value"] == 4.0
+    rate = _find(out, "Mitotic rate")  # the nest is 1.16 mm² below the epidermis: its densest 1 mm² field
+    assert rate["value"] == 4.0 and rate["details"]["mitoses_in_field"] == 4 and rate["details"]["epidermis_excluded"]
+    assert rate["display"].startswith("4 per mm² (densest 1 mm² field of the invasive component")
     assert _find(out, "pT (AJCC 8th)")["value"] == "pT2b"
     assert out["diagnosis"] == {"value": "melanoma", "stated_by": "user"}
     # the ulcer base is skin surface, not an involved uninked margin; the headline is the deep ink
@@ -118,6 +129,44 @@ def test_thin_non_brisk_melanoma_pt1a(tmp_path):
     assert _find(draft, "pT (AJCC 8th)")["value"] == "pT1a"
     rate = _find(draft, "Mitotic rate")
     assert rate["value"] is None and rate["display"] == "not assessed" and "validated" in rate["reason"]
+
+
+def test_mitotic_rate_counts_the_invasive_component_only(tmp_path):
+    """AJCC: the dermal (invasive) component's mitoses; under 1 mm² all of them, as per mm².
+    Basal keratinocytes dividing in the epidermis and mitoses in distant dermis do not count."""
+    melanoma_case(tmp_path, depth_um=520, summary=VALIDATED, mitoses=mitoses(NEST_MITOSES[:3] + OTHER_MITOSES))
+    draft = build_draft(tmp_path, mpp=MPP, diagnosis="melanoma")
+    rate = _find(draft, "Mitotic rate")
+    assert rate["value"] == 3.0 and rate["details"]["invasive_mm2"] == pytest.approx(0.48, abs=0.01)
+    assert rate["display"] == "3 per mm² (all 3 mitoses of the invasive component, 0.48 mm² < 1 mm²)"
+    assert rate["details"]["slide_hotspot_per_mm2"] == 9.0
+    from wsi_pipeline.batch.report import SlideRow, synoptic_columns
+
+    assert synoptic_columns(SlideRow("s", "done", 1.0, {"synoptic": draft.summary()}))["tumour_mitoses_per_mm2"] == "3"
+
+
+def test_mitotic_rate_not_assessed_without_a_tumour_or_the_mitoses_file(tmp_path):
+    melanoma_case(tmp_path / "a", depth_um=520, summary=VALIDATED, tumour=False, mitoses=mitoses(OTHER_MITOSES))
+    rate = _find(build_draft(tmp_path / "a", mpp=MPP, diagnosis="melanoma"), "Mitotic rate")
+    assert rate["value"] is None and rate["reason"].startswith("no tumour found: the rate is counted in the invasive")
+    melanoma_case(tmp_path / "b", depth_um=520, summary=VALIDATED)  # validated run, mitoses.geojson gone
+    rate = _find(build_draft(tmp_path / "b", mpp=MPP, diagnosis="melanoma"), "Mitotic rate")
+    assert rate["value"] is None and rate["reason"].startswith("mitoses.geojson missing")
+
+
+def test_densest_square_matches_brute_force():
+    from wsi_pipeline.report.mitotic_rate import densest_square
+
+    rng = np.random.default_rng(5)
+    pts = rng.uniform(0, 3_000, (60, 2))
+    pts[:7] = rng.uniform(1_000, 1_400, (7, 2))  # a cluster
+    count, (x0, y0, x1, y1) = densest_square(pts, 1_000.0)
+    grid = np.arange(-1_000, 3_000, 25.0)
+    brute = max(int(((pts[:, 0] >= x) & (pts[:, 0] < x + 1_000) & (pts[:, 1] >= y) & (pts[:, 1] < y + 1_000)).sum())
+                for x in grid for y in grid)
+    assert count >= brute and x1 - x0 == pytest.approx(1_000.0)
+    assert count == int(((pts[:, 0] >= x0) & (pts[:, 0] < x1) & (pts[:, 1] >= y0) & (pts[:, 1] < y1)).sum())
+    assert densest_square(np.zeros((0, 2)), 1_000.0) == (0, None)
 
 
 def test_tumour_transected_at_the_deep_margin_is_at_least_and_no_pt(tmp_path):

@@ -18,7 +18,8 @@ from PIL import Image
 
 from wsi_pipeline.atomic import atomic_path, write_text_atomic
 
-SYNOPTIC_COLUMNS = ("lesion", "breslow_mm", "ulceration", "til_grade", "pT", "closest_margin_mm", "closest_margin")
+SYNOPTIC_COLUMNS = ("lesion", "breslow_mm", "ulceration", "til_grade", "tumour_mitoses_per_mm2", "pT",
+                    "closest_margin_mm", "closest_margin")
 COLUMNS = ("slide_id", "status", "seconds", "tissue_mm2", "nuclei", "mitosis_candidates", "mitoses", "mitoses_per_mm2",
            *SYNOPTIC_COLUMNS, "error")
 NOT_ASSESSED = "not assessed"
@@ -72,6 +73,7 @@ def synoptic_columns(row: SlideRow) -> dict[str, str]:
         "breslow_mm": value(s.get("breslow_mm"), lambda v: ("at least " if s.get("breslow_at_least") else "") + f"{v:.1f}"),
         "ulceration": value(s.get("ulceration"), lambda v: "present" if v else "absent"),
         "til_grade": value(s.get("til_grade")),
+        "tumour_mitoses_per_mm2": value(s.get("mitoses_per_mm2"), lambda v: f"{v:.0f}"),
         "pT": value(s.get("pT")) if s.get("pT") or not found or s.get("breslow_at_least") else "",
         "closest_margin_mm": value(s.get("closest_margin_mm"), lambda v: f"{v:.2f}"),
         "closest_margin": s.get("closest_margin") or "",
@@ -152,8 +154,8 @@ def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch re
         f"<p>{len(rows)} slide(s): {n['done']} done, {n['skipped']} already complete, "
         f"<span class='failed'>{n['failed']} failed</span>. {html.escape(started)}</p>",
         "<table><tr><th>thumbnail</th><th>slide</th><th>status</th><th>time (s)</th><th>tissue (mm²)</th>"
-        "<th>nuclei</th><th>mitosis candidates</th><th>mitoses</th><th>mitoses/mm² (hotspot)</th>"
-        "<th>lesion</th><th>Breslow (mm)</th><th>ulceration</th><th>TILs</th><th>pT</th><th>closest margin (mm)</th>"
+        "<th>nuclei</th><th>mitosis candidates</th><th>mitoses</th><th>mitoses/mm² (slide hotspot)</th>"
+        "<th>lesion</th><th>Breslow (mm)</th><th>ulceration</th><th>TILs</th><th>mitotic rate (tumour, /mm²)</th><th>pT</th><th>closest margin (mm)</th>"
         "<th>error</th></tr>",
     ]
     for r in rows:
@@ -165,7 +167,7 @@ def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch re
             f"<td>{c['seconds']}</td><td>{c['tissue_mm2']}</td><td>{c['nuclei']}</td><td>{c['mitosis_candidates']}</td>"
             f"<td>{c['mitoses']}</td><td title='{html.escape(rate_reason(r.counts), quote=True)}'>"
             f"{html.escape(c['mitoses_per_mm2'])}</td>"
-            + "".join(f"<td>{html.escape(c[k])}</td>" for k in SYNOPTIC_COLUMNS[:5])
+            + "".join(f"<td>{html.escape(c[k])}</td>" for k in SYNOPTIC_COLUMNS[:6])
             + f"<td title='{html.escape(c['closest_margin'], quote=True)}'>{html.escape(c['closest_margin_mm'])}</td>"
             f"<td class='err'>{html.escape(r.error)}</td></tr>"
         )

@@ -27,7 +27,7 @@ from wsi_pipeline.report.margins.compute import INVOLVED, MarginAssessment, form
 from wsi_pipeline.report.margins.config import SURFACE, UNINKED, MarginConfig, load_margin_config
 from wsi_pipeline.report.margins.edges import polygons_of
 from wsi_pipeline.report.margins.report import headline as margin_headline
-from wsi_pipeline.report.mitotic_rate import mitotic_rate_finding
+from wsi_pipeline.report.mitotic_rate import count_invasive, field_mm2, mitotic_rate_finding, run_rate
 from wsi_pipeline.report.skin_surface import SkinSurface, find_ulcers, granular_line, ulcers_seen_by_cells
 from wsi_pipeline.report.staging import check_diagnosis, pt_finding
 from wsi_pipeline.report.tils import TilResult, grade_tils, til_finding
@@ -143,6 +143,7 @@ def build_draft(
     findings.append(Finding("Lesion", lesion.kind if lesion.found else None,
                             _lesion_display(assessment), lesion.kind, None if lesion.found else _no_lesion(lesion)))
     epidermis = None if tissue_map is None else tissue_map.epidermis
+    invasive = _invasive(assessment, tissue_map) if lesion.found else None
     if not lesion.found:
         why = _no_lesion(lesion)
         findings += [not_assessed(n, why) for n in ("Breslow thickness", "Ulceration", "Tumour-infiltrating lymphocytes")]
@@ -150,7 +151,7 @@ def build_draft(
         why = "no tissue map (regions.geojson)" if tissue_map is None else "the tissue map holds no epidermis"
         findings += [breslow_finding(None, source=source, reason=f"{why}: the skin surface is unknown"),
                      ulceration_finding(None, source=source, reason=why)]
-        tils = _tils(nuclei, assessment, tissue_map, None, config)
+        tils = _tils(nuclei, invasive, None, config)
         findings.append(til_finding(tils, source=source, reason=_til_reason(results)))
     else:
         pieces = list(assessment.pieces)
@@ -186,9 +187,11 @@ def build_draft(
                                                reason="no epidermal surface found over the tumour"))
         else:
             findings.append(ulceration_finding(surface, source=source))
-        tils = _tils(nuclei, assessment, tissue_map, surface, config)
+        tils = _tils(nuclei, invasive, surface, config)
         findings.append(til_finding(tils, source=source, reason=_til_reason(results)))
-    findings.append(mitotic_rate_finding(summary))
+    missing = _no_lesion(lesion) if not lesion.found else "no invasive tumour (the lesion lies in the epidermis)"
+    findings.append(_mitotic_rate(results, summary, invasive, mpp, missing=missing,
+                                  epidermis_excluded=epidermis is not None))
     findings += _margin_findings(assessment)
     by_name = {f.name: f for f in findings}
     findings.append(pt_finding(stated, by_name["Breslow thickness"], by_name["Ulceration"], lesion_found=lesion.found))
@@ -281,15 +284,38 @@ def _til_reason(results: Path) -> str:
     return "no cell types in nuclei.parquet (no Lymphocyte or Tumor class)"
 
 
-def _tils(nuclei, assessment, tissue_map, surface, config: SynopticConfig) -> TilResult | None:
-    cells = _cells(nuclei)
-    if cells is None:
-        return None
+def _invasive(assessment: MarginAssessment, tissue_map: TissueMap | None) -> shapely.MultiPolygon | None:
+    """The invasive (dermal) component (µm): the lesion minus the mapped epidermis; ``None``
+    when nothing is left (an in-situ lesion)."""
     invasive = shapely.union_all(list(assessment.lesion.foci))
     if tissue_map is not None and tissue_map.epidermis is not None:
         invasive = invasive.difference(tissue_map.epidermis)
     invasive = shapely.MultiPolygon(polygons_of(invasive))
-    if invasive.is_empty:
+    return None if invasive.is_empty else invasive
+
+
+def _mitotic_rate(results: Path, summary: dict | None, invasive, mpp, *, missing: str,
+                  epidermis_excluded: bool) -> Finding:
+    """The validated mitoses of ``mitoses.geojson`` counted in the ``invasive`` component
+    (:mod:`wsi_pipeline.report.mitotic_rate`); "not assessed" with the reason otherwise."""
+    if run_rate(summary)[1] is not None or invasive is None:
+        return mitotic_rate_finding(summary, missing=missing)
+    path = results / "mitoses.geojson"
+    if not path.is_file():
+        return mitotic_rate_finding(summary, missing="mitoses.geojson missing")
+    from wsi_pipeline.mitosis_stage import VALIDATED_CLASS
+    from wsi_pipeline.report.margins._io import read_features
+
+    xy = np.array([(f.geometry.x * mpp[0], f.geometry.y * mpp[1]) for f in read_features(path)
+                   if f.classification == VALIDATED_CLASS and f.geometry is not None
+                   and f.geometry.geom_type == "Point"], float).reshape(-1, 2)
+    return mitotic_rate_finding(summary, counted=count_invasive(xy, invasive, field_mm2(summary)),
+                                epidermis_excluded=epidermis_excluded)
+
+
+def _tils(nuclei, invasive, surface, config: SynopticConfig) -> TilResult | None:
+    cells = _cells(nuclei)
+    if cells is None or invasive is None:
         return None
     reference = None if surface is None else surface.reference
     return grade_tils(invasive, cells[0], cells[1], reference=reference, config=config.tils)

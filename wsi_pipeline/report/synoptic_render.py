@@ -83,7 +83,7 @@ def method_text(draft: SynopticDraft) -> str:
         "(upper boundary of the nucleated epidermis; over an ulcer, the ulcer base) to the deepest tumour point, "
         "perpendicular to the local surface, to 0.1 mm. Ulceration: surface without epidermis over tumour. "
         "TILs (Clark) from lymphocytes among the tumour cells of the invasive component. Mitotic rate only from a "
-        "validated mitosis model. pT (AJCC 8th) only for a stated diagnosis of melanoma. Margins: shortest distance "
+        "validated mitosis model, in the invasive component (densest 1 mm² field; all of it when smaller). pT (AJCC 8th) only for a stated diagnosis of melanoma. Margins: shortest distance "
         "from the lesion to each inked edge; the epidermal surface is not a margin. Measured in the plane of this "
         "section only."
     )

@@ -39,6 +39,7 @@ def write_case(
     regions_properties: dict | None = None,
     cells: list[tuple[float, float, str]] | None = None,
     summary: dict | None = None,
+    mitoses: list[tuple[float, float]] | None = None,
 ) -> Path:
     """Write a results folder from µm geometries; returns the folder.
 
@@ -46,7 +47,8 @@ def write_case(
     (``annotations.geojson``); nuclei : nucleus polygons (``nuclei.geojson.gz``);
     regions : class name (Epidermis, Dermis, Tumor, Inflammation, Other) -> polygons
     (``regions.geojson``, collection properties ``regions_properties``); cells : ``(x, y,
-    class)`` nucleus centroids in µm (``nuclei.parquet``); summary : ``summary.json``.
+    class)`` nucleus centroids in µm (``nuclei.parquet``); summary : ``summary.json``;
+    mitoses : ``(x, y)`` µm of validated mitoses (``mitoses.geojson``, class ``Mitosis``).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,6 +71,9 @@ def write_case(
         write_cells(folder / "nuclei.parquet", cells, mpp=mpp)
     if summary is not None:
         (folder / "summary.json").write_text(json.dumps(summary))
+    if mitoses is not None:
+        pts = [_feature(to_px(shapely.Point(x, y), mpp), "Mitosis", object_type="detection") for x, y in mitoses]
+        (folder / "mitoses.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": pts}))
     return folder
 
 
