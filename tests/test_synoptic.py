@@ -108,7 +108,10 @@ def test_ulcerated_brisk_melanoma_pt2b(tmp_path, artifacts_dir):
     assert line[1][1] == pytest.approx(1_260 + OFF, abs=3)  # the deepest point is on the tumour's floor
     geo = json.loads((tmp_path / "synoptic.geojson").read_text())
     classes = {f["properties"]["classification"]["name"] for f in geo["features"]}
-    assert {"Breslow thickness", "Ulceration"} <= classes
+    assert {"Breslow thickness", "Ulceration", "Mitotic rate field"} <= classes
+    field = next(f for f in geo["features"] if f["properties"]["classification"]["name"] == "Mitotic rate field")
+    xs, ys = zip(*(np.asarray(field["geometry"]["coordinates"][0]) * MPP[0]))
+    assert max(xs) - min(xs) == pytest.approx(1_000, abs=1) and field["properties"]["measurements"]["Mitoses"] == 4
     assert json.loads((tmp_path / "synoptic.json").read_text())["summary"]["pT"] == "pT2b"
     assert (tmp_path / "synoptic_report.pdf").read_bytes().startswith(b"%PDF")
     page = (tmp_path / "synoptic_report.html").read_text()

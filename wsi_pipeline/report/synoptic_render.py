@@ -198,7 +198,8 @@ th {{ background: #e5e7eb; }} .na {{ color: #6b7280; }} .note {{ font-size: .85e
 
 
 def geojson_features(draft: SynopticDraft) -> list[GeoFeature]:
-    """The measuring line, ulcer bases and tumour base in level-0 pixels (for napari / QuPath)."""
+    """The measuring line, ulcer bases, tumour base and the mitotic-rate field in level-0 pixels
+    (for napari / QuPath)."""
     mpp = draft.mpp
     feats = []
     if draft.breslow is not None:
@@ -214,6 +215,15 @@ def geojson_features(draft: SynopticDraft) -> list[GeoFeature]:
     if draft.tils is not None and not draft.tils.base.is_empty:
         feats.append(GeoFeature(to_px(draft.tils.base, mpp), "Tumour base", color=(59, 130, 246),
                                 name=f"TILs {draft.tils.grade}"))
+    rate = draft.finding("Mitotic rate")
+    field = None if rate is None else rate.details.get("field_um")
+    if field:  # the field counted (a component under its area is counted whole: the lesion is drawn)
+        import shapely
+
+        feats.append(GeoFeature(to_px(shapely.box(*field), mpp), "Mitotic rate field", color=(255, 140, 0),
+                                name=f"{rate.details['mitoses_in_field']} mitoses",
+                                measurements={"Mitoses": rate.details["mitoses_in_field"],
+                                              "Area mm^2": rate.details["field_mm2"]}))
     return feats
 
 
