@@ -339,3 +339,16 @@ def test_report_geojson_ids_are_the_same_on_rerun(tmp_path):
     moved = [GeoFeature(LineString([(0, 0), (10, 7)]), "Breslow thickness", name="Breslow 0.5 mm"), feats[1]]
     write_features(tmp_path / "c" / "a.geojson", moved)
     assert json.loads((tmp_path / "c" / "a.geojson").read_bytes())["features"][0]["id"] != ids[0]
+
+
+def test_a_slide_that_is_not_h_and_e_says_why_it_has_no_tumour_outline(tmp_path):
+    """An IHC slide gets no tissue map (the run's stain check): the draft names the stain rather
+    than only "no tissue map"."""
+    not_he = {"counts": {"stain": {"he": False, "pink_fraction": 0.002, "checked": True}}}
+    write_case(tmp_path / "ihc", mpp=MPP, tissue=[SKIN], summary=not_he)
+    draft = build_draft(tmp_path / "ihc", mpp=MPP, diagnosis="melanoma")
+    assert _find(draft, "Breslow thickness")["reason"].endswith("no tissue map: not an H&E slide, stain check)")
+    assert "not an H&E slide" in _find(draft, "Margins")["reason"]
+    write_case(tmp_path / "he", mpp=MPP, tissue=[SKIN], summary={"counts": {}})
+    assert _find(build_draft(tmp_path / "he", mpp=MPP), "Breslow thickness")["reason"] == \
+        "no tumour outline (no Tumor annotation, no tissue map)"

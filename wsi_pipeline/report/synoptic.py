@@ -19,6 +19,7 @@ import numpy as np
 import shapely
 
 from tiling.errors import InputError
+from wsi_pipeline.batch.report import not_he_slide
 from wsi_pipeline.report.breslow import Breslow, breslow_finding, measure_breslow, transected_at, ulceration_finding
 from wsi_pipeline.report.config import SynopticConfig, load_synoptic_config
 from wsi_pipeline.report.findings import Finding, not_assessed, weakest
@@ -138,14 +139,15 @@ def build_draft(
     map_source = "none" if tissue_map is None else tissue_map.source
     source = weakest(lesion.kind, map_source) if tissue_map is not None else lesion.kind
     surface = breslow = tils = None
+    no_lesion = _no_lesion(lesion, summary)
     findings = [Finding("Diagnosis (stated)", stated, stated or "not stated", stated_by or "",
                         None if stated else "the software does not diagnose")]
     findings.append(Finding("Lesion", lesion.kind if lesion.found else None,
-                            _lesion_display(assessment), lesion.kind, None if lesion.found else _no_lesion(lesion)))
+                            _lesion_display(assessment), lesion.kind, None if lesion.found else no_lesion))
     epidermis = None if tissue_map is None else tissue_map.epidermis
     invasive = _invasive(assessment, tissue_map) if lesion.found else None
     if not lesion.found:
-        why = _no_lesion(lesion)
+        why = no_lesion
         findings += [not_assessed(n, why) for n in ("Breslow thickness", "Ulceration", "Tumour-infiltrating lymphocytes")]
     elif epidermis is None:
         why = "no tissue map (regions.geojson)" if tissue_map is None else "the tissue map holds no epidermis"
@@ -189,10 +191,10 @@ def build_draft(
             findings.append(ulceration_finding(surface, source=source))
         tils = _tils(nuclei, invasive, surface, config)
         findings.append(til_finding(tils, source=source, reason=_til_reason(results)))
-    missing = _no_lesion(lesion) if not lesion.found else "no invasive tumour (the lesion lies in the epidermis)"
+    missing = no_lesion if not lesion.found else "no invasive tumour (the lesion lies in the epidermis)"
     findings.append(_mitotic_rate(results, summary, invasive, mpp, missing=missing,
                                   epidermis_excluded=epidermis is not None))
-    findings += _margin_findings(assessment)
+    findings += _margin_findings(assessment, no_lesion)
     by_name = {f.name: f for f in findings}
     findings.append(pt_finding(stated, by_name["Breslow thickness"], by_name["Ulceration"], lesion_found=lesion.found))
     specimen = specimen_id or (summary or {}).get("specimen_id") or "not recorded"
@@ -229,9 +231,11 @@ def _diagnosis(given: str | None, summary: dict | None, results: Path) -> tuple[
     return (stated, "manifest") if stated else (None, None)
 
 
-def _no_lesion(lesion) -> str:
+def _no_lesion(lesion, summary: dict | None = None) -> str:
     if any(s.startswith("regions.geojson") for s in lesion.searched):
         return "no tumour found"
+    if not_he_slide((summary or {}).get("counts") or {}):  # the run made no tissue map, and says why
+        return "no tumour outline (no Tumor annotation; no tissue map: not an H&E slide, stain check)"
     return "no tumour outline (no Tumor annotation, no tissue map)"
 
 
@@ -321,11 +325,11 @@ def _tils(nuclei, invasive, surface, config: SynopticConfig) -> TilResult | None
     return grade_tils(invasive, cells[0], cells[1], reference=reference, config=config.tils)
 
 
-def _margin_findings(a: MarginAssessment) -> list[Finding]:
+def _margin_findings(a: MarginAssessment, no_lesion: str) -> list[Finding]:
     """Closest peripheral and deep margins (by the names in margins.yaml), and uninked edges."""
     source = a.lesion.kind
     if not a.lesion.found:
-        return [not_assessed("Margins", _no_lesion(a.lesion))]
+        return [not_assessed("Margins", no_lesion)]
     groups = {"Peripheral margin": [], "Deep margin": [], "Uninked edge (margin?)": []}
     for m in a.margins:
         if m.approach is None or m.colour == SURFACE:
