@@ -307,12 +307,10 @@ def _mitotic_rate(results: Path, summary: dict | None, invasive, mpp, *, missing
     path = results / "mitoses.geojson"
     if not path.is_file():
         return mitotic_rate_finding(summary, missing="mitoses.geojson missing")
+    from wsi_pipeline.evaluation.points import read_points
     from wsi_pipeline.mitosis_stage import VALIDATED_CLASS
-    from wsi_pipeline.report.margins._io import read_features
 
-    xy = np.array([(f.geometry.x * mpp[0], f.geometry.y * mpp[1]) for f in read_features(path)
-                   if f.classification == VALIDATED_CLASS and f.geometry is not None
-                   and f.geometry.geom_type == "Point"], float).reshape(-1, 2)
+    xy = read_points(path, classes=(VALIDATED_CLASS,)) * np.asarray(mpp, float)
     return mitotic_rate_finding(summary, counted=count_invasive(xy, invasive, field_mm2(summary)),
                                 epidermis_excluded=epidermis_excluded)
 

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import matplotlib
+import shapely
 
 matplotlib.use("Agg")  # noqa: E402  (file output only)
 from matplotlib import patheffects  # noqa: E402
@@ -218,8 +219,6 @@ def geojson_features(draft: SynopticDraft) -> list[GeoFeature]:
     rate = draft.finding("Mitotic rate")
     field = None if rate is None else rate.details.get("field_um")
     if field:  # the field counted (a component under its area is counted whole: the lesion is drawn)
-        import shapely
-
         feats.append(GeoFeature(to_px(shapely.box(*field), mpp), "Mitotic rate field", color=(255, 140, 0),
                                 name=f"{rate.details['mitoses_in_field']} mitoses",
                                 measurements={"Mitoses": rate.details["mitoses_in_field"],
