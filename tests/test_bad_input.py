@@ -81,6 +81,17 @@ def test_info_refuses_bad_input(cases, name, capsys):
     assert captured.out == ""
 
 
+@pytest.mark.parametrize("name", ["missing", "directory", "empty", "truncated", "text", "dicom", "png-without-mpp"])
+def test_run_refuses_bad_input_before_any_work(cases, name, tmp_path, capsys):
+    """``run`` checks the slide before it starts a Dask cluster: the one error line is all
+    stderr shows (no cluster start-up and shutdown chatter around it) and OUT is not made."""
+    path, words = cases[name]
+    out = tmp_path / "results"
+    rc = main(["run", str(path), "--out", str(out)])
+    _check(rc, capsys.readouterr().err, path, words)
+    assert not out.exists()
+
+
 def test_png_with_mpp_is_a_valid_slide(cases, tmp_path, capsys):
     path, _ = cases["png-without-mpp"]
     assert main(["info", str(path), "--json", "--mpp", "0.25"]) == 0
@@ -99,3 +110,6 @@ def test_real_process_prints_one_line(cases, tmp_path):
     )
     _check(proc.returncode, proc.stderr, path, "truncated")
     assert not (tmp_path / "o.ome.zarr").exists() and not (tmp_path / "o.ome.zarr.part").exists()
+    proc = subprocess.run([sys.executable, "-m", "wsi_pipeline", "run", str(path), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    _check(proc.returncode, proc.stderr, path, "truncated")

@@ -50,3 +50,25 @@ def test_local_workers_one_per_core_with_heap_friendly_malloc():
         got = list(client.run(env).values())
     assert got == [{"MALLOC_MMAP_THRESHOLD_": str(WORKER_MALLOC["MALLOC_MMAP_THRESHOLD_"]),
                     "MALLOC_TRIM_THRESHOLD_": str(WORKER_MALLOC["MALLOC_TRIM_THRESHOLD_"]), "OMP_NUM_THREADS": "1"}]
+
+
+def test_dask_start_up_chatter_only_at_debug():
+    """Dask logs ~30 INFO lines per run (scheduler, nannies, connections, a dashboard tip);
+    a run shows them only with -vv: its loggers sit at WARNING below DEBUG."""
+    import logging
+
+    from wsi_pipeline.cluster import quiet_dask_logs
+
+    root = logging.getLogger()
+    saved = root.level, logging.getLogger("distributed").level
+    try:
+        for level, expected in ((logging.WARNING, logging.WARNING), (logging.INFO, logging.WARNING),
+                                (logging.DEBUG, logging.INFO)):
+            root.setLevel(level)
+            logging.getLogger("distributed").setLevel(logging.INFO)  # as importing distributed leaves it
+            quiet_dask_logs()
+            assert logging.getLogger("distributed").getEffectiveLevel() == expected
+            assert logging.getLogger("distributed.scheduler").getEffectiveLevel() == expected
+    finally:
+        root.setLevel(saved[0])
+        logging.getLogger("distributed").setLevel(saved[1])

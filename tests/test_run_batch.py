@@ -157,9 +157,14 @@ def test_run_plain_image_with_mpp(tmp_path, capsys):
     path = tmp_path / "field.tif"
     tifffile.imwrite(path, render_region(scene, 1000, 500, 1000, 1000))
     rc = main(["run", str(path), "--mpp", "0.25", "--out", str(tmp_path / "o"), "--config", "cpu-fast"])
-    assert rc == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
     feats = _read_gz(tmp_path / "o" / "field" / "nuclei.geojson.gz")["features"]
     assert len(feats) >= 20
+    # the headline a lab tech reads: counts as "name value", no Python dict or None in it
+    headline = captured.out.splitlines()[0]
+    assert headline.startswith("field: tissue_mm2 ") and f"nuclei {len(feats)}," in headline
+    assert "{" not in headline and "None" not in headline and "cell_types " in headline
     # the weight-free cell typing names every nucleus with one of the five cell classes
     assert {f["properties"]["classification"]["name"] for f in feats} <= {
         "Lymphocyte", "Epithelial", "Stromal", "Tumor", "Other"}

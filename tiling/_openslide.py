@@ -62,7 +62,7 @@ class OpenSlideSlide(Slide):
             try:
                 osr = openslide.OpenSlide(str(self.path))
             except (openslide.OpenSlideError, OSError, ValueError) as exc:
-                raise SlideError(self.path, f"openslide cannot read it ({first_line(exc)})") from None
+                raise SlideError(self.path, f"damaged or unsupported slide, openslide cannot read it ({first_line(exc)})") from None
             self._local.osr = osr
             with self._lock:
                 self._handles.append(osr)

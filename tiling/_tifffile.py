@@ -110,7 +110,7 @@ class TiffSlide(Slide):
         except ValueError as exc:
             raise SlideError(self.path, first_line(exc)) from None
         except Exception as exc:  # tifffile raises many types for damaged files
-            raise SlideError(self.path, f"tifffile cannot read it ({first_line(exc)})") from None
+            raise SlideError(self.path, f"damaged or truncated TIFF, tifffile cannot read it ({first_line(exc)})") from None
         if dtype != np.uint8:
             tif.close()
             raise SlideError(self.path, f"unsupported pixel type {dtype} (8-bit RGB or grey expected)")

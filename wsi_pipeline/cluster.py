@@ -60,6 +60,15 @@ def slurm_cluster_kwargs(cfg: SlurmConfig, *, memory_limit: str | None = None) -
     return kwargs
 
 
+def quiet_dask_logs() -> None:
+    """Dask's scheduler and nannies log every start, connection and close at INFO (about 30
+    lines a run, a dashboard link and a tip to install jupyter-server-proxy among them); a run
+    shows them only at ``-vv``. Called after ``distributed`` is imported, which sets its
+    loggers' levels itself."""
+    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("distributed").setLevel(logging.INFO if debug else logging.WARNING)
+
+
 @contextlib.contextmanager
 def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None,
                 connect_timeout: str = "20s") -> Iterator[object | None]:
@@ -71,6 +80,7 @@ def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None,
         return
     from distributed import Client
 
+    quiet_dask_logs()
     if kind == "scheduler":
         if not address:
             raise InputError(None, "cluster kind 'scheduler' needs an address: --scheduler tcp://host:8786")
@@ -113,6 +123,7 @@ def make_client(cfg: ClusterConfig, *, scheduler_address: str | None = None,
         dashboard_address=":0",  # a free port: never collides with another cluster on 8787
         resources=resources,
     )
-    log.info("LocalCluster with %d worker(s)%s", n_workers, " carrying GPU: 1" if gpus else "")
+    log.info("LocalCluster with %d worker(s)%s; dashboard %s", n_workers, " carrying GPU: 1" if gpus else "",
+             cluster.dashboard_link)
     with cluster, Client(cluster) as client:
         yield client
