@@ -253,3 +253,29 @@ def test_run_with_ome_zarr_carries_the_region_map_as_labels(tiny_slides, tmp_pat
     assert level0.shape[-2:] == np.asarray(root["0"]).shape[-2:]
     # every class present in the raster is present in the label image, and no other
     assert set(np.unique(level0)) == set(np.unique(raster))
+
+
+def test_batch_log_file_gets_info_console_keeps_its_level(tmp_path):
+    """batch.log records every slide's start and counts; the terminal stays at the command
+    line's level (WARNING without -v): progress bars, warnings and errors, no INFO lines."""
+    import io
+    import logging
+
+    from wsi_pipeline.batch.runner import _batch_log
+
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, root.handlers[:]
+    console = io.StringIO()
+    root.handlers = [logging.StreamHandler(console)]
+    root.setLevel(logging.WARNING)
+    log = logging.getLogger("wsi_pipeline.batch.runner")
+    try:
+        with _batch_log(tmp_path):
+            log.info("case_a: done in 1.0 s")
+            log.error("zz_corrupt: failed")
+        assert root.level == logging.WARNING and root.handlers[0].level == logging.NOTSET
+    finally:
+        root.handlers, root.level = saved_handlers, saved_level
+    text = (tmp_path / "batch.log").read_text()
+    assert "case_a: done in 1.0 s" in text and "zz_corrupt: failed" in text
+    assert console.getvalue() == "zz_corrupt: failed\n"

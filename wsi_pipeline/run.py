@@ -68,6 +68,21 @@ class _Timer:
         self.timings[self.name] = round(time.perf_counter() - self.t0, 3)
 
 
+def counts_line(counts: dict) -> str:
+    """The run's counts as one line: numbers as ``name value``, the cell types as
+    ``cell_types Tumor 12 ...``; what is not assessed (None) and nested records (the stain
+    check, the mitotic rate: their reasons are among the notes) are left out."""
+    parts = []
+    for key, value in counts.items():
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if isinstance(value, (int, float)):
+            parts.append(f"{key} {value}")
+        elif key == "cell_types" and isinstance(value, dict):
+            parts.append("cell_types " + " ".join(f"{k} {v}" for k, v in value.items()))
+    return ", ".join(parts)
+
+
 def run_slide(
     job: SlideJob,
     out_root: Path,

@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,19 +61,34 @@ def _clean_partials(out_dir: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def _file_logger(out_dir: Path) -> logging.Handler:
+@contextlib.contextmanager
+def _batch_log(out_dir: Path) -> Iterator[None]:
+    """``OUT/batch.log`` gets INFO (each slide started, done with its counts, failed) whatever
+    the console shows: the console handlers keep the level the command line asked for
+    (WARNING unless -v), so the terminal shows the progress bars, warnings and errors."""
     handler = logging.FileHandler(out_dir / "batch.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
+    level = root.level
+    console = [h for h in root.handlers if h.level == logging.NOTSET]
+    for h in console:
+        h.setLevel(level)
     root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
+    if level > logging.INFO or level == logging.NOTSET:
         root.setLevel(logging.INFO)
-    return handler
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+        for h in console:
+            h.setLevel(logging.NOTSET)
 
 
 def _process(job: SlideJob, out_dir: Path, cfg: PipelineConfig, client, bar) -> SlideRow:
-    from wsi_pipeline.run import run_slide
+    from wsi_pipeline.run import counts_line, run_slide
 
     t0 = time.perf_counter()
     slide_dir = out_dir / job.slide_id
@@ -87,7 +103,7 @@ def _process(job: SlideJob, out_dir: Path, cfg: PipelineConfig, client, bar) -> 
         log.info("%s: started", job.slide_id)
         run = run_slide(job, out_dir, cfg, client=client, checksum=checksum, progress=bar)
         secs = time.perf_counter() - t0
-        log.info("%s: done in %.1f s (%s)", job.slide_id, secs, run.counts)
+        log.info("%s: done in %.1f s (%s)", job.slide_id, secs, counts_line(run.counts))
         return SlideRow(job.slide_id, "done", secs, run.counts, thumbnail=slide_dir / "overview.png")
     except Exception as exc:  # one bad slide never stops the batch
         msg = one_line(exc)
@@ -124,11 +140,10 @@ def run_batch(
     out_dir = Path(out_dir)
     jobs = read_jobs(source, deidentify=deidentify or cfg.output.deidentify)
     out_dir.mkdir(parents=True, exist_ok=True)
-    handler = _file_logger(out_dir)
     started = datetime.now(timezone.utc).strftime("Started %Y-%m-%d %H:%M UTC.")
     done: dict[int, SlideRow] = {}
     lock = threading.Lock()
-    try:
+    with _batch_log(out_dir):
         _clean_partials(out_dir)
         cluster = contextlib.nullcontext(client) if client is not None else make_client(cfg.cluster, scheduler_address=scheduler)
         with cluster as client, \
@@ -153,7 +168,4 @@ def run_batch(
                         f.result()
         rows = [done[k] for k in sorted(done)]
         write_reports(out_dir, rows, started=started)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
     return BatchResult(rows, out_dir)

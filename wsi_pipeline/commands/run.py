@@ -26,7 +26,7 @@ def run(args) -> int:
     from wsi_pipeline.cluster import make_client
     from wsi_pipeline.commands._options import config_from_args
     from tiling import open_slide
-    from wsi_pipeline.run import run_slide
+    from wsi_pipeline.run import counts_line, run_slide
 
     cfg = config_from_args(args)
     path = Path(args.slide)
@@ -44,23 +44,9 @@ def run(args) -> int:
     with make_client(cfg.cluster, scheduler_address=args.scheduler) as client, \
             tqdm(total=0, unit="tile", leave=False) as bar:
         result = run_slide(job, Path(args.out), cfg, client=client, progress=bar)
-    print(f"{slide_id}: {headline(result.counts)}")
+    print(f"{slide_id}: {counts_line(result.counts)}")
     for note in result.notes:
         print(f"  {note}")
     print(f"results in {result.out_dir}")
     return 0
 
-
-def headline(counts: dict) -> str:
-    """The run's counts as one line: numbers as ``name value``, the cell types as
-    ``cell_types Tumor 12 ...``; what is not assessed (None) and nested records (the stain
-    check, the mitotic rate: their reasons are among the notes) are left out."""
-    parts = []
-    for key, value in counts.items():
-        if isinstance(value, bool) or value is None or isinstance(value, str):
-            continue
-        if isinstance(value, (int, float)):
-            parts.append(f"{key} {value:g}")
-        elif key == "cell_types" and isinstance(value, dict):
-            parts.append("cell_types " + " ".join(f"{k} {v}" for k, v in value.items()))
-    return ", ".join(parts)
