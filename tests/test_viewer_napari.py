@@ -54,6 +54,15 @@ def _zoom(desk, center_rc, zoom, *, force=False):
 def test_layers_and_screenshots(desk, artifacts_dir):
     from imageio.v3 import imwrite
 
+    from viewers.editor import camera
+
+    # opened on the whole slide: centred on it and fitted to it (not to the density grids,
+    # whose last bins reach past the slide's edge)
+    (r0, c0), (r1, c1) = np.asarray(desk.viewer.layers[0].extent.world)[:, -2:]
+    cam = camera(desk.viewer)
+    assert tuple(cam.center)[-2:] == pytest.approx(((r0 + r1) / 2, (c0 + c1) / 2))
+    h, w = desk.viewer.canvas.size
+    assert max((r1 - r0) * cam.zoom / h, (c1 - c0) * cam.zoom / w) == pytest.approx(0.95, abs=0.01)
     names = [layer.name for layer in desk.viewer.layers]
     for want in ("Nuclei density", "Nuclei (all)", "Nuclei (edit)", "Tissue", "Margins", "Mitoses", "Hotspots",
                  "Annotations", "Tissue regions", "Regions", "Report measurements"):
@@ -73,7 +82,9 @@ def test_layers_and_screenshots(desk, artifacts_dir):
     assert 390 <= (raster[..., 3] > 0).sum() <= 400  # (a few may share a pixel)
     assert len(desk.viewer.layers["Mitoses"].data) == 12
     assert list(desk.viewer.layers["Margins"].features["label"])[0] == "Deep margin 1.2 mm"
-    desk.viewer.reset_view()
+    from viewers.results import _fit
+
+    _fit(desk.viewer, desk.viewer.layers[0])
     desk.update_view()
     shot = desk.viewer.screenshot(canvas_only=False, flash=False)
     imwrite(artifacts_dir / "viewer_overview.png", shot)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from viewers import layers as L
+from viewers.editor import camera
 from viewers.session import Desk
 from viewers.store import FeatureStore
 
@@ -40,14 +43,14 @@ def _load(path: Path) -> tuple[FeatureStore, dict]:
 def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | None = None, cap: int = 3000) -> Desk:
     """Add the slide and every result layer to ``viewer``; returns the :class:`Desk` that edits them."""
     data, kw, _ = L.slide_layer(slide)
-    viewer.add_image(data, **kw)
+    image = viewer.add_image(data, **kw)
     desk = Desk(viewer, results_dir=results_dir, reviewer=reviewer)
     mpp = slide.mpp_or_none[0] if slide.mpp_or_none else None
     px_per_um = 1 / mpp if mpp else 4.0
     w, h = slide.dimensions
     outline = max(2.0, max(w, h) / 600)  # visible at whole-slide zoom, thin at full resolution
     if results_dir is None:
-        _fit(viewer, slide)
+        _fit(viewer, image)
         return desk
     r = Path(results_dir)
     nuclei = next((r / n for n in NUCLEI_NAMES if (r / n).exists()), None)
@@ -83,7 +86,7 @@ def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | Non
     store, props = _load(ann) if ann.exists() else (FeatureStore(0), {})
     desk.add_annotations(store, path=ann, properties=props, name="Annotations", edge_width=outline,
                          default_class="Tumor")
-    _fit(viewer, slide)
+    _fit(viewer, image)
     desk.update_view()
     return desk
 
@@ -138,8 +141,17 @@ def _density(store: FeatureStore, slide, mpp, *, name: str, visible: bool, bin_u
     return data, kw
 
 
-def _fit(viewer, slide) -> None:
+def _fit(viewer, image) -> None:
+    """The whole slide fills the canvas: centred on the slide ``image`` layer and zoomed to
+    it, not to every layer (the density grids' last bins reach past the slide's edge, which
+    put the slide off-centre at about two thirds of the size)."""
     viewer.reset_view()
+    (r0, c0), (r1, c1) = np.asarray(image.extent.world, float)[:, -2:]
+    cam = camera(viewer)
+    cam.center = (*tuple(cam.center)[:-2], (r0 + r1) / 2, (c0 + c1) / 2)
+    canvas = getattr(getattr(viewer, "canvas", None), "size", None) or getattr(viewer, "_canvas_size", None)
+    if canvas is not None and r1 > r0 and c1 > c0:  # canvas (height, width), 5 % margin as napari's own fit
+        cam.zoom = 0.95 * min(canvas[0] / (r1 - r0 + 1), canvas[1] / (c1 - c0 + 1))
 
 
 def read_summary(results_dir: Path) -> dict:
