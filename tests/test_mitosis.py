@@ -171,7 +171,7 @@ def _stage(stage_inputs, out, scorer=None):
 
 def test_stage_without_validated_model_gives_candidates_but_no_rate(stage_inputs, tmp_path):
     from wsi_pipeline.annotations import read_geojson
-    from wsi_pipeline.mitosis_stage import UNVALIDATED_CLASS as STAGE_UNVALIDATED
+    from wsi_pipeline.mitosis_classes import UNVALIDATED_CLASS as STAGE_UNVALIDATED
 
     mit = stage_inputs[2]
     res = _stage(stage_inputs, tmp_path)  # config default: the heuristic

@@ -235,3 +235,31 @@ def test_every_qupath_export_opens_in_napari(desk, shared_data, tmp_path):
     for f in back + orig:
         f.pop("id")  # this old export has no ids ("PathAnnotationObject"): fresh ones on every read
     assert back == orig
+
+
+def test_unvalidated_candidates_open_hidden_and_named_as_such(tmp_path):
+    """Results of a run without a validated mitosis model (hundreds of candidates on normal
+    skin): the points open as a hidden 'Mitosis candidates (unvalidated)' layer with no density
+    layer, so a pathologist never sees them as mitoses at first sight; the file is untouched."""
+    if not _display_ok():
+        pytest.skip("no display (install pytest-xvfb / Xvfb)")
+    from viewers.results import UNVALIDATED_LAYER, open_results
+    from wsi_pipeline.annotations import Feature, read_geojson, write_geojson
+    from wsi_pipeline.mitosis_classes import UNVALIDATED_CLASS
+
+    slide, out = make_results(tmp_path / "results")
+    points = [Feature(shapely.Point(100 + 40 * i, 200), object_type="detection", classification=UNVALIDATED_CLASS,
+                      measurements={"Probability": 0.6}) for i in range(30)]
+    write_geojson(out / "mitoses.geojson", points)
+    before = (out / "mitoses.geojson").read_bytes()
+    viewer = napari.Viewer(show=False)
+    try:
+        open_results(viewer, slide, out, reviewer="Dr Test")
+        names = [layer.name for layer in viewer.layers]
+        assert UNVALIDATED_LAYER in names and "Mitoses" not in names and "Mitosis density" not in names
+        layer = viewer.layers[UNVALIDATED_LAYER]
+        assert not layer.visible and len(layer.data) == 30
+    finally:
+        viewer.close()
+    assert (out / "mitoses.geojson").read_bytes() == before
+    assert {f.classification for f in read_geojson(out / "mitoses.geojson").features} == {UNVALIDATED_CLASS}

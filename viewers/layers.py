@@ -20,6 +20,7 @@ import shapely
 from tiling.coords import rc_to_xy as _rc_to_xy
 from tiling.coords import xy_to_rc
 from viewers.store import FeatureStore
+from wsi_pipeline.mitosis_classes import UNVALIDATED_CLASS, VALIDATED_CLASS
 
 RGBA = tuple[float, float, float, float]
 DEFAULT_COLOR = (0, 120, 220)
@@ -35,7 +36,7 @@ DENSITY_COLORMAP = {
                [1.0, 0.95, 0.5, 0.8]],
     "controls": [0.0, 0.05, 0.4, 0.75, 1.0],
 }
-MITOSIS_SYMBOLS = {"Mitosis": "ring", "Mitosis candidate (unvalidated)": "square", "Imposter": "x"}
+MITOSIS_SYMBOLS = {VALIDATED_CLASS: "ring", UNVALIDATED_CLASS: "square", "Imposter": "x"}
 
 
 def rc_to_xy(rc: np.ndarray) -> np.ndarray:

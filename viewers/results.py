@@ -18,8 +18,11 @@ from viewers import layers as L
 from viewers.editor import camera
 from viewers.session import Desk
 from viewers.store import FeatureStore
+from wsi_pipeline.mitosis_classes import UNVALIDATED_CLASS
 
 NUCLEI_NAMES = ("nuclei.geojson.gz", "nuclei.geojson")
+#: the mitoses layer's name when it holds only an unvalidated scorer's candidates
+UNVALIDATED_LAYER = "Mitosis candidates (unvalidated)"
 MARKERS = ("summary.json", "tissue.geojson", *NUCLEI_NAMES, "mitoses.geojson")
 
 
@@ -75,13 +78,16 @@ def open_results(viewer, slide, results_dir: Path | None, *, reviewer: str | Non
                              edge_width=outline * 1.5)
     if (r / "mitoses.geojson").exists():
         store, props = _load(r / "mitoses.geojson")
-        pts = store.point_mask() & store.alive
-        if pts.any():
-            sub = _points_only(store)
-            data, kw = _density(sub, slide, mpp, name="Mitosis density", visible=False, bin_um=500)
+        # an unvalidated scorer's candidates (hundreds on normal skin) are a hidden review layer
+        # named as what they are, with no density: never shown as mitoses at first sight
+        classes = {c for c in store.class_counts() if c}
+        unvalidated = bool(classes) and classes <= {UNVALIDATED_CLASS}
+        if (store.point_mask() & store.alive).any() and not unvalidated:
+            data, kw = _density(_points_only(store), slide, mpp, name="Mitosis density", visible=False, bin_um=500)
             viewer.add_image(data, **kw)
-        desk.add_points(store, path=r / "mitoses.geojson", properties=props, name="Mitoses",
-                        size=14 * px_per_um, shapes_name="Hotspots")
+        src = desk.add_points(store, path=r / "mitoses.geojson", properties=props, size=14 * px_per_um,
+                              name=UNVALIDATED_LAYER if unvalidated else "Mitoses", shapes_name="Hotspots")
+        src.display.visible = not unvalidated
     ann = r / "annotations.geojson"
     store, props = _load(ann) if ann.exists() else (FeatureStore(0), {})
     desk.add_annotations(store, path=ann, properties=props, name="Annotations", edge_width=outline,

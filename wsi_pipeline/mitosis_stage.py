@@ -34,12 +34,10 @@ from detectors.base import Instances
 from wsi_pipeline.annotations import Feature, write_geojson
 from wsi_pipeline.atomic import atomic_path
 from wsi_pipeline.ids import stable_ids
+from wsi_pipeline.mitosis_classes import HOTSPOT_CLASS, UNVALIDATED_CLASS, VALIDATED_CLASS
 
 log = logging.getLogger(__name__)
 
-VALIDATED_CLASS = "Mitosis"
-UNVALIDATED_CLASS = "Mitosis candidate (unvalidated)"
-HOTSPOT_CLASS = "Mitotic hotspot"
 DENSITY_PIXEL_UM = 250.0
 
 

@@ -20,9 +20,7 @@ from detectors.base import Detector, DetectorSpec, Instances
 from detectors.mitosis.candidates import candidate_centres
 from detectors.mitosis.scorer import MitosisScorer, load_mitosis_scorer
 from detectors.nuclei.weightfree import WeightFreeNucleiDetector
-
-VALIDATED_CLASS = "Mitosis"
-UNVALIDATED_CLASS = "Mitosis candidate (unvalidated)"
+from wsi_pipeline.mitosis_classes import UNVALIDATED_CLASS, VALIDATED_CLASS
 
 
 def crops_around(tile: np.ndarray, centres_xy: np.ndarray, size: int) -> np.ndarray:

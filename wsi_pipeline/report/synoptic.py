@@ -308,7 +308,7 @@ def _mitotic_rate(results: Path, summary: dict | None, invasive, mpp, *, missing
     if not path.is_file():
         return mitotic_rate_finding(summary, missing="mitoses.geojson missing")
     from wsi_pipeline.evaluation.points import read_points
-    from wsi_pipeline.mitosis_stage import VALIDATED_CLASS
+    from wsi_pipeline.mitosis_classes import VALIDATED_CLASS
 
     xy = read_points(path, classes=(VALIDATED_CLASS,)) * np.asarray(mpp, float)
     return mitotic_rate_finding(summary, counted=count_invasive(xy, invasive, field_mm2(summary)),
