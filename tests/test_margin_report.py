@@ -173,3 +173,33 @@ def test_real_slide_with_drawn_tumour(shared_data, tmp_path, capsys, artifacts_d
         assert b"CMU-1-Small-Region" not in (results / name).read_bytes()
     shutil.copy(results / "margin_report.pdf", artifacts_dir / "margin_report_CMU-1.pdf")
     shutil.copy(results / "margin_report.html", artifacts_dir / "margin_report_CMU-1.html")
+
+
+@pytest.mark.parametrize("source", ["tissue map", "proposal", "annotations.geojson"])
+def test_every_line_of_the_page_lies_on_the_page(tmp_path, source):
+    """The lesion line under the headline says where the outline comes from and, for a
+    proposed one, to review it; it is wrapped, so no text of the A4 page runs off its edge
+    (the proposed-outline line ran past the right edge)."""
+    from dataclasses import replace
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from wsi_pipeline.report.margins.picture import read_thumbnail
+    from wsi_pipeline.report.margins.report import report_figure
+
+    results = write_case(tmp_path, mpp=MPP, tissue=[TISSUE], inks=INKS, tumour=[Point(5_400, 2_900).buffer(1_000)])
+    a = assess_margins(results, mpp=MPP, config=load_margin_config())
+    a = replace(a, lesion=replace(a.lesion, source=source))
+    assert a.lesion.proposed == (source != "annotations.geojson")
+    note = a.lesion.note
+    assert note.startswith("Lesion outline PROPOSED by the software (" if a.lesion.proposed else "Lesion outline: ")
+    assert "review required" not in note and "((" not in note
+    slide = ArraySlide(tissue_image([TISSUE], mpp=MPP, size_px=(1400, 1100)), mpp=MPP)
+    fig = report_figure(a, read_thumbnail(slide, a, mpp=MPP), mpp=MPP, specimen="TEST-3")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    page = fig.bbox
+    texts = [t for t in fig.texts if t.get_text().strip()]
+    assert any(t.get_text().replace("\n", " ") == note for t in texts)
+    for t in texts:
+        box_ = t.get_window_extent(renderer)
+        assert page.x0 <= box_.x0 and box_.x1 <= page.x1, f"runs off the page: {t.get_text()[:60]!r}"

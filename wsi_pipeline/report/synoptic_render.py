@@ -65,17 +65,6 @@ def table_rows(draft: SynopticDraft) -> list[tuple[str, str, str, str]]:
     return [(f.name, f.display, SOURCE_TEXT.get(f.source, f.source), f.reason or "") for f in draft.findings]
 
 
-def lesion_note(draft: SynopticDraft) -> str:
-    """The line under the headline: where the lesion outline comes from ("" when none)."""
-    lesion = draft.lesion
-    if not lesion.found:
-        return ""
-    if lesion.proposed:
-        where = lesion.description.replace(" (proposed, review required)", "")
-        return f"Lesion outline PROPOSED by the software ({where}): review it before signing."
-    return f"Lesion outline: {lesion.description}."
-
-
 def method_text(draft: SynopticDraft) -> str:
     m = draft.tissue_map
     return (
@@ -99,7 +88,7 @@ def report_figure(draft: SynopticDraft, thumb: Thumbnail) -> Figure:
              color="#555555")
     fig.text(0.06, 0.938, CAVEAT, fontsize=11, fontweight="bold", color="#b91c1c", va="top")
     fig.text(0.06, 0.916, textwrap.fill(draft.headline, 110), fontsize=10.5, fontweight="bold", va="top")
-    note = lesion_note(draft)
+    note = draft.lesion.note
     fig.text(0.06, 0.893, textwrap.fill(note, 120), fontsize=8.5, va="top",
              color="#b91c1c" if draft.lesion.proposed else "#333333")
     ax = fig.add_axes((0.04, 0.50, 0.92, 0.37))
@@ -172,7 +161,7 @@ def report_html(draft: SynopticDraft, thumb: Thumbnail) -> str:
         + f"<td>{e(c)}</td><td class=\"note\">{e(d)}</td></tr>"
         for a, b, c, d in table_rows(draft)
     )
-    note = lesion_note(draft)
+    note = draft.lesion.note
     note = f'<p class="{"warn" if draft.lesion.proposed else "lesion"}">{e(note)}</p>' if note else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Synoptic draft: {e(draft.specimen)}</title>

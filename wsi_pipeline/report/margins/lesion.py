@@ -80,6 +80,17 @@ class Lesion:
     def description(self) -> str:
         return DESCRIPTIONS.get(self.source, self.source)
 
+    @property
+    def note(self) -> str:
+        """The line under a report's headline: where the outline comes from, and for a
+        proposed one that it must be reviewed ("" when there is no lesion)."""
+        if not self.found:
+            return ""
+        if self.proposed:
+            where = self.description.replace(" (proposed, review required)", "").replace("proposed, review required; ", "")
+            return f"Lesion outline PROPOSED by the software ({where}): review it before signing."
+        return f"Lesion outline: {self.description}."
+
 
 def is_tumour(classification: str | None) -> bool:
     """``Tumor`` / ``Tumour`` (any case); a proposal label counts too."""

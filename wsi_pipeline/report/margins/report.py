@@ -63,11 +63,6 @@ def no_lesion_text(lesion) -> str:
             "Draw a Tumor annotation or pass --lesion FILE.")
 
 
-def lesion_source_text(lesion) -> str:
-    """One line: where the lesion outline came from."""
-    return f"Lesion outline: {lesion.description}."
-
-
 def surface_text(assessment: MarginAssessment) -> str:
     """How the epidermal surface was told from the margins (the headline names an inked margin
     whenever one is measured)."""
@@ -176,11 +171,10 @@ def report_figure(assessment: MarginAssessment, thumb: Thumbnail, *, mpp, specim
     status = assessment.closest.status if assessment.closest else None
     fig.text(0.06, 0.925, headline(assessment), fontsize=12.5, fontweight="bold", va="top",
              color={INVOLVED: "#b91c1c", CLOSE: "#92400e"}.get(status, "#14532d" if status else "#333333"))
-    if assessment.lesion.proposed:
-        fig.text(0.06, 0.902, f"Lesion outline PROPOSED by the software ({assessment.lesion.description}).",
-                 fontsize=9.5, color="#b91c1c", va="top", fontweight="bold")
-    elif assessment.lesion.found:
-        fig.text(0.06, 0.902, lesion_source_text(assessment.lesion), fontsize=9.5, color="#333333", va="top")
+    if assessment.lesion.found:  # wrapped: a proposed outline's line ran off the page
+        fig.text(0.06, 0.902, textwrap.fill(assessment.lesion.note, 100), fontsize=9.5, va="top",
+                 color="#b91c1c" if assessment.lesion.proposed else "#333333",
+                 fontweight="bold" if assessment.lesion.proposed else "normal")
     ax = fig.add_axes((0.04, 0.43, 0.92, 0.46))
     draw_overview(ax, assessment, thumb)
     _legend(fig, assessment)
@@ -257,9 +251,8 @@ def report_html(assessment: MarginAssessment, thumb: Thumbnail, *, mpp, specimen
         + f"<td>{html.escape(r[4])}</td></tr>"
         for r in table_rows(assessment)
     ) or f'<tr><td colspan="5">{html.escape(no_lesion_text(assessment.lesion))}</td></tr>'
-    proposed = (f'<p class="warn">Lesion outline PROPOSED by the software ({html.escape(assessment.lesion.description)}).</p>'
-                if assessment.lesion.proposed else
-                f"<p>{html.escape(lesion_source_text(assessment.lesion))}</p>" if assessment.lesion.found else "")
+    note = html.escape(assessment.lesion.note)
+    proposed = (f'<p class="warn">{note}</p>' if assessment.lesion.proposed else f"<p>{note}</p>" if note else "")
     e = html.escape
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Surgical margins: {e(specimen)}</title>
