@@ -22,3 +22,21 @@ def test_legend_draws_each_colour_in_the_chosen_corner():
 def test_no_entries_no_legend():
     img = np.zeros((50, 50, 3), np.uint8)
     np.testing.assert_array_equal(draw_legend(img, []), img)
+
+
+def test_scale_bar_has_the_length_it_says():
+    """Overviews carry a scale bar: the longest round length up to a fifth of the picture,
+    drawn bottom-left as a black bar exactly that many µm long at the picture's pixel size."""
+    from wsi_pipeline.overview import draw_scale_bar
+
+    img = np.full((600, 1000, 3), 230, np.uint8)
+    for um_per_px, mm in ((10.0, 2.0), (4.0, 0.5), (1.0, 0.2), (0.96, 0.1)):
+        out = draw_scale_bar(img, um_per_px)
+        black = np.all(out == 0, axis=2)
+        rows = np.flatnonzero(black.any(1))
+        bar_row = black[rows.max()]  # the bar is the lowest black: the label sits above it
+        assert bar_row.sum() == round(mm * 1000 / um_per_px) + 1, (um_per_px, mm)
+        assert np.flatnonzero(bar_row).max() < 1000 / 2 and rows.min() > 600 / 2  # bottom-left
+        assert black[rows.min():rows.max() - 10].any()  # its label, written above
+    np.testing.assert_array_equal(img, 230)  # input not modified
+    np.testing.assert_array_equal(draw_scale_bar(img, float("nan")), img)  # unknown pixel size: no bar

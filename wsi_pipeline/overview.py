@@ -90,26 +90,63 @@ def save_png(path, image: np.ndarray) -> None:
         Image.fromarray(image).save(tmp, format="PNG")
 
 
+#: scale bar lengths (mm) to choose from
+BAR_MM = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+
+
+def _font(size: int):
+    """DejaVu Sans (fontconfig has it on most systems; it has the superscript of "mm²"), or
+    Pillow's own font, and whether the latter lacks that glyph."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", size=size), False
+    except OSError:
+        try:
+            return ImageFont.load_default(size=size), True
+        except TypeError:  # Pillow < 10.1: one bitmap size
+            return ImageFont.load_default(), True
+
+
+def draw_scale_bar(image: np.ndarray, um_per_px: float) -> np.ndarray:
+    """A copy of ``image`` with a scale bar in its bottom-left corner: the longest of
+    :data:`BAR_MM` up to a fifth of the picture's width (at least the shortest), black on a
+    white halo, its length written above it. ``um_per_px``: µm per picture pixel along x."""
+    base = Image.fromarray(np.asarray(image, np.uint8)).convert("RGBA")
+    w, h = base.size
+    if not um_per_px > 0 or w < 20 or h < 20:
+        return np.asarray(image).copy()
+    mm = max([v for v in BAR_MM if v * 1000 / um_per_px <= w / 5] or [BAR_MM[0]])
+    length = mm * 1000 / um_per_px
+    size = max(11, round(max(w, h) / 70))
+    font, _ = _font(size)
+    over = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(over)
+    thick = max(3, size // 3)
+    x0, y = size, h - size
+    draw.rectangle((x0 - 2, y - thick - 2, x0 + length + 2, y + 2), fill=(255, 255, 255, 230))
+    draw.rectangle((x0, y - thick, x0 + length, y), fill=(0, 0, 0, 255))
+    label = f"{mm:g} mm"
+    tw = draw.textlength(label, font=font)
+    tx, ty = x0 + length / 2 - tw / 2, y - thick - size * 1.5
+    draw.rectangle((tx - 3, ty, tx + tw + 3, ty + size * 1.3), fill=(255, 255, 255, 200))
+    draw.text((tx, ty), label, fill=(0, 0, 0, 255), font=font)
+    return np.asarray(Image.alpha_composite(base, over).convert("RGB"))
+
+
 def draw_legend(image: np.ndarray, entries: Iterable[tuple[str, RGB]], *, corner: str = "top-right") -> np.ndarray:
     """A copy of ``image`` with a legend box: one coloured square and name per entry.
 
     ``corner``: ``top-right`` | ``top-left`` | ``bottom-right`` | ``bottom-left``. The font
     scales with the picture (about 1/70 of its long side, at least 11 px)."""
-    from PIL import ImageFont
-
     entries = [(str(n), tuple(int(c) for c in rgb)) for n, rgb in entries]
     if not entries:
         return np.asarray(image).copy()
     base = Image.fromarray(np.asarray(image, np.uint8)).convert("RGBA")
     size = max(11, round(max(base.size) / 70))
-    try:  # DejaVu (with fontconfig on most systems) has the superscript in "mm²"
-        font = ImageFont.truetype("DejaVuSans.ttf", size=size)
-    except OSError:
-        try:
-            font = ImageFont.load_default(size=size)
-        except TypeError:  # Pillow < 10.1: one bitmap size
-            font = ImageFont.load_default()
-        entries = [(n.replace("²", "^2"), rgb) for n, rgb in entries]  # Pillow's own font lacks the glyph
+    font, plain = _font(size)
+    if plain:  # Pillow's own font lacks the superscript
+        entries = [(n.replace("²", "^2"), rgb) for n, rgb in entries]
     over = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(over)
     pad, line = size // 2, round(size * 1.4)

@@ -76,9 +76,9 @@ def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: Pipeli
     """``overview.png``: thumbnail, tissue regions (filled by class), tissue outline, ink,
     nuclei as dots in their cell-type colour (the density tint when untyped or too many),
     mitoses and hotspot (``run.mitoses``/``run.hotspot``: set only from a validated scorer),
-    and a legend."""
+    a scale bar and a legend."""
     from wsi_pipeline.batch.report import not_he_slide
-    from wsi_pipeline.overview import Layer, draw_layers, draw_legend, save_png, thumbnail_for
+    from wsi_pipeline.overview import Layer, draw_layers, draw_legend, draw_scale_bar, save_png, thumbnail_for
     from wsi_pipeline.tissue_run import line_width, tissue_layers
 
     img, ds = thumbnail_for(slide, max_side=cfg.output.overview_max_size)
@@ -107,7 +107,8 @@ def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: Pipeli
     if run.hotspot is not None:
         layers.append(Layer((run.hotspot,), HOTSPOT_RGB, width=lw + 1))
         legend.append(("Mitotic hotspot", HOTSPOT_RGB))
-    save_png(out / "overview.png", draw_legend(draw_layers(img, layers, downsample=ds), legend))
+    img = draw_scale_bar(draw_layers(img, layers, downsample=ds), float(slide.mpp[0]) * ds)
+    save_png(out / "overview.png", draw_legend(img, legend))
 
 
 MAX_OVERVIEW_CELLS = 300_000  # beyond this, dots per nucleus are noise: the density tint instead

@@ -10,7 +10,7 @@ import numpy as np
 from detectors.tissue import INK_RGB, TissueResult, detect_tissue
 from wsi_pipeline.annotations import INK_COLORS, Feature, bounds_properties, write_geojson
 from wsi_pipeline.atomic import atomic_path
-from wsi_pipeline.overview import Layer, draw_layers, thumbnail_for
+from wsi_pipeline.overview import Layer, draw_layers, draw_scale_bar, thumbnail_for
 
 #: outline colour of tissue in overviews
 TISSUE_RGB = (20, 160, 60)
@@ -32,9 +32,12 @@ def tissue_features(result: TissueResult) -> list[Feature]:
 
 
 def tissue_overview(slide, result: TissueResult, *, max_side: int = 1600) -> np.ndarray:
-    """Thumbnail ``(h, w, 3)`` uint8 with the tissue outline (green) and ink regions (their colour)."""
+    """Thumbnail ``(h, w, 3)`` uint8 with the tissue outline (green), ink regions (their
+    colour) and, when the slide's pixel size is known, a scale bar."""
     img, ds = thumbnail_for(slide, max_side=max_side)
-    return draw_layers(img, tissue_layers(result, line_width(img)), downsample=ds)
+    img = draw_layers(img, tissue_layers(result, line_width(img)), downsample=ds)
+    mpp = slide.mpp_or_none
+    return draw_scale_bar(img, float(mpp[0]) * ds) if mpp else img
 
 
 def line_width(image: np.ndarray) -> int:
