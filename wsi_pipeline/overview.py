@@ -94,6 +94,12 @@ def save_png(path, image: np.ndarray) -> None:
 BAR_MM = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 
 
+def scale_bar_mm(width_mm: float) -> float:
+    """The scale bar for a picture ``width_mm`` wide: the longest of :data:`BAR_MM` up to a
+    fifth of it (the shortest when none fits)."""
+    return max([v for v in BAR_MM if v <= width_mm / 5] or [BAR_MM[0]])
+
+
 def _font(size: int):
     """DejaVu Sans (fontconfig has it on most systems; it has the superscript of "mm²"), or
     Pillow's own font, and whether the latter lacks that glyph."""
@@ -116,7 +122,7 @@ def draw_scale_bar(image: np.ndarray, um_per_px: float) -> np.ndarray:
     w, h = base.size
     if not um_per_px > 0 or w < 20 or h < 20:
         return np.asarray(image).copy()
-    mm = max([v for v in BAR_MM if v * 1000 / um_per_px <= w / 5] or [BAR_MM[0]])
+    mm = scale_bar_mm(w * um_per_px / 1000)
     length = mm * 1000 / um_per_px
     size = max(11, round(max(w, h) / 70))
     font, _ = _font(size)

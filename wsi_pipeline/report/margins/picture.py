@@ -230,8 +230,9 @@ def _closest(ax, assessment: MarginAssessment, mm, *, view: float) -> None:
 
 
 def _scale_bar(ax, w: float, h: float) -> None:
-    target = w / 5
-    length = max([v for v in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if v <= target] or [0.1])
+    from wsi_pipeline.overview import scale_bar_mm
+
+    length = scale_bar_mm(w)
     x0, y0 = 0.03 * w, 0.975 * h
     ax.plot([x0, x0 + length], [y0, y0], color="black", linewidth=4, solid_capstyle="butt", zorder=12,
             path_effects=[patheffects.withStroke(linewidth=7, foreground="white")])
