@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 from shapely import affinity
-from shapely.geometry import Point
+from shapely.geometry import Point, shape
 from shapely.geometry import box as _box
 
 from tiling._array import ArraySlide
@@ -96,7 +96,7 @@ def test_ulcerated_brisk_melanoma_pt2b(tmp_path, artifacts_dir):
     assert _find(out, "Tumour-infiltrating lymphocytes")["value"] == "brisk"
     rate = _find(out, "Mitotic rate")  # the nest is 1.16 mm² below the epidermis: its densest 1 mm² field
     assert rate["value"] == 4.0 and rate["details"]["mitoses_in_field"] == 4 and rate["details"]["epidermis_excluded"]
-    assert rate["display"].startswith("4 per mm² (densest 1 mm² field of the invasive component")
+    assert rate["display"] == "4 per mm² (densest 1 mm² of the invasive component, around a hotspot)"
     assert _find(out, "pT (AJCC 8th)")["value"] == "pT2b"
     assert out["diagnosis"] == {"value": "melanoma", "stated_by": "user"}
     # the ulcer base is skin surface, not an involved uninked margin; the headline is the deep ink
@@ -110,8 +110,8 @@ def test_ulcerated_brisk_melanoma_pt2b(tmp_path, artifacts_dir):
     classes = {f["properties"]["classification"]["name"] for f in geo["features"]}
     assert {"Breslow thickness", "Ulceration", "Mitotic rate field"} <= classes
     field = next(f for f in geo["features"] if f["properties"]["classification"]["name"] == "Mitotic rate field")
-    xs, ys = zip(*(np.asarray(field["geometry"]["coordinates"][0]) * MPP[0]))
-    assert max(xs) - min(xs) == pytest.approx(1_000, abs=1) and field["properties"]["measurements"]["Mitoses"] == 4
+    area_um2 = shape(field["geometry"]).area * MPP[0] * MPP[1]
+    assert area_um2 == pytest.approx(1e6, rel=0.01) and field["properties"]["measurements"]["Mitoses"] == 4
     assert json.loads((tmp_path / "synoptic.json").read_text())["summary"]["pT"] == "pT2b"
     assert (tmp_path / "synoptic_report.pdf").read_bytes().startswith(b"%PDF")
     page = (tmp_path / "synoptic_report.html").read_text()
@@ -157,19 +157,50 @@ def test_mitotic_rate_not_assessed_without_a_tumour_or_the_mitoses_file(tmp_path
     assert rate["value"] is None and rate["reason"].startswith("mitoses.geojson missing")
 
 
-def test_densest_square_matches_brute_force():
-    from wsi_pipeline.report.mitotic_rate import densest_square
+def test_thin_wide_tumour_counts_1_mm2_of_tumour_not_a_square():
+    """A thin invasive band (5 x 0.25 mm) with 6 mitoses along 3 mm: the count extends over
+    1 mm² of tumour around the hotspot (4 mm of the band: all 6), where a 1 x 1 mm square would
+    hold 1 mm of the band (0.25 mm² of tumour) and 3 of them."""
+    from shapely.geometry import box as plain_box
+
+    from wsi_pipeline.report.mitotic_rate import count_invasive
+
+    band = plain_box(0, 0, 5_000, 250)
+    pts = np.array([(500, 100), (1_000, 120), (1_400, 90), (2_000, 150), (2_600, 100), (3_200, 130),
+                    (4_950, 240), (200, 400)])  # the last two: the band's far end, outside the band
+    counted = count_invasive(pts, band, 1.0)
+    assert counted.count == 6 and counted.rate == 6.0 and counted.invasive_mm2 == pytest.approx(1.25)
+    assert counted.field.area == pytest.approx(1e6, rel=0.01) and band.contains(counted.field.buffer(-1))
+    in_band = pts[:6]
+    square = max(int(((in_band[:, 0] >= x) & (in_band[:, 0] < x + 1_000)).sum()) for x in in_band[:, 0])
+    assert square == 3
+
+
+def test_densest_tumour_field_matches_brute_force():
+    """The field around each mitosis holds 1 mm² of tumour; the best one has the most mitoses
+    (checked against shapely's own areas on circles around every mitosis)."""
+    from shapely.geometry import Point as P
+
+    from wsi_pipeline.report.mitotic_rate import densest_tumour_field
 
     rng = np.random.default_rng(5)
-    pts = rng.uniform(0, 3_000, (60, 2))
-    pts[:7] = rng.uniform(1_000, 1_400, (7, 2))  # a cluster
-    count, (x0, y0, x1, y1) = densest_square(pts, 1_000.0)
-    grid = np.arange(-1_000, 3_000, 25.0)
-    brute = max(int(((pts[:, 0] >= x) & (pts[:, 0] < x + 1_000) & (pts[:, 1] >= y) & (pts[:, 1] < y + 1_000)).sum())
-                for x in grid for y in grid)
-    assert count >= brute and x1 - x0 == pytest.approx(1_000.0)
-    assert count == int(((pts[:, 0] >= x0) & (pts[:, 0] < x1) & (pts[:, 1] >= y0) & (pts[:, 1] < y1)).sum())
-    assert densest_square(np.zeros((0, 2)), 1_000.0) == (0, None)
+    tumour = P(1_500, 1_500).buffer(1_400).difference(P(2_300, 1_500).buffer(600))  # a crescent, 4.6 mm²
+    pts = rng.uniform(100, 2_900, (200, 2))
+    pts[:8] = rng.uniform(600, 900, (8, 2))  # a cluster
+    pts = pts[[tumour.contains(P(*p)) for p in pts]][:60]
+    count, field = densest_tumour_field(pts, tumour, 1e6)
+    assert field.area == pytest.approx(1e6, rel=0.01) and tumour.buffer(1).contains(field)
+    assert count == sum(field.buffer(1).contains(P(*p)) for p in pts)
+
+    def best_around(p):  # radius whose circle holds 1 mm² of tumour, by bisection on exact areas
+        lo, hi = 0.0, 5_000.0
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if tumour.intersection(P(*p).buffer(mid, quad_segs=64)).area < 1e6 else (lo, mid)
+        return int((np.hypot(*(pts - p).T) <= hi).sum())
+
+    assert count == max(best_around(p) for p in pts)
+    assert densest_tumour_field(np.zeros((0, 2)), tumour, 1e6) == (0, None)
 
 
 def test_tumour_transected_at_the_deep_margin_is_at_least_and_no_pt(tmp_path):

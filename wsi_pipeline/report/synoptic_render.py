@@ -73,7 +73,7 @@ def method_text(draft: SynopticDraft) -> str:
         "(upper boundary of the nucleated epidermis; over an ulcer, the ulcer base) to the deepest tumour point, "
         "perpendicular to the local surface, to 0.1 mm. Ulceration: surface without epidermis over tumour. "
         "TILs (Clark) from lymphocytes among the tumour cells of the invasive component. Mitotic rate only from a "
-        "validated mitosis model, in the invasive component (densest 1 mm² field; all of it when smaller). pT (AJCC 8th) only for a stated diagnosis of melanoma. Margins: shortest distance "
+        "validated mitosis model, in the invasive component (its densest 1 mm² around a hotspot; all of it when smaller). pT (AJCC 8th) only for a stated diagnosis of melanoma. Margins: shortest distance "
         "from the lesion to each inked edge; the epidermal surface is not a margin. Measured in the plane of this "
         "section only."
     )
@@ -208,7 +208,7 @@ def geojson_features(draft: SynopticDraft) -> list[GeoFeature]:
     rate = draft.finding("Mitotic rate")
     field = None if rate is None else rate.details.get("field_um")
     if field:  # the field counted (a component under its area is counted whole: the lesion is drawn)
-        feats.append(GeoFeature(to_px(shapely.box(*field), mpp), "Mitotic rate field", color=(255, 140, 0),
+        feats.append(GeoFeature(to_px(shapely.geometry.shape(field), mpp), "Mitotic rate field", color=(255, 140, 0),
                                 name=f"{rate.details['mitoses_in_field']} mitoses",
                                 measurements={"Mitoses": rate.details["mitoses_in_field"],
                                               "Area mm^2": rate.details["field_mm2"]}))
