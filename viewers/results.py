@@ -150,7 +150,7 @@ def _density(store: FeatureStore, slide, mpp, *, name: str, visible: bool, bin_u
 def _fit(viewer, image) -> None:
     """The whole slide fills the canvas: centred on the slide ``image`` layer and zoomed to
     it, not to every layer (the density grids' last bins reach past the slide's edge, which
-    put the slide off-centre at about two thirds of the size)."""
+    put the slide off-centre at about three quarters of the size)."""
     viewer.reset_view()
     (r0, c0), (r1, c1) = np.asarray(image.extent.world, float)[:, -2:]
     cam = camera(viewer)
