@@ -8,7 +8,8 @@ def add_arguments(p):
     from wsi_pipeline.commands._options import add_pipeline_options
 
     p.add_argument("input", help="folder of slides, or a CSV manifest (path, specimen_id, body_site, "
-                                 "specimen_type, fitzpatrick_type, mpp)")
+                                 "specimen_type, fitzpatrick_type, diagnosis, mpp; the stated diagnosis, e.g. melanoma, "
+                                 "gives the synoptic draft its pT)")
     add_pipeline_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
