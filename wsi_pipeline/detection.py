@@ -117,7 +117,10 @@ def nuclei_factory(model: str, device: str, *, slide=None, mpp: float | None = N
         work = working_mpp(slide.mpp[0] if slide is not None else None, mpp)
         factory = functools.partial(factory, mpp=work)
         note = WEIGHTFREE_NOTE.format(f"{WEIGHTFREE_KINDS[kind]}; at {work:g} µm/px")
-        log.warning("nuclei: no trained weights found, using the %s", note)
+        # the default detector, not a fallback to warn about on every slide (the warnings a lab
+        # tech must read, e.g. an unvalidated mitosis scorer, would drown); summary.json names it
+        why = " (no StarDist weights fetched: `wsi-pipeline models fetch stardist-he`)" if model == "auto" else ""
+        log.info("nuclei: the %s%s", note, why)
         return factory, note
     return factory, f"StarDist2D (torch) from {folder.name}"
 
