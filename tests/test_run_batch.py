@@ -279,3 +279,22 @@ def test_batch_log_file_gets_info_console_keeps_its_level(tmp_path):
     text = (tmp_path / "batch.log").read_text()
     assert "case_a: done in 1.0 s" in text and "zz_corrupt: failed" in text
     assert console.getvalue() == "zz_corrupt: failed\n"
+
+
+def test_deidentified_batch_keeps_a_failed_file_name_out_of_its_outputs(tmp_path, capsys):
+    """With --deidentify a failed slide's error names its slide id, not its file (where patient
+    names end up), in batch_report.html/.csv and batch.log; the operator's terminal still
+    says which file it was."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "DOE_JANE_1970-01-01.svs").write_text("not a slide\n")
+    out = tmp_path / "out"
+    rc = main(["batch", str(folder), "--out", str(out), "--deidentify", "--no-progress", "--config", "cpu-fast"])
+    assert rc == 1
+    (name,) = [p.name for p in out.iterdir() if p.suffix == ".csv"]
+    for f in ("batch_report.html", name, "batch.log"):
+        text = (out / f).read_text()
+        assert "DOE_JANE" not in text and "failed" in text, f
+    assert "slide-" in (out / name).read_text()
+    console = capsys.readouterr().out
+    assert "FAILED slide-" in console and "DOE_JANE_1970-01-01.svs" in console

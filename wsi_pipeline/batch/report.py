@@ -33,6 +33,9 @@ class SlideRow:
     counts: dict = field(default_factory=dict)
     error: str = ""
     thumbnail: Path | None = None
+    #: the input file, for the operator's terminal only: never written to an output (with
+    #: --deidentify the file name is what the slide id hides)
+    source: str = ""
 
     def as_csv(self) -> dict:
         c = self.counts

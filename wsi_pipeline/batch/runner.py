@@ -87,7 +87,17 @@ def _batch_log(out_dir: Path) -> Iterator[None]:
             h.setLevel(logging.NOTSET)
 
 
-def _process(job: SlideJob, out_dir: Path, cfg: PipelineConfig, client, bar) -> SlideRow:
+def scrub(text: str, job: SlideJob) -> str:
+    """``text`` with the slide's file path and name replaced by its id: what a de-identified
+    batch writes about a failed slide (a file name is where patient names end up)."""
+    path = Path(job.path)
+    for part in sorted({str(path.resolve()), str(path), path.name, path.stem}, key=len, reverse=True):
+        if len(part) >= 3:
+            text = text.replace(part, job.slide_id)
+    return text
+
+
+def _process(job: SlideJob, out_dir: Path, cfg: PipelineConfig, client, bar, *, deidentify: bool = False) -> SlideRow:
     from wsi_pipeline.run import counts_line, run_slide
 
     t0 = time.perf_counter()
@@ -107,10 +117,12 @@ def _process(job: SlideJob, out_dir: Path, cfg: PipelineConfig, client, bar) -> 
         return SlideRow(job.slide_id, "done", secs, run.counts, thumbnail=slide_dir / "overview.png")
     except Exception as exc:  # one bad slide never stops the batch
         msg = one_line(exc)
-        log.error("%s: failed: %s", job.slide_id, msg)
+        kept = scrub(msg, job) if deidentify else msg  # what batch.log and the reports keep
+        log.error("%s: failed: %s", job.slide_id, kept)
         if not isinstance(exc, InputError):
-            log.info("%s: traceback\n%s", job.slide_id, traceback.format_exc())
-        return SlideRow(job.slide_id, "failed", time.perf_counter() - t0, {}, error=msg)
+            trace = traceback.format_exc()
+            log.info("%s: traceback\n%s", job.slide_id, scrub(trace, job) if deidentify else trace)
+        return SlideRow(job.slide_id, "failed", time.perf_counter() - t0, {}, error=kept, source=str(job.path))
 
 
 def _concurrent_slides(client, n_jobs: int) -> int:
@@ -138,7 +150,8 @@ def run_batch(
     from wsi_pipeline.cluster import make_client
 
     out_dir = Path(out_dir)
-    jobs = read_jobs(source, deidentify=deidentify or cfg.output.deidentify)
+    deidentify = deidentify or cfg.output.deidentify
+    jobs = read_jobs(source, deidentify=deidentify)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).strftime("Started %Y-%m-%d %H:%M UTC.")
     done: dict[int, SlideRow] = {}
@@ -152,7 +165,7 @@ def run_batch(
             concurrent = _concurrent_slides(client, len(jobs))
 
             def one(i: int, job: SlideJob) -> None:
-                row = _process(job, out_dir, cfg, client, tiles if concurrent == 1 else None)
+                row = _process(job, out_dir, cfg, client, tiles if concurrent == 1 else None, deidentify=deidentify)
                 with lock:  # the report grows slide by slide, in manifest order
                     done[i] = row
                     overall.update(1)

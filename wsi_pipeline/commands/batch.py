@@ -26,7 +26,8 @@ def run(args) -> int:
     not_he = sum(bool(not_he_slide(r.counts)) for r in result.rows)
     print(f"{len(result.rows)} slides: {n['done']} done, {n['skipped']} already complete, {n['failed']} failed"
           + (f"; {not_he} not H&E (tissue and nuclei only)" if not_he else ""))
-    for r in result.failed:
-        print(f"  FAILED {r.slide_id}: {r.error}")
+    for r in result.failed:  # the file is named here, on the terminal, even when outputs are de-identified
+        print(f"  FAILED {r.slide_id} ({r.source}): {r.error}" if r.source and r.source not in r.error
+              else f"  FAILED {r.slide_id}: {r.error}")
     print(f"report: {result.out_dir / 'batch_report.html'}")
     return 1 if result.failed else 0
