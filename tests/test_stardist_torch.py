@@ -223,7 +223,11 @@ def test_models_list_and_offline_fetch(capsys, tmp_path):
     he = registry["stardist-he"]
     assert he.url.endswith("python_2D_versatile_he.zip") and len(he.sha256) == 64 and he.mpp == 0.25
     assert cli(["models", "--cache", str(tmp_path)]) == 0
-    assert "stardist-he" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stardist-he" in out
+    # the opt-in folders shipped under models/ are listed with their licence or validation
+    assert "use: --nuclei-model stardist-monuseg" in out and "CC BY-NC-SA 4.0" in out
+    assert "mitosis-midog21-cnn  mitosis" in out and "NOT validated" in out
     offline = {"x": ModelEntry("x", "stardist2d", "http://127.0.0.1:9/x.zip", None, 0.25)}
     with pytest.raises(InputError, match="cannot download"):
         fetch_model("x", registry=offline, cache=tmp_path, timeout=5)

@@ -52,4 +52,31 @@ def run(args) -> int:
         print(f"{r['name']:<14} {r['kind']:<11} {mpp:<12} {r['description']}")
         print(f"{'':<14} {state}")
     print(f"cache: {cache}")
+    shipped = shipped_models()
+    if shipped:
+        print("shipped with the code, opt-in (not used unless named; licence in each folder):")
+        for r in shipped:
+            print(f"  {r['name']:<20} {r['task']:<8} {r['mpp']} µm/px  {r['status']}")
+            print(f"  {'':<20} use: {r['use']}")
     return 0
+
+
+def shipped_models() -> list[dict]:
+    """The opt-in model folders under the repository's ``models/``: name, task, resolution,
+    licence or validation status, and the option that uses each."""
+    from wsi_pipeline.detection import SHIPPED_MODELS
+
+    rows = []
+    for folder in sorted(p for p in SHIPPED_MODELS.glob("*") if (p / "config.json").is_file()):
+        cfg = json.loads((folder / "config.json").read_text())
+        meta = cfg.get("wsi_pipeline") or {}
+        if "n_rays" in cfg:  # a StarDist model folder
+            rows.append({"name": folder.name, "task": "nuclei", "mpp": meta.get("mpp", "?"),
+                         "status": meta.get("licence") or "licence: see LICENSE",
+                         "use": f"--nuclei-model {folder.name}"})
+        elif "crop_size" in cfg:  # a mitosis scorer
+            status = "validated" if cfg.get("validated") else "NOT validated: candidates only, no mitotic rate"
+            rows.append({"name": folder.name, "task": "mitosis", "mpp": cfg.get("mpp", "?"),
+                         "status": f"{status}; licence: {folder.name}/LICENSE",
+                         "use": f"--mitosis-model {folder}"})
+    return rows
