@@ -34,3 +34,8 @@ def test_synoptic_columns_in_the_batch_report(tmp_path):
     assert table["s4"]["lesion"] == "" and table["s4"]["error"] == "x.svs: no such file"
     page = (tmp_path / "batch_report.html").read_text()
     assert "<th>Breslow (mm)</th>" in page and "<td>pT2b</td>" in page
+    # the failed slides and why come first, above the table
+    failed_at, table_at = page.index("Failed (1)"), page.index("<table>")
+    assert failed_at < table_at and "<b>s4</b>: <span class='err'>x.svs: no such file</span>" in page[:table_at]
+    write_reports(tmp_path, rows[:3])
+    assert "Failed (" not in (tmp_path / "batch_report.html").read_text()

@@ -142,6 +142,17 @@ th{background:#f3f3f3}.done{color:#17632a}.skipped{color:#555}.failed{color:#b00
 """
 
 
+def _failed_list(rows: list[SlideRow]) -> list[str]:
+    """The failed slides and why, above the table: the first thing to read in the morning
+    (the error column is the table's last)."""
+    failed = [r for r in rows if r.status == "failed"]
+    if not failed:
+        return []
+    items = "".join(f"<li><b>{html.escape(r.slide_id)}</b>: <span class='err'>{html.escape(r.error)}</span></li>"
+                    for r in failed)
+    return [f"<h2 class='failed'>Failed ({len(failed)})</h2><ul>{items}</ul>"]
+
+
 def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch report", started: str = "") -> None:
     """Write ``batch_report.csv`` and ``batch_report.html`` into ``out_dir``."""
     with atomic_path(out_dir / "batch_report.csv") as tmp:
@@ -156,6 +167,7 @@ def write_reports(out_dir: Path, rows: list[SlideRow], *, title: str = "Batch re
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{len(rows)} slide(s): {n['done']} done, {n['skipped']} already complete, "
         f"<span class='failed'>{n['failed']} failed</span>. {html.escape(started)}</p>",
+        *_failed_list(rows),
         "<table><tr><th>thumbnail</th><th>slide</th><th>status</th><th>time (s)</th><th>tissue (mm²)</th>"
         "<th>nuclei</th><th>mitosis candidates</th><th>mitoses</th><th>mitoses/mm² (slide hotspot)</th>"
         "<th>lesion</th><th>Breslow (mm)</th><th>ulceration</th><th>TILs</th><th>mitotic rate (tumour, /mm²)</th><th>pT</th><th>closest margin (mm)</th>"
