@@ -165,6 +165,7 @@ def test_run_plain_image_with_mpp(tmp_path, capsys):
     headline = captured.out.splitlines()[0]
     assert headline.startswith("field: tissue_mm2 ") and f"nuclei {len(feats)}," in headline
     assert "{" not in headline and "None" not in headline and "cell_types " in headline
+    assert f"wsi-pipeline view {path} --results {tmp_path / 'o' / 'field'}" in captured.out
     # the weight-free cell typing names every nucleus with one of the five cell classes
     assert {f["properties"]["classification"]["name"] for f in feats} <= {
         "Lymphocyte", "Epithelial", "Stromal", "Tumor", "Other"}

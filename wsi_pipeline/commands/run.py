@@ -48,5 +48,6 @@ def run(args) -> int:
     for note in result.notes:
         print(f"  {note}")
     print(f"results in {result.out_dir}")
+    print(f"look at them: wsi-pipeline view {path} --results {result.out_dir}   (needs the [viewer] extra)")
     return 0
 
