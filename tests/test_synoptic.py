@@ -383,3 +383,15 @@ def test_a_slide_that_is_not_h_and_e_says_why_it_has_no_tumour_outline(tmp_path)
     write_case(tmp_path / "he", mpp=MPP, tissue=[SKIN], summary={"counts": {}})
     assert _find(build_draft(tmp_path / "he", mpp=MPP), "Breslow thickness")["reason"] == \
         "no tumour outline (no Tumor annotation, no tissue map)"
+
+
+def test_no_mitosis_in_a_large_invasive_component_is_zero_with_no_field():
+    from shapely.geometry import box as plain_box
+
+    from wsi_pipeline.report.mitotic_rate import count_invasive, mitotic_rate_finding
+
+    counted = count_invasive(np.array([(9_000.0, 9_000.0)]), plain_box(0, 0, 2_000, 1_000), 1.0)
+    assert counted.count == 0 and counted.field is None
+    rate = mitotic_rate_finding(VALIDATED, counted=counted)
+    assert rate.value == 0.0 and rate.display == "0 per mm² (no mitosis in the invasive component, 2.00 mm²)"
+    assert rate.details["field_um"] is None

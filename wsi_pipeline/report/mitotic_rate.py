@@ -132,6 +132,8 @@ def mitotic_rate_finding(summary: dict | None, *, counted: InvasiveCount | None 
     if counted.field is None and counted.invasive_mm2 < counted.field_mm2:
         text = (f"{counted.rate:.0f} per mm² (all {counted.count} mitoses of the invasive component, "
                 f"{counted.invasive_mm2:.2f} mm² < {counted.field_mm2:g} mm²{where})")
+    elif counted.count == 0:
+        text = f"0 per mm² (no mitosis in the invasive component, {counted.invasive_mm2:.2f} mm²{where})"
     else:
         text = (f"{counted.rate:.0f} per mm² (densest {counted.field_mm2:g} mm² of the invasive component, "
                 f"around a hotspot{where})")
