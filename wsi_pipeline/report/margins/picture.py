@@ -17,6 +17,7 @@ from matplotlib import patheffects
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
 
+from wsi_pipeline.overview import scale_bar_mm
 from wsi_pipeline.report.margins.compute import INVOLVED, MarginAssessment, closest_lines, format_mm
 
 INK_RGB = {
@@ -230,8 +231,6 @@ def _closest(ax, assessment: MarginAssessment, mm, *, view: float) -> None:
 
 
 def _scale_bar(ax, w: float, h: float) -> None:
-    from wsi_pipeline.overview import scale_bar_mm
-
     length = scale_bar_mm(w)
     x0, y0 = 0.03 * w, 0.975 * h
     ax.plot([x0, x0 + length], [y0, y0], color="black", linewidth=4, solid_capstyle="butt", zorder=12,
