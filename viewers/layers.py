@@ -149,7 +149,7 @@ def mitoses_layer(store: FeatureStore, *, name: str = "Mitoses", size: float = 6
     kwargs = {
         "name": name, "size": size,
         "features": {"row": rows, "class": cls, "probability": np.nan_to_num(p, nan=1.0)},
-        "feature_defaults": {"row": -1, "class": "Mitosis", "probability": 1.0},
+        "feature_defaults": {"row": -1, "class": VALIDATED_CLASS, "probability": 1.0},
         "symbol": [MITOSIS_SYMBOLS.get(c, "diamond") for c in cls] or "ring",
         "face_color": probability_rgba(p) if len(rows) else "yellow",
         "border_color": "black", "border_width": 0.06, "border_width_is_relative": True,

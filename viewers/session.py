@@ -20,6 +20,7 @@ from viewers import layers as L
 from viewers.audit import append_audit, audit_lines
 from viewers.editor import LayerSync, ViewportEditor, camera, view_box
 from viewers.store import FeatureStore
+from wsi_pipeline.mitosis_classes import VALIDATED_CLASS
 
 AUDIT_NAME = "audit.jsonl"
 
@@ -135,7 +136,7 @@ class Desk:
         """Point objects (mitoses), editable; polygons of the same file (hotspots) as a Shapes layer."""
         src = Source(name, store, path, dict(properties or {}))
         layer = self._add(L.mitoses_layer(store, name=name, size=size))
-        src.syncs.append(LayerSync(store, layer, default_class="Mitosis"))
+        src.syncs.append(LayerSync(store, layer, default_class=VALIDATED_CLASS))
         src.display = layer
         if shapes_name and (store.alive & ~store.point_mask()).any():
             shp = self._add(L.annotations_layer(store, name=shapes_name, edge_width=12))

@@ -18,6 +18,7 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping
 
+from wsi_pipeline.mitosis_classes import VALIDATED_CLASS
 from wsi_pipeline.report.margins._units import to_px
 
 
@@ -72,7 +73,7 @@ def write_case(
     if summary is not None:
         (folder / "summary.json").write_text(json.dumps(summary))
     if mitoses is not None:
-        pts = [_feature(to_px(shapely.Point(x, y), mpp), "Mitosis", object_type="detection") for x, y in mitoses]
+        pts = [_feature(to_px(shapely.Point(x, y), mpp), VALIDATED_CLASS, object_type="detection") for x, y in mitoses]
         (folder / "mitoses.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": pts}))
     return folder
 
