@@ -185,6 +185,9 @@ def parse_args(argv):
     ap.add_argument("--init", type=Path, default=None, help="model folder to continue from (its architecture wins)")
     ap.add_argument("--train-mpp", type=float, default=0.5, help="train at this resolution (data: 0.25 um/px)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stain-jitter", type=float, default=None,
+                    help="H&E amounts scaled by 1 +- this in training (default: the brightness jitter, 0.05)")
+    ap.add_argument("--blur", type=float, default=0.0, help="share of training patches blurred (sigma 0.3-1.2 px)")
     ap.add_argument("--plateau", action="store_true", help="plateau learning-rate decay instead of cosine annealing")
     ap.add_argument("--tta", choices=("auto", "on", "off"), default="off",
                     help="average the network over 8 mirror images (auto: if better on the choice images)")
@@ -239,7 +242,8 @@ def main(argv=None) -> int:
                                     val_patches_per_image=16, time_limit_min=minutes, workers=args.workers,
                                     train_mpp=args.train_mpp, seed=args.seed, anneal=not args.plateau,
                                     init=str(args.init) if args.init else None, tta=args.tta,
-                                    threshold_images=args.threshold_images)
+                                    threshold_images=args.threshold_images, stain_jitter=args.stain_jitter,
+                                    blur=args.blur)
     t0, c0 = time.perf_counter(), cpu_seconds()
     res = train_nuclei(train + val, out=args.out, mpp=DATA_MPP, options=options, device=device)
     train_s, train_cpu = time.perf_counter() - t0, cpu_seconds() - c0

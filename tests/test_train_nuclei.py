@@ -65,12 +65,14 @@ def test_train_nuclei_end_to_end(dataset, tmp_path, capsys):
     out = tmp_path / "model"
     rc = cli(["train", "nuclei", "--images", str(dataset / "images"), "--labels", str(dataset / "labels"),
               "--mpp", "0.5", "--out", str(out), "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
-              "--patch-size", "64", "--preset", "small", "--val", "img2", "--device", "cpu"])
+              "--patch-size", "64", "--preset", "small", "--val", "img2", "--device", "cpu",
+              "--stain-jitter", "0.3", "--blur", "0.5"])
     assert rc == 0
     assert "wrote" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"config.json", "thresholds.json", "weights_best.h5", "training.json"}
     report = json.loads((out / "training.json").read_text())
     assert len(report["history"]["val_loss"]) == 2
+    assert report["options"]["stain_jitter"] == 0.3 and report["options"]["blur"] == 0.5
     assert report["validation"]["metric"] == "aji" and {"plain", "refined"} <= set(report["validation"])
     assert json.loads((out / "config.json").read_text())["wsi_pipeline"]["val_images"] == ["img2"]
     det = load_stardist_model(out, device="cpu", tile_size=96, halo=16, max_object_size=48)
@@ -261,3 +263,36 @@ def test_tta_auto_and_threshold_images_all_are_tried_and_recorded(dataset, tmp_p
     det = load_stardist_model(out, device="cpu", tile_size=96, halo=16, max_object_size=48)
     assert det.tta is (chosen == "plain+tta")
     assert ("mirror" in det.with_tta(True).description) and ("mirror" not in det.with_tta(False).description)
+
+
+def test_stain_jitter_moves_the_dyes_and_blur_softens_patches():
+    """``stain_jitter`` widens the H&E jitter without touching brightness's; ``blur`` blurs
+    the image (targets unchanged); the defaults keep the earlier recipe's draws."""
+    from wsi_pipeline.training.nuclei import color_jitter
+
+    img = synthetic_nuclei((64, 64), seed=3)[0].astype(np.float32)
+
+    def spread(stain):
+        rng = np.random.default_rng(0)
+        od = [-np.log10(np.clip(color_jitter(img, rng, jitter=0.05, stain=stain), 1, 255) / 255).mean((0, 1))
+              for _ in range(40)]
+        return np.std(od, 0).mean()
+
+    assert spread(0.4) > 2 * spread(0.05)
+    same = [color_jitter(img, np.random.default_rng(1), jitter=0.05, stain=s) for s in (None, 0.05)]
+    np.testing.assert_array_equal(*same)  # None: the brightness jitter's value, as before
+
+    s = Sample("a", *synthetic_nuclei((64, 64), seed=4))
+
+    def curvature(blur):  # mean |second difference| over a few draws: the fine detail left
+        out = []
+        for seed in range(4):
+            x, t = make_batch([s], np.random.default_rng(seed), config=SMALL,
+                              options=NucleiTrainingOptions(patch_size=64, batch_size=1, blur=blur))
+            out.append(float(torch.diff(x, n=2, dim=-1).abs().mean()))
+        return np.mean(out), t
+
+    (sharp, t_sharp), (soft, t_soft) = curvature(0.0), curvature(1.0)
+    assert soft < 0.6 * sharp
+    torch.testing.assert_close(t_sharp[0], t_soft[0])  # the same windows: targets untouched
+    torch.testing.assert_close(t_sharp[1], t_soft[1])

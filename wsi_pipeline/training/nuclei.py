@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 from torch.nn import functional as F
 
 from detectors.nuclei.outlines import OutlineRefinement, refine_instances
@@ -96,6 +97,8 @@ class NucleiTrainingOptions:
     loss_weights: tuple[float, float] = (1.0, 0.2)
     background_reg: float = 1e-4
     color_jitter: float = 0.05
+    stain_jitter: float | None = None  # H&E amounts scaled by 1 +- this (None: color_jitter's value)
+    blur: float = 0.0  # share of training patches blurred (Gaussian, sigma 0.3-1.2 px: focus varies by scanner)
     time_limit_min: float | None = None
     anneal: bool = False  # cosine learning-rate decay over the run instead of plateau decay
     seed: int = 0
@@ -230,11 +233,13 @@ def hed_jitter(rgb: np.ndarray, rng: np.random.Generator, *, sigma: float) -> np
     return np.clip(hed2rgb(hed), 0, 1) * 255.0
 
 
-def color_jitter(img: np.ndarray, rng: np.random.Generator, *, jitter: float) -> np.ndarray:
-    """(H, W, 3) float RGB 0..255 -> float32: H&E stain jitter, then brightness/contrast."""
+def color_jitter(img: np.ndarray, rng: np.random.Generator, *, jitter: float,
+                 stain: float | None = None) -> np.ndarray:
+    """(H, W, 3) float RGB 0..255 -> float32: H&E stain jitter (``stain``, default ``jitter``),
+    then brightness/contrast (``jitter``)."""
     img = img.astype(np.float32)
     if jitter > 0:
-        img = hed_jitter(img, rng, sigma=jitter).astype(np.float32)
+        img = hed_jitter(img, rng, sigma=jitter if stain is None else stain).astype(np.float32)
         img = img * rng.uniform(1 - jitter, 1 + jitter) + rng.uniform(-10, 10) * jitter / 0.05
     return np.ascontiguousarray(img)
 
@@ -278,7 +283,9 @@ def make_batch(samples: list[Sample], rng: np.random.Generator, *, config: StarD
             rot = int(rng.integers(4)) if n % 4 == 0 else 0
             flip = bool(rng.random() < 0.5) and n % 2 == 0
             img, lbl, prob, dist = transform_patch(img, lbl, prob, dist, rot=rot, flip=flip)
-            img = color_jitter(img, rng, jitter=options.color_jitter)
+            img = color_jitter(img, rng, jitter=options.color_jitter, stain=options.stain_jitter)
+            if options.blur > 0 and rng.random() < options.blur:
+                img = ndi.gaussian_filter(img, (rng.uniform(0.3, 1.2),) * 2 + (0,))
         xs.append(normalize_numpy(np.ascontiguousarray(img), s.percentiles).transpose(2, 0, 1))
         probs.append(np.ascontiguousarray(prob[::gy, ::gx])[None])
         dists.append(np.ascontiguousarray(dist[::gy, ::gx].transpose(2, 0, 1)))
