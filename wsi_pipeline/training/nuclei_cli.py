@@ -42,8 +42,8 @@ def add_arguments(parser) -> None:
                         help="images the thresholds, outline redrawing and --tta auto are chosen on: val (default) or "
                              "all (training and validation images: steadier when there are very few)")
     parser.add_argument("--stain-jitter", type=float, default=None,
-                        help="scale the H&E amounts of training patches by 1 +- this (default 0.05; 0.3-0.4 helped "
-                             "on MoNuSeg's mixed sites)")
+                        help="scale the H&E amounts of training patches by 1 +- this (default 0.05; 0.3-0.4 raised "
+                             "MoNuSeg validation AJI, not its test AJI: see models/stardist-monuseg)")
     parser.add_argument("--blur", type=float, default=0.0,
                         help="share of training patches blurred (Gaussian, sigma 0.3-1.2 px; default 0)")
     parser.add_argument("--workers", type=int, default=0, help="processes preparing training batches (0: none)")
