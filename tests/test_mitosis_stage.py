@@ -75,3 +75,17 @@ def test_demo_mitosis_line_gives_a_rate_only_when_validated():
     line = mitosis_line(UNVALIDATED)
     assert line.startswith("not assessed") and "12 unvalidated candidate" in line and "per mm²" not in line
     assert mitosis_line({"mitoses": 4, "mitoses_per_mm2": 3.0}).startswith("not assessed")
+
+
+def test_unvalidated_reason_reads_inside_the_reports_parentheses():
+    """The synoptic and demo print the reason as "not assessed (<reason>)": it carries no
+    parentheses of its own, and says what to do and how many candidates there are."""
+    from wsi_pipeline.mitosis_stage import mitotic_rate
+    from wsi_pipeline.report.mitotic_rate import run_rate
+
+    rate = mitotic_rate(None, validated=False, candidates=47, area_mm2=1.0)
+    assert rate["value"] is None and rate["assessed"] is False
+    finding = run_rate({"counts": {"mitotic_rate": rate, "mitoses_validated": False, "mitoses_per_mm2": None}})[1]
+    assert "(" not in finding.reason and ")" not in finding.reason
+    assert "47 unvalidated candidates in mitoses.geojson are" in finding.reason and "--mitosis-model" in finding.reason
+    assert "1 unvalidated candidate in" in mitotic_rate(None, validated=False, candidates=1, area_mm2=1.0)["reason"]

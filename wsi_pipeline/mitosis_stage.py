@@ -251,8 +251,10 @@ def mitotic_rate(hotspot: Hotspot | None, *, validated: bool, candidates: int, a
     """``{"value": mitoses per mm² | None, "area_mm2", "assessed": bool, "reason": str | None}``:
     a value only from a validated scorer's hotspot; otherwise the reason it is not assessed."""
     if not validated:
-        reason = (f"no validated mitosis model; {candidates} unvalidated candidate(s) in mitoses.geojson are for "
-                  "review only (give a validated model folder with --mitosis-model)")
+        # no parentheses: the reports put the reason in some ("not assessed (...)")
+        many = f"{candidates} unvalidated candidates in mitoses.geojson are" if candidates != 1 else \
+            "1 unvalidated candidate in mitoses.geojson is"
+        reason = f"no validated mitosis model; {many} for review only; --mitosis-model takes a validated model folder"
     elif hotspot is None:
         reason = f"no field of {area_mm2:g} mm² lies over enough tissue for a hotspot count"
     else:
