@@ -93,6 +93,13 @@ def test_whole_slide_run_with_the_model(tmp_path, capsys):
     assert NAME in json.dumps(summary)
     with gzip.open(tmp_path / "o" / "field" / "nuclei.geojson.gz", "rt") as fh:
         assert len(json.load(fh)["features"]) >= 50
+    # the weight-free cell-type and tissue-map rules are set on the weight-free outlines: not
+    # run on this model's (on CMU-1 normal skin they proposed a tumour, Breslow and an ulcer)
+    counts = summary["counts"]
+    assert summary["models"]["nuclei"]["trained"] is True
+    assert counts["tissue_map"].startswith("not assessed") and NAME in counts["tissue_map"]
+    assert "cell_types" not in counts and not (tmp_path / "o" / "field" / "regions.geojson").exists()
+    assert counts["synoptic"]["lesion"].startswith("not assessed: no tissue map")
 
 
 def test_tiled_equals_untiled():

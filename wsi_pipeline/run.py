@@ -121,12 +121,14 @@ def run_slide(
                 with _Timer(run.timings, "nuclei"):
                     nuclei = _nuclei(job, slide, tissue, cfg, client, run, progress)
                     nuclei = _outside_ink(nuclei, tissue.inks, run)
-            typed = he and cfg.cells.enabled and cfg.nuclei.enabled and bool(tissue.polygons)
+            rules_fit = _rules_fit_nuclei(cfg, run)
+            typed = (he and cfg.cells.enabled and cfg.nuclei.enabled and bool(tissue.polygons)
+                     and (rules_fit or bool(cfg.cells.model)))
             if typed:
                 with _Timer(run.timings, "cells"):
                     nuclei = type_cells(nuclei, mpp=slide.mpp[0], cfg=cfg, run=run)
             run.counts["nuclei"] = len(nuclei)
-            if he and cfg.regions.enabled and tissue.polygons:
+            if he and cfg.regions.enabled and tissue.polygons and (rules_fit or cfg.regions.model):
                 with _Timer(run.timings, "regions"):
                     run.region_map = map_tissue_regions(slide, tissue, nuclei, cfg=cfg, out=tmp, props=props, run=run,
                                                         slide_id=job.slide_id)
@@ -170,6 +172,25 @@ def nuclei_tiles(slide, tissue, spec, cfg: PipelineConfig, tile_size: int) -> li
         halo=spec.halo, max_object=spec.max_object_size, tissue_mask=tissue.mask,
         mask_downsample=tissue.downsample, min_tissue_fraction=cfg.tissue.min_tile_tissue_fraction,
     )
+
+
+def _rules_fit_nuclei(cfg: PipelineConfig, run: SlideRun) -> bool:
+    """Whether the weight-free cell-type and tissue-map rules may read these nuclei. Their
+    thresholds (nuclear area, darkness, mean area per field) were set on the weight-free
+    detector's outlines; a trained nuclei model draws its own (``stardist-monuseg``: about 1.4x
+    the area on CMU-1), and on normal skin the rules then proposed a tumour, a Breslow thickness
+    and an ulcer. With such a model, the rules whose trained replacement was not given are not
+    run; the notes and ``counts.tissue_map`` say why."""
+    nuclei = run.models.get("nuclei") or {}
+    if not nuclei.get("trained") or (cfg.cells.model and cfg.regions.model):
+        return True
+    reason = (f"not assessed: the weight-free cell-type and tissue-map rules are set on the weight-free "
+              f"detector's nuclear outlines, not on those of {nuclei.get('folder')}; give --cell-model and "
+              "--tissue-model trained on its nuclei")
+    log.warning("%s", reason)
+    run.notes.append(f"cell types / tissue map: {reason}")
+    run.counts["tissue_map"] = reason
+    return False
 
 
 def _stain_check(tissue, cfg: PipelineConfig, run: SlideRun) -> bool:
@@ -229,7 +250,7 @@ def _nuclei(job, slide, tissue, cfg, client, run, progress) -> Instances:
     run.notes.append(f"nuclei: {description}")
     folder = factory.args[1]
     weights = Path(folder) / "weights_best.h5" if folder else None
-    run.models["nuclei"] = {"name": description,
+    run.models["nuclei"] = {"name": description, "trained": bool(folder), "folder": Path(folder).name if folder else None,
                             "weights_sha256": file_checksum(weights) if weights and weights.is_file() else None}
     detector = factory()
     spec = detector.spec

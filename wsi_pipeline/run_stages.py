@@ -185,8 +185,11 @@ def write_report(slide, job: SlideJob, cfg: PipelineConfig, out: Path, run) -> N
     draft = build_draft(out, mpp=tuple(slide.mpp), frame_px=slide.bounds, summary=summary_data(job, slide, cfg, run),
                         diagnosis=job.metadata.get("diagnosis"), specimen_id=job.metadata.get("specimen_id"))
     if not draft.assessment.lesion.found:
-        run.counts["synoptic"] = {"lesion": "no tumour found"}
-        run.notes.append("report: no tumour found (no synoptic draft)")
+        # no tissue map made (run._rules_fit_nuclei) is not "no tumour found"
+        lesion = ("not assessed: no tissue map (its rules are not set on this nuclei model)"
+                  if run.counts.get("tissue_map") else "no tumour found")
+        run.counts["synoptic"] = {"lesion": lesion}
+        run.notes.append(f"report: {lesion} (no synoptic draft)")
         return
     data = write_draft(out, draft, slide=slide)
     run.counts["synoptic"] = data.get("summary")

@@ -234,8 +234,11 @@ def _diagnosis(given: str | None, summary: dict | None, results: Path) -> tuple[
 def _no_lesion(lesion, summary: dict | None = None) -> str:
     if any(s.startswith("regions.geojson") for s in lesion.searched):
         return "no tumour found"
-    if not_he_slide((summary or {}).get("counts") or {}):  # the run made no tissue map, and says why
+    counts = (summary or {}).get("counts") or {}
+    if not_he_slide(counts):  # the run made no tissue map, and says why
         return "no tumour outline (no Tumor annotation; no tissue map: not an H&E slide, stain check)"
+    if str(counts.get("tissue_map") or "").startswith("not assessed"):  # nor with a trained nuclei model's outlines
+        return "no tumour outline (no Tumor annotation; no tissue map: the rules are not set on this nuclei model)"
     return "no tumour outline (no Tumor annotation, no tissue map)"
 
 
