@@ -50,4 +50,3 @@ def run(args) -> int:
     print(f"results in {result.out_dir}")
     print(f"look at them: wsi-pipeline view {path} --results {result.out_dir}   (needs the [viewer] extra)")
     return 0
-
