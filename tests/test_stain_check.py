@@ -69,6 +69,7 @@ def test_an_ihc_slide_gets_tissue_and_nuclei_and_nothing_h_and_e(ihc_run):
     assert "cell_types" not in c and summary.get("regions") in (None, {})
     assert c["mitoses_per_mm2"] is None and c["mitotic_rate"]["assessed"] is False
     assert "not an H&E slide" in c["mitotic_rate"]["reason"] and "not an H&E slide" in c["synoptic"]["lesion"]
+    assert c["tissue_map"] == "not assessed: not an H&E slide, stain check"
     assert any("not an H&E slide" in n for n in summary["notes"])
     names = {p.name for p in out.iterdir()}
     assert {"tissue.geojson", "nuclei.geojson.gz", "overview.png", "summary.json"} <= names

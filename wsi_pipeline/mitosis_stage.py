@@ -35,13 +35,11 @@ from wsi_pipeline.annotations import Feature, write_geojson
 from wsi_pipeline.atomic import atomic_path
 from wsi_pipeline.ids import stable_ids
 from wsi_pipeline.mitosis_classes import HOTSPOT_CLASS, UNVALIDATED_CLASS, VALIDATED_CLASS
+from wsi_pipeline.reasons import NOT_ASSESSED
 
 log = logging.getLogger(__name__)
 
 DENSITY_PIXEL_UM = 250.0
-
-
-NOT_ASSESSED = "not assessed"
 
 
 @dataclass

@@ -29,6 +29,7 @@ from wsi_pipeline.config import PipelineConfig
 from wsi_pipeline.detection import nuclei_factory
 from wsi_pipeline.ids import sort_instances, stable_ids
 from wsi_pipeline.map_stage import map_tissue_regions, type_cells, type_in_context
+from wsi_pipeline.reasons import no_map
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,8 @@ def run_slide(
                                                         slide_id=job.slide_id)
                 if typed and not cfg.cells.model:
                     nuclei = type_in_context(nuclei, run.region_map, run=run)
+            elif he and tissue.polygons and not cfg.regions.enabled:
+                run.counts["tissue_map"] = no_map("turned off, regions.enabled false")
             if cfg.nuclei.enabled and tissue.polygons:
                 with _Timer(run.timings, "nuclei_write"):
                     _write_nuclei(tmp, job, nuclei, props, typed=typed)
@@ -184,12 +187,13 @@ def _rules_fit_nuclei(cfg: PipelineConfig, run: SlideRun) -> bool:
     nuclei = run.models.get("nuclei") or {}
     if not nuclei.get("trained") or (cfg.cells.model and cfg.regions.model):
         return True
-    reason = (f"not assessed: the weight-free cell-type and tissue-map rules are set on the weight-free "
-              f"detector's nuclear outlines, not on those of {nuclei.get('folder')}; give --cell-model and "
-              "--tissue-model trained on its nuclei")
+    reason = no_map("its rules are not set on this nuclei model",
+                    f"the weight-free cell-type and tissue-map rules are set on the weight-free detector's nuclear "
+                    f"outlines, not on those of {nuclei.get('folder')}; give --cell-model and --tissue-model trained "
+                    "on its nuclei")
     log.warning("%s", reason)
     run.notes.append(f"cell types / tissue map: {reason}")
-    run.counts["tissue_map"] = reason
+    run.counts.setdefault("tissue_map", reason)  # a slide that is not H&E keeps that reason
     return False
 
 
@@ -213,6 +217,7 @@ def _stain_check(tissue, cfg: PipelineConfig, run: SlideRun) -> bool:
     run.counts["mitoses_per_mm2"] = None
     run.counts["mitotic_rate"] = {"value": None, "assessed": False, "reason": reason}
     run.counts["synoptic"] = {"lesion": reason}
+    run.counts["tissue_map"] = no_map("not an H&E slide, stain check")
     return False
 
 

@@ -17,6 +17,7 @@ from wsi_pipeline.annotations import write_geojson
 from wsi_pipeline.batch.manifest import SlideJob
 from wsi_pipeline.config import PipelineConfig
 from wsi_pipeline.ids import write_json
+from wsi_pipeline.reasons import NOT_ASSESSED, no_map_reason, not_he_slide
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,6 @@ def write_overview(slide, tissue, nuclei: Instances, out: Path, run, cfg: Pipeli
     nuclei as dots in their cell-type colour (the density tint when untyped or too many),
     mitoses and hotspot (``run.mitoses``/``run.hotspot``: set only from a validated scorer),
     a scale bar and a legend."""
-    from wsi_pipeline.batch.report import not_he_slide
     from wsi_pipeline.overview import Layer, draw_layers, draw_legend, draw_scale_bar, save_png, thumbnail_for
     from wsi_pipeline.tissue_run import line_width, tissue_layers
 
@@ -185,9 +185,8 @@ def write_report(slide, job: SlideJob, cfg: PipelineConfig, out: Path, run) -> N
     draft = build_draft(out, mpp=tuple(slide.mpp), frame_px=slide.bounds, summary=summary_data(job, slide, cfg, run),
                         diagnosis=job.metadata.get("diagnosis"), specimen_id=job.metadata.get("specimen_id"))
     if not draft.assessment.lesion.found:
-        # no tissue map made (run._rules_fit_nuclei) is not "no tumour found"
-        lesion = ("not assessed: no tissue map (its rules are not set on this nuclei model)"
-                  if run.counts.get("tissue_map") else "no tumour found")
+        why = no_map_reason(run.counts)  # no tissue map made is not "no tumour found"
+        lesion = f"{NOT_ASSESSED}: no tissue map ({why})" if why else "no tumour found"
         run.counts["synoptic"] = {"lesion": lesion}
         run.notes.append(f"report: {lesion} (no synoptic draft)")
         return

@@ -17,12 +17,12 @@ from pathlib import Path
 from PIL import Image
 
 from wsi_pipeline.atomic import atomic_path, write_text_atomic
+from wsi_pipeline.reasons import NOT_ASSESSED, not_he_slide, rate_reason
 
 SYNOPTIC_COLUMNS = ("lesion", "breslow_mm", "ulceration", "til_grade", "tumour_mitoses_per_mm2", "pT",
                     "closest_margin_mm", "closest_margin")
 COLUMNS = ("slide_id", "status", "seconds", "tissue_mm2", "nuclei", "mitosis_candidates", "mitoses", "mitoses_per_mm2",
            *SYNOPTIC_COLUMNS, "error")
-NOT_ASSESSED = "not assessed"
 
 
 @dataclass
@@ -81,27 +81,6 @@ def synoptic_columns(row: SlideRow) -> dict[str, str]:
         "closest_margin_mm": value(s.get("closest_margin_mm"), lambda v: f"{v:.2f}"),
         "closest_margin": s.get("closest_margin") or "",
     }
-
-
-def not_he_slide(counts: dict) -> str:
-    """Why a slide got tissue and nuclei only ('' for an H&E slide, or when the check was off)."""
-    stain = counts.get("stain")
-    if not isinstance(stain, dict) or stain.get("he") is not False or not stain.get("checked"):
-        return ""
-    pct = stain.get("pink_fraction")
-    share = "" if pct is None else f"{100 * pct:.1f}% of tissue pixels pink-purple; "
-    return (f"no eosin ({share}not H&E, e.g. immunohistochemistry): cell types, tissue map, mitoses and the "
-            "synoptic report not assessed")
-
-
-def rate_reason(counts: dict) -> str:
-    """Why the mitotic rate is not given ('' when it is, or when mitoses were not run)."""
-    rate = counts.get("mitotic_rate")
-    if isinstance(rate, dict) and rate.get("reason"):
-        return str(rate["reason"])
-    if counts.get("mitoses_validated") is False:
-        return f"{NOT_ASSESSED}: no validated mitosis model"
-    return ""
 
 
 def _assessed(counts: dict, value) -> str:

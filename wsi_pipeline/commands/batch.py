@@ -15,7 +15,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from wsi_pipeline.batch.report import not_he_slide
+    from wsi_pipeline.reasons import not_he_slide
     from wsi_pipeline.batch.runner import run_batch
     from wsi_pipeline.commands._options import config_from_args
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-NOT_ASSESSED = "not assessed"
+from wsi_pipeline.reasons import NOT_ASSESSED
 
 
 @dataclass(frozen=True)

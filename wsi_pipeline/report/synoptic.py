@@ -19,7 +19,6 @@ import numpy as np
 import shapely
 
 from tiling.errors import InputError
-from wsi_pipeline.batch.report import not_he_slide
 from wsi_pipeline.report.breslow import Breslow, breslow_finding, measure_breslow, transected_at, ulceration_finding
 from wsi_pipeline.report.config import SynopticConfig, load_synoptic_config
 from wsi_pipeline.report.findings import Finding, not_assessed, weakest
@@ -32,6 +31,7 @@ from wsi_pipeline.report.mitotic_rate import count_invasive, field_mm2, mitotic_
 from wsi_pipeline.report.skin_surface import SkinSurface, find_ulcers, granular_line, ulcers_seen_by_cells
 from wsi_pipeline.report.staging import check_diagnosis, pt_finding
 from wsi_pipeline.report.tils import TilResult, grade_tils, til_finding
+from wsi_pipeline.reasons import no_map_reason
 from wsi_pipeline.report.tissue_map import TissueMap, load_tissue_map
 
 CAVEAT = "Computer-assisted draft, to be confirmed by the pathologist."
@@ -234,12 +234,9 @@ def _diagnosis(given: str | None, summary: dict | None, results: Path) -> tuple[
 def _no_lesion(lesion, summary: dict | None = None) -> str:
     if any(s.startswith("regions.geojson") for s in lesion.searched):
         return "no tumour found"
-    counts = (summary or {}).get("counts") or {}
-    if not_he_slide(counts):  # the run made no tissue map, and says why
-        return "no tumour outline (no Tumor annotation; no tissue map: not an H&E slide, stain check)"
-    if str(counts.get("tissue_map") or "").startswith("not assessed"):  # nor with a trained nuclei model's outlines
-        return "no tumour outline (no Tumor annotation; no tissue map: the rules are not set on this nuclei model)"
-    return "no tumour outline (no Tumor annotation, no tissue map)"
+    why = no_map_reason((summary or {}).get("counts") or {})  # the run made no tissue map, and says why
+    return f"no tumour outline (no Tumor annotation; no tissue map: {why})" if why else \
+        "no tumour outline (no Tumor annotation, no tissue map)"
 
 
 def _lesion_display(a: MarginAssessment) -> str:
