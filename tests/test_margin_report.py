@@ -194,6 +194,7 @@ def test_every_line_of_the_page_lies_on_the_page(tmp_path, source):
     note = a.lesion.note
     assert note.startswith("Lesion outline PROPOSED by the software (" if a.lesion.proposed else "Lesion outline: ")
     assert "review required" not in note and "((" not in note
+    assert note.count("(") == note.count(")") == 1  # no brackets inside brackets
     slide = ArraySlide(tissue_image([TISSUE], mpp=MPP, size_px=(1400, 1100)), mpp=MPP)
     fig = report_figure(a, read_thumbnail(slide, a, mpp=MPP), mpp=MPP, specimen="TEST-3")
     renderer = FigureCanvasAgg(fig).get_renderer()

@@ -45,11 +45,15 @@ DESCRIPTIONS = {
     LESION_FILE: "the tumour outline supplied (--lesion)",
     DRAWN_FILE: "the Tumor annotation drawn on the slide (annotations.geojson)",
     TISSUE_MODEL: "the Tumor region of a trained tissue model (regions.geojson)",
-    TISSUE_MAP: "the Tumor region of the weight-free tissue map (proposed, review required)",
     TRUTH_MAP: "the Tumor region of a ground-truth map (regions.geojson)",
-    PROPOSAL: "a proposal from nuclear density and size (proposed, review required; may include epidermis)",
     NONE: "no tumour outline",
 }
+#: the proposed outlines' sources: (where from, caveat); the description adds "proposed, review required"
+PROPOSED_FROM = {
+    TISSUE_MAP: ("the Tumor region of the weight-free tissue map", ""),
+    PROPOSAL: ("a proposal from nuclear density and size", "may include epidermis"),
+}
+
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ class Lesion:
 
     @property
     def description(self) -> str:
+        if self.source in PROPOSED_FROM:
+            where, caveat = PROPOSED_FROM[self.source]
+            return f"{where} (proposed, review required{'; ' + caveat if caveat else ''})"
         return DESCRIPTIONS.get(self.source, self.source)
 
     @property
@@ -87,7 +94,7 @@ class Lesion:
         if not self.found:
             return ""
         if self.proposed:
-            where = self.description.replace(" (proposed, review required)", "").replace("proposed, review required; ", "")
+            where = "; ".join(x for x in PROPOSED_FROM.get(self.source, (self.description,)) if x)
             return f"Lesion outline PROPOSED by the software ({where}): review it before signing."
         return f"Lesion outline: {self.description}."
 
