@@ -131,3 +131,54 @@ def test_weightfree_fast_is_the_single_level_detector():
     assert len(full.params.levels) > 1 and full.threshold == 0.3
     _, note = nuclei_factory("weightfree-fast", "cpu")
     assert "one threshold level" in note
+
+
+def test_fill_small_holes_fills_only_small_closed_holes():
+    from detectors.nuclei.watershed import fill_small_holes
+
+    mask = np.zeros((60, 90), bool)
+    rr, cc = disk((20, 20), 9)
+    mask[rr, cc] = True
+    mask[disk((20, 20), 6)] = False  # a ring: hole 11 px across
+    mask[35:58, 40:88] = True
+    mask[38:55, 43:85] = False  # a frame: hole 42 px across
+    mask[0:10, 70:80] = True
+    mask[0:6, 73:77] = False  # a notch open to the border: not a hole
+    out = fill_small_holes(mask, max_extent=20)
+    assert out[20, 20] and out[disk((20, 20), 6)].all()  # the ring became a disc
+    assert not out[45, 60] and not out[2, 75]  # the wide hole and the open notch stay
+    assert (out >= mask).all()
+    assert fill_small_holes(np.ones((5, 5), bool), max_extent=3).all()
+
+
+def test_a_vesicular_nucleus_is_found_whole():
+    """A pale vesicular nucleus, at 0.5 µm/px a 0.5 µm ring of chromatin on its membrane
+    round a pale centre: the opening and the local-mean condition leave the ordinary levels
+    nothing of it; the filled level (holes filled before the opening) holds it whole, and
+    the detector finds it with the dark nuclei around it; without that level it does not."""
+    from wsi_pipeline.evaluation.metrics import overlaps
+    from detectors.nuclei.weightfree import WeightFreeParams
+
+    rng = np.random.default_rng(0)
+    size = 160
+    truth = np.zeros((size, size), np.int32)
+    conc = np.full((size, size), 0.04)
+    for k, (cy, cx) in enumerate([(25, 25), (25, 135), (135, 25), (135, 135), (80, 30)], start=1):
+        rr, cc = disk((cy, cx), 6.5, shape=truth.shape)
+        truth[rr, cc], conc[rr, cc] = k, 0.8
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - 80, xx - 90)
+    ring_nucleus = r <= 10  # 10 µm across
+    truth[ring_nucleus], conc[ring_nucleus] = 6, 0.1
+    conc[ring_nucleus & (r > 9)] = 0.7
+    rgb = _he(conc, rng)
+    det = WeightFreeNucleiDetector(device="cpu", mpp=0.5)
+    levels, _, _ = det.level_labels(rgb)
+    assert len(levels) == len(det.params.levels) + 1
+    best = [overlaps(ring_nucleus.astype(np.int32), lab).iou.max() if lab.max() else 0.0 for lab in levels]
+    assert best[0] >= 0.9 and max(best[1:]) < 0.5, best
+    tp = {}
+    for filled in (1.0, 0.0):
+        d = WeightFreeNucleiDetector(device="cpu", mpp=0.5, params=WeightFreeParams(filled_level=filled))
+        tp[filled] = score_labels(truth, rasterise(d.predict(rgb).geometry, truth.shape)).at(0.5)["tp"]
+    assert tp == {1.0: 6, 0.0: 5}
