@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 
-import tifffile
-
-from tests.test_stain_check import HE, paint
-from wsi_pipeline.cli import main
+from tests.test_stain_check import HE, run_painted
 from wsi_pipeline.reasons import no_map, no_map_reason
 
 
@@ -27,13 +24,8 @@ def test_a_run_with_the_tissue_map_turned_off_does_not_say_no_tumour_found(tmp_p
     from wsi_pipeline.batch.report import SlideRow, synoptic_columns
     from wsi_pipeline.report.synoptic import build_draft
 
-    img, _ = paint(HE, size=(600, 800))
-    tifffile.imwrite(tmp_path / "x.tif", img, tile=(256, 256), photometric="rgb")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("regions:\n  enabled: false\nnuclei:\n  enabled: false\nmitosis:\n  enabled: false\n")
-    assert main(["run", str(tmp_path / "x.tif"), "--mpp", "0.5", "--out", str(tmp_path / "o"), "--config", str(cfg),
-                 "--device", "cpu"]) == 0
-    out = tmp_path / "o" / "x"
+    off = "regions:\n  enabled: false\nnuclei:\n  enabled: false\nmitosis:\n  enabled: false\n"
+    out = run_painted(tmp_path, HE, off)
     summary = json.loads((out / "summary.json").read_text())
     c = summary["counts"]
     assert c["stain"]["he"] is True and not (out / "regions.geojson").exists()

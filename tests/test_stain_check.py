@@ -92,13 +92,20 @@ def test_the_batch_report_says_why_nothing_was_assessed(ihc_run):
     assert "Not H&amp;E: tissue and nuclei only" in page and "<li>melan-a: no eosin" in page and "<li>he-slide" not in page
 
 
-def test_the_check_can_be_turned_off(tmp_path):
-    img, _ = paint(IHC, size=(600, 800))
+def run_painted(tmp_path, colours: dict, config: str):
+    """``run`` (CPU, 0.5 µm/px) on a small painted slide with the ``config`` YAML: its results folder."""
+    img, _ = paint(colours, size=(600, 800))
     tifffile.imwrite(tmp_path / "x.tif", img, tile=(256, 256), photometric="rgb")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("tissue:\n  stain_check: false\nnuclei:\n  enabled: false\nmitosis:\n  enabled: false\n")
+    cfg.write_text(config)
     assert main(["run", str(tmp_path / "x.tif"), "--mpp", "0.5", "--out", str(tmp_path / "o"), "--config", str(cfg),
                  "--device", "cpu"]) == 0
+    return tmp_path / "o" / "x"
+
+
+def test_the_check_can_be_turned_off(tmp_path):
+    run_painted(tmp_path, IHC, "tissue:\n  stain_check: false\nnuclei:\n  enabled: false\n"
+                               "mitosis:\n  enabled: false\n")
     c = json.loads((tmp_path / "o" / "x" / "summary.json").read_text())["counts"]
     assert c["stain"]["he"] is False and c["stain"]["checked"] is False
     assert "mitotic_rate" not in c and (tmp_path / "o" / "x" / "regions.geojson").is_file()

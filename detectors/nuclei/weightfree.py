@@ -51,8 +51,8 @@ from detectors.nuclei.outlines import nucleus_map, outline_polygons
 from detectors.nuclei.stain import RUIFROK_HE, macenko_vectors, rgb_to_od
 from detectors.nuclei.tree import NodeScore, choose
 from detectors.nuclei.watershed import (
-    distance_transform, fill_holes_and_size, fill_small_holes, flood, gaussian_blur, h_maxima, label_means, local_maxima,
-    otsu, rim_means,
+    distance_transform, fill_holes_and_size, fill_small_holes, flood, gaussian_blur, h_maxima, label_means,
+    local_maxima, otsu, rim_means,
 )
 
 log = logging.getLogger(__name__)
