@@ -179,8 +179,9 @@ def fill_small_holes(mask: np.ndarray, *, max_extent: int) -> np.ndarray:
     border). Thresholding a map and then filling its holes is thresholding the map with its
     closed basins filled (grayscale hole filling): the hollow centre of a vesicular nucleus,
     whose chromatin lines its membrane, joins its ring. Wider holes (cells outlined by their
-    membranes, gland lumens) stay open, and so does any hole within ``max_extent`` of a
-    tile's border that the whole image would close (tiles agree with the whole)."""
+    membranes, gland lumens) stay open. A hole cut by a tile's border stays open in that tile,
+    so a tile and the whole image can differ only within ``max_extent`` of its border (inside
+    the halo)."""
     bg, n = ndimage.label(~mask)
     if n == 0:
         return mask.copy()

@@ -10,9 +10,9 @@ pixels at 0.25 µm/px and scaled to the working resolution by :meth:`WeightFreeP
    the slide's tissue pixels, see :meth:`WeightFreeNucleiDetector.calibrate`, or of the
    tile's when not calibrated) *and* above the local mean (a wide Gaussian), torch. This
    is done at each of several ``levels`` (multiples of the global level), so that every
-   nucleus can be taken at its own threshold (step 7), and once more on the map with its
-   small closed basins filled, so that a pale vesicular nucleus (chromatin lining its
-   membrane around a pale centre) is seen whole (``filled_level``);
+   nucleus can be taken at its own threshold (step 7), and once more without the local-mean
+   condition and with small holes filled before the opening, so that a pale vesicular
+   nucleus (chromatin lining its membrane round a pale centre) is seen whole (``filled_level``);
 4. opening, hole filling and removal of specks smaller than ``min_area`` (opening in
    torch; hole filling and component sizes with scipy on the CPU);
 5. distance transform (torch on GPU, scipy's identical exact EDT on CPU), smoothed, and its
@@ -328,8 +328,10 @@ class WeightFreeNucleiDetector(Detector):
 
     def _level_labels(self, hs: torch.Tensor, level: torch.Tensor) -> list[np.ndarray]:
         """One tile's (1, 1, H, W) nucleus map segmented at each of ``params.levels`` x its
-        global ``level``: (H, W) int32 label images, lowest threshold first; the filled map's
-        (``filled_level``) comes first, below them all (filling only raises the map)."""
+        global ``level``: (H, W) int32 label images, lowest threshold first, and before them the
+        filled level's (``filled_level``): with no local-mean condition and its holes filled,
+        its objects tend to hold those of the other levels (parents are by majority,
+        :func:`detectors.nuclei.tree.parents`)."""
         p = self.px
         levels = level * torch.tensor(p.levels, device=hs.device, dtype=hs.dtype)
         hs_k = hs.expand(len(levels), -1, -1, -1)

@@ -55,7 +55,6 @@ PROPOSED_FROM = {
 }
 
 
-
 @dataclass(frozen=True)
 class Lesion:
     """Lesion foci in µm. ``source``: one of "lesion file", "annotations.geojson", "tissue
