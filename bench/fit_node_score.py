@@ -100,7 +100,9 @@ def main() -> None:
     x = np.concatenate([d[0] for d in data.values()])
     y = np.concatenate([d[1] for d in data.values()]) >= 0.5
     coef = fit_logistic(x, y.astype(float))
-    print(f"{len(x)} objects over {len(params.levels)} levels, {y.mean():.1%} true ({time.perf_counter() - t0:.0f} s)")
+    filled = " and the filled level" if params.filled_level > 0 else ""
+    print(f"{len(x)} objects over {len(params.levels)} levels{filled}, {y.mean():.1%} true "
+          f"({time.perf_counter() - t0:.0f} s)")
     print(f"all tiles: {node_score(coef, args.bias)}")
     if not args.loo:
         return
