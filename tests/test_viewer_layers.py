@@ -164,3 +164,25 @@ def test_view_command_errors_are_one_line(tmp_path, capsys):
     assert main(["view", str(tmp_path / "missing.svs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.svs" in err[0] and err[0].startswith("wsi-pipeline view: error:")
+
+
+def test_straight_on_vertices_are_not_drawn():
+    """napari draws the join of two exactly parallel edges as a long spike (seen on CMU-1: a
+    straight line through the nuclei layer); such vertices are dropped from what is drawn,
+    the shape stays the same, a path keeps its ends."""
+    rc = np.array([[2130.94, 1039.37], [2131.69, 1039.38], [2133.94, 1039.41], [2136.19, 1038.58], [2130.0, 1030.0]])
+    out = L.drawable(rc, closed=True)
+    assert len(out) == 4 and not (out == rc[1]).all(axis=1).any()  # the vertex between parallel edges
+    assert shapely.Polygon(out).symmetric_difference(shapely.Polygon(rc)).area < 1e-6
+    square = np.array([[0, 0], [0, 5], [0, 10], [0, 10], [10, 10], [10, 0]], float)
+    assert L.drawable(square, closed=True).tolist() == [[0, 0], [0, 10], [10, 10], [10, 0]]
+    path = np.array([[0, 0], [0, 5], [0, 10], [5, 10]], float)
+    assert L.drawable(path, closed=False).tolist() == [[0, 0], [0, 10], [5, 10]]
+    tri = np.array([[0, 0], [0, 1], [1, 0]], float)
+    assert L.drawable(tri, closed=True).tolist() == tri.tolist()
+    shapes_utils = pytest.importorskip("napari.layers.shapes._shapes_utils")
+    spike = lambda p: np.abs(shapes_utils.triangulate_edge(p.astype(np.float32), closed=True)[1]).max()  # noqa: E731
+    assert spike(rc) > 10 and spike(out) < 3  # napari's own edge mesh (offsets in edge widths), before and after
+    store = FeatureStore.from_features([])
+    row = store.add(shapely.Polygon(rc[:, ::-1]), classification="Nucleus")
+    assert len(L.shapes_data(store, np.array([row]))["data"][0]) == 4

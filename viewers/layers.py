@@ -211,6 +211,36 @@ def label_of(store: FeatureStore, row: int) -> str:
     return short_label(store.names.get(row), store.categories[store.category[row]][1])
 
 
+#: a vertex where the outline runs on straight (|sin| of the turn below this) is not drawn
+STRAIGHT_SIN = 1e-3
+
+
+def drawable(rc: np.ndarray, *, closed: bool) -> np.ndarray:
+    """``rc`` (V, 2) without the vertices where the outline runs on straight or repeats a point.
+
+    napari (0.9) draws the join of two exactly parallel edges, such as a star polygon's rays
+    give now and then, as a spike ~60 edge widths long (on CMU-1: long straight lines through
+    the nuclei layer). Dropping those vertices leaves the shape as it was (each moves it by
+    less than ``STRAIGHT_SIN`` x its edges' length); a path keeps its ends."""
+    rc = np.asarray(rc)
+    if len(rc) < (4 if closed else 3):
+        return rc
+    new = np.r_[True, np.any(rc[1:] != rc[:-1], axis=1)]  # a repeated point: drawn once
+    if closed and len(rc) > 1 and (rc[-1] == rc[0]).all():
+        new[-1] = False
+    rc = rc[new]
+    p = rc.astype(np.float64)
+    a = p - np.roll(p, 1, axis=0)
+    b = np.roll(p, -1, axis=0) - p
+    la, lb = np.hypot(a[:, 0], a[:, 1]), np.hypot(b[:, 0], b[:, 1])
+    cross = np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])
+    straight = (cross <= STRAIGHT_SIN * la * lb) & ((a * b).sum(axis=1) >= 0)
+    if not closed:
+        straight[0] = straight[-1] = False
+    keep = ~straight
+    return rc[keep] if keep.sum() >= (3 if closed else 2) else rc
+
+
 def shapes_data(store: FeatureStore, rows: np.ndarray, *, with_labels: bool = False) -> dict:
     """Parts of ``rows`` as napari Shapes inputs: ``data``, ``shape_type``, ``features``, ``edge_color``.
 
@@ -230,7 +260,7 @@ def shapes_data(store: FeatureStore, rows: np.ndarray, *, with_labels: bool = Fa
         else:
             parts = geometry_parts(g)
         for shape_type, rc in parts:
-            data.append(rc)
+            data.append(drawable(rc, closed=shape_type == "polygon"))
             types.append(shape_type)
             frows.append(r)
             fcls.append(cls)
