@@ -186,3 +186,7 @@ def test_straight_on_vertices_are_not_drawn():
     store = FeatureStore.from_features([])
     row = store.add(shapely.Polygon(rc[:, ::-1]), classification="Nucleus")
     assert len(L.shapes_data(store, np.array([row]))["data"][0]) == 4
+    # written back untouched, it keeps every stored vertex (edits are saved losslessly)
+    data, kw, _ = L.annotations_layer(store, name="n")
+    (feat,) = L.layer_features(data, shape_type=kw["shape_type"], features=kw["features"], store=store)
+    assert len(feat.geometry.exterior.coords) == 6 and feat.geometry.equals(store.feature(row).geometry)

@@ -363,7 +363,8 @@ def layer_features(data, *, shape_type: list[str] | None, features, store: Featu
 def _same_geometry(a, b) -> bool:
     if a is None or b is None:
         return a is b
-    pa = geometry_parts(a) or [("point", xy_to_rc(np.asarray(shapely.get_coordinates(a))))]
+    pa = [(t, drawable(rc, closed=t == "polygon")) for t, rc in geometry_parts(a)]  # as it was drawn
+    pa = pa or [("point", xy_to_rc(np.asarray(shapely.get_coordinates(a))))]
     pb = geometry_parts(b) or [("point", xy_to_rc(np.asarray(shapely.get_coordinates(b))))]
     # napari keeps vertices as float32: differences below 0.01 px are storage, not edits
     return len(pa) == len(pb) and all(x[1].shape == y[1].shape and np.allclose(x[1], y[1], rtol=0, atol=1e-2)
